@@ -1,0 +1,30 @@
+# One-command entry points; see README.md.
+VENV := .venv
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PREFECT_HOME := $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export DVC_SITE_CACHE_DIR := $(abspath .dvc-site-cache)
+
+.PHONY: install reproduce test lint
+
+install: $(VENV)/.installed
+
+# torch first and pinned: pip then takes the CPU wheel on disk instead of a multi-GB CUDA build
+$(VENV)/.installed: pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+reproduce: install
+	dvc repro
+
+lint: install
+	ruff check .
+
+test: install lint
+	pytest -q -m "not slow"

@@ -1,0 +1,160 @@
+"""Batched, KV-cached sampling with exact token ids and reproducible per-response randomness.
+
+Each response draws its random numbers from its own stream, seeded by (seed, key), and picks
+tokens by inverse-CDF sampling. So a response's tokens do not depend on which other responses
+share its batch, on the batch size, or on when its neighbours finish: batched and one-at-a-time
+decoding give the same tokens. The cross-sampling decoder reuses these pieces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache, PreTrainedModel
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How responses are drawn."""
+
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled response with the exact ids fed to and produced by the model."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]  # includes the EOS token when the model stopped by itself
+    logprobs: list[float]  # log-prob of each response token under the untempered model
+    finish_reason: str  # "eos" or "length"
+
+
+def sampling_uniforms(seed: int, keys: Sequence[str], n_steps: int) -> torch.Tensor:
+    """Uniforms in [0, 1), one stream per key: shape (len(keys), n_steps), float64."""
+    rows = []
+    for key in keys:
+        digest = hashlib.blake2b(f"{seed}/{key}".encode(), digest_size=8).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+        rows.append(torch.rand(n_steps, generator=gen, dtype=torch.float64))
+    return torch.stack(rows) if rows else torch.empty(0, n_steps, dtype=torch.float64)
+
+
+def pick_tokens(
+    logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
+) -> torch.Tensor:
+    """Inverse-CDF sampling from tempered, top-p-truncated distributions.
+
+    logits: (B, V) float; uniforms: (B,) in [0, 1). Returns token ids (B,) long.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    cum = sorted_probs.cumsum(-1)
+    # keep the smallest prefix whose mass reaches top_p (always at least the top token)
+    keep = (cum - sorted_probs) < top_p
+    sorted_probs = sorted_probs * keep
+    cum = sorted_probs.cumsum(-1)
+    target = uniforms.to(cum.dtype).unsqueeze(-1) * cum[:, -1:]
+    idx = torch.searchsorted(cum, target, right=True).clamp(max=logits.shape[-1] - 1)
+    return order.gather(-1, idx).squeeze(-1)
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad token lists. Returns input_ids, attention_mask and position_ids, each (B, L)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+class CachedDecoder:
+    """One model's KV cache over a left-padded batch: `prefill` once, then `step` per token."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.cache = DynamicCache()
+        self.mask: torch.Tensor | None = None
+        self.next_pos: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Run the prompts; returns next-token logits (B, V) in float32."""
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions,
+            cache=self.cache, use_cache=True,
+        )
+        self.mask, self.next_pos = mask, positions[:, -1] + 1
+        return out.logits[:, -1, :].float()
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append one token per row (B,); returns the next-token logits (B, V) in float32."""
+        assert self.mask is not None and self.next_pos is not None, "call prefill first"
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        out = self.model(
+            input_ids=tokens.unsqueeze(1), attention_mask=self.mask,
+            position_ids=self.next_pos.unsqueeze(1), cache=self.cache, use_cache=True,
+        )
+        self.next_pos = self.next_pos + 1
+        return out.logits[:, -1, :].float()
+
+
+def sample(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    keys: Sequence[str],
+    params: SamplingParams,
+    eos_id: int,
+    pad_id: int,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[Generation]:
+    """Sample one response per prompt row; `keys` name each row's random stream (unique).
+
+    Returns generations in input order. Stops a batch when every row hit EOS or the limit.
+    """
+    assert len(prompts) == len(keys), "one key per prompt row"
+    results: list[Generation] = []
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+        rows = prompts[start : start + batch_size]
+        u = sampling_uniforms(params.seed, keys[start : start + batch_size], params.max_new_tokens)
+        decoder = CachedDecoder(model)
+        logits = decoder.prefill(*left_pad(rows, pad_id))
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        tokens_out, logps_out = [], []
+        for t in range(params.max_new_tokens):
+            tok = pick_tokens(logits, u[:, t], params.temperature, params.top_p)
+            tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+            logp = torch.log_softmax(logits, -1).gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+            tokens_out.append(tok)
+            logps_out.append(logp)
+            done = done | (tok == eos_id)
+            if bool(done.all()) or t == params.max_new_tokens - 1:
+                break
+            logits = decoder.step(tok)
+        toks = torch.stack(tokens_out, 1).tolist()
+        logps = torch.stack(logps_out, 1).tolist()
+        for i, row in enumerate(rows):
+            n = toks[i].index(eos_id) + 1 if eos_id in toks[i] else len(toks[i])
+            results.append(Generation(
+                prompt_ids=list(row), response_ids=toks[i][:n], logprobs=logps[i][:n],
+                finish_reason="eos" if toks[i][n - 1] == eos_id else "length",
+            ))
+    return results
