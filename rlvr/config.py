@@ -38,8 +38,12 @@ def from_section(cls: type[T], params: dict[str, Any], name: str) -> T:
     require(isinstance(raw, dict), name, "must be a mapping", f"write `{name}:` as a section")
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - fields)
-    require(not unknown, f"{name}.{unknown[0] if unknown else ''}", "unknown key",
-            f"use one of {sorted(fields)}")
+    require(
+        not unknown,
+        f"{name}.{unknown[0] if unknown else ''}",
+        "unknown key",
+        f"use one of {sorted(fields)}",
+    )
     return cls(**raw)
 
 
@@ -57,18 +61,31 @@ class TaskConfig:
     slip_pairs: float = 0.08
     slip_pairs_total: float = 0.3
     p_bad_format: float = 0.3
-    eval_prompts: str = ""  # optional path of a user eval-prompt file (overlap with train is checked)
+    eval_prompts: str = (
+        ""  # optional path of a user eval-prompt file (overlap with train is checked)
+    )
 
     def __post_init__(self) -> None:
-        require(self.n_train > 0 and self.n_eval > 0, "task.n_train/n_eval", "must be positive",
-                "set both to at least 1")
-        require(1 <= self.min_digits <= self.max_digits <= 9, "task.min_digits/max_digits",
-                f"need 1 <= min <= max <= 9, got {self.min_digits}..{self.max_digits}",
-                "pick a digit range inside 1..9")
+        require(
+            self.n_train > 0 and self.n_eval > 0,
+            "task.n_train/n_eval",
+            "must be positive",
+            "set both to at least 1",
+        )
+        require(
+            1 <= self.min_digits <= self.max_digits <= 9,
+            "task.min_digits/max_digits",
+            f"need 1 <= min <= max <= 9, got {self.min_digits}..{self.max_digits}",
+            "pick a digit range inside 1..9",
+        )
         for key in ("p_chain", "slip_chain", "slip_pairs", "slip_pairs_total", "p_bad_format"):
             value = getattr(self, key)
-            require(0.0 <= value <= 1.0, f"task.{key}", f"is a probability, got {value}",
-                    "use a value in [0, 1]")
+            require(
+                0.0 <= value <= 1.0,
+                f"task.{key}",
+                f"is a probability, got {value}",
+                "use a value in [0, 1]",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +101,19 @@ class ModelConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.architecture in ("llama", "qwen2"), "model.architecture",
-                f"unknown architecture {self.architecture!r}", "use `llama` or `qwen2`")
-        require(self.hidden_size % self.num_heads == 0, "model.hidden_size",
-                f"{self.hidden_size} is not divisible by num_heads={self.num_heads}",
-                "make hidden_size a multiple of num_heads")
+        require(
+            self.architecture in ("llama", "qwen2"),
+            "model.architecture",
+            f"unknown architecture {self.architecture!r}",
+            "use `llama` or `qwen2`",
+        )
+        require(
+            self.hidden_size % self.num_heads == 0,
+            "model.hidden_size",
+            f"{self.hidden_size} is not divisible by num_heads={self.num_heads}",
+            "make hidden_size a multiple of num_heads",
+        )
         for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length"):
-            require(getattr(self, key) > 0, f"model.{key}", "must be positive", "use an integer >= 1")
+            require(
+                getattr(self, key) > 0, f"model.{key}", "must be positive", "use an integer >= 1"
+            )

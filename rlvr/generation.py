@@ -93,11 +93,16 @@ class CachedDecoder:
         self.next_pos: torch.Tensor | None = None
 
     @torch.no_grad()
-    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def prefill(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
         """Run the prompts; returns next-token logits (B, V) in float32."""
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions,
-            cache=self.cache, use_cache=True,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self.cache,
+            use_cache=True,
         )
         self.mask, self.next_pos = mask, positions[:, -1] + 1
         return out.logits[:, -1, :].float()
@@ -108,8 +113,11 @@ class CachedDecoder:
         assert self.mask is not None and self.next_pos is not None, "call prefill first"
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
         out = self.model(
-            input_ids=tokens.unsqueeze(1), attention_mask=self.mask,
-            position_ids=self.next_pos.unsqueeze(1), cache=self.cache, use_cache=True,
+            input_ids=tokens.unsqueeze(1),
+            attention_mask=self.mask,
+            position_ids=self.next_pos.unsqueeze(1),
+            cache=self.cache,
+            use_cache=True,
         )
         self.next_pos = self.next_pos + 1
         return out.logits[:, -1, :].float()
@@ -153,8 +161,12 @@ def sample(
         logps = torch.stack(logps_out, 1).tolist()
         for i, row in enumerate(rows):
             n = toks[i].index(eos_id) + 1 if eos_id in toks[i] else len(toks[i])
-            results.append(Generation(
-                prompt_ids=list(row), response_ids=toks[i][:n], logprobs=logps[i][:n],
-                finish_reason="eos" if toks[i][n - 1] == eos_id else "length",
-            ))
+            results.append(
+                Generation(
+                    prompt_ids=list(row),
+                    response_ids=toks[i][:n],
+                    logprobs=logps[i][:n],
+                    finish_reason="eos" if toks[i][n - 1] == eos_id else "length",
+                )
+            )
     return results

@@ -57,7 +57,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+def build_model(
+    shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int
+) -> PreTrainedModel:
     """A randomly initialised causal LM of `shape` over `tokenizer`'s vocabulary."""
     if shape.architecture not in ARCHITECTURES:
         raise ValueError(
@@ -81,7 +83,9 @@ def build_model(shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int
     return AutoModelForCausalLM.from_config(config)
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path
+) -> None:
     """Save model and tokenizer as one Hugging Face directory (safetensors)."""
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -97,8 +101,10 @@ def load_model(
     """Load a checkpoint directory; a missing one raises an error naming the stage that makes it."""
     path = Path(path)
     if not (path / "config.json").exists():
-        hint = f"run the `{made_by}` stage first (dvc repro {made_by})" if made_by else (
-            "point params.yaml at a Hugging Face model directory"
+        hint = (
+            f"run the `{made_by}` stage first (dvc repro {made_by})"
+            if made_by
+            else ("point params.yaml at a Hugging Face model directory")
         )
         raise FileNotFoundError(f"no model at {path} (config.json missing): {hint}")
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

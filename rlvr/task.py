@@ -76,7 +76,8 @@ def make_split(
     if n_train + n_eval > capacity // 2:
         raise ValueError(
             f"task: n_train + n_eval = {n_train + n_eval} is too many distinct problems for "
-            f"{min_digits}..{max_digits} digits (at most {capacity // 2}); lower them in params.yaml"
+            f"{min_digits}..{max_digits} digits (at most {capacity // 2}); "
+            "lower them in params.yaml"
         )
     while len(problems) < n_train + n_eval:
         k = rng.randint(min_digits, max_digits)

@@ -33,5 +33,5 @@ def tiny_model(tokenizer):
 
 @pytest.fixture(scope="session")
 def tiny_pair(tokenizer):
-    """Two different random tiny models sharing the task tokenizer: a stand-in (base, tuned) pair."""
+    """Two different random tiny models sharing the task tokenizer: a (base, tuned) stand-in."""
     return build_model(TINY, tokenizer, seed=0).eval(), build_model(TINY, tokenizer, seed=1).eval()
