@@ -7,9 +7,10 @@ export TOKENIZERS_PARALLELISM := false
 export PREFECT_HOME := $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DVC_SITE_CACHE_DIR := $(abspath .dvc-site-cache)
 
-.PHONY: install reproduce test lint
+.PHONY: install reproduce test lint serve stop
 
 install: $(VENV)/.installed
 
@@ -28,3 +29,17 @@ lint: install
 
 test: install lint
 	pytest -q -m "not slow"
+
+# local Prefect server (127.0.0.1 only), work pool, deployments and worker; see README
+serve: install
+	scripts/serve.sh
+
+stop:
+	scripts/stop.sh
+
+# vLLM's own environment for `backend.name: vllm` (4.2 GB; it cannot share .venv): see scripts/
+.PHONY: vllm-env
+vllm-env: .venv-vllm/.installed
+
+.venv-vllm/.installed: scripts/install_vllm.sh
+	scripts/install_vllm.sh .venv-vllm

@@ -63,7 +63,7 @@ def pick_tokens(
     keep = (cum - sorted_probs) < top_p
     sorted_probs = sorted_probs * keep
     cum = sorted_probs.cumsum(-1)
-    target = uniforms.to(cum.dtype).unsqueeze(-1) * cum[:, -1:]
+    target = uniforms.to(cum).unsqueeze(-1) * cum[:, -1:]  # dtype and device of the logits
     idx = torch.searchsorted(cum, target, right=True).clamp(max=logits.shape[-1] - 1)
     return order.gather(-1, idx).squeeze(-1)
 
@@ -96,13 +96,16 @@ class CachedDecoder:
     def prefill(
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
-        """Run the prompts; returns next-token logits (B, V) in float32."""
+        """Run the prompts (moved to the model's device); returns next-token logits (B, V) fp32."""
+        dev = self.model.device
+        ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             cache=self.cache,
             use_cache=True,
+            logits_to_keep=1,  # not B x L x V logits: 10 GB at a 152k vocabulary, 64 x 512
         )
         self.mask, self.next_pos = mask, positions[:, -1] + 1
         return out.logits[:, -1, :].float()
@@ -145,7 +148,7 @@ def sample(
         u = sampling_uniforms(params.seed, keys[start : start + batch_size], params.max_new_tokens)
         decoder = CachedDecoder(model)
         logits = decoder.prefill(*left_pad(rows, pad_id))
-        done = torch.zeros(len(rows), dtype=torch.bool)
+        done = torch.zeros(len(rows), dtype=torch.bool, device=logits.device)
         tokens_out, logps_out = [], []
         for t in range(params.max_new_tokens):
             tok = pick_tokens(logits, u[:, t], params.temperature, params.top_p)

@@ -49,6 +49,8 @@ def advantage_weights(
 
     divergence: (B, T) float (any values; masked positions may hold garbage such as NaN);
     mask: (B, T), nonzero on response tokens. Returns (B, T) float32 with no autograd graph.
+    The band (1 − s/2, 1 + s/2) is open in exact arithmetic; in float32 σ rounds to 0 or 1 once
+    |α·D| exceeds ~17, so saturated weights equal the band's ends.
     """
     if s < 0 or s >= 2:
         raise ValueError(f"weight scale s={s} must lie in [0, 2) so that weights stay positive")
@@ -86,7 +88,8 @@ def js_base(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
     out = torch.empty(p.shape[0], dtype=torch.float32, device=p.device)
     for start in range(0, p.shape[0], JS_CHUNK_ROWS):
         rows = slice(start, start + JS_CHUNK_ROWS)
-        out[rows] = js(torch.log_softmax(p[rows].float(), -1), torch.log_softmax(q[rows].float(), -1))
+        logp = torch.log_softmax(p[rows].float(), -1)
+        out[rows] = js(logp, torch.log_softmax(q[rows].float(), -1))
     return out.reshape(shape)
 
 

@@ -1,0 +1,213 @@
+"""Benchmark: the project's chunked scorer vs a naive reference and vs the bare forward floor.
+
+Run: `nice -n 15 .venv/bin/python benchmarks/bench_scoring.py` (add `--sizes 256 1024` etc.).
+Workload: a fixed synthetic set of prompt + response token sequences (prompts of 7-10 tokens,
+responses of 8-20), scored by two random models of the family's default body shape (4 layers,
+hidden 64). `--vocab 0` uses the toy task's 112-id vocabulary; `--vocab 32768` (default) a
+synthetic word-level vocabulary of that size with an untied output head scaled so distributions
+are peaked like a trained model's (entropy ~4 nats, top-0.7 nucleus ~30 ids): the size where
+vocabulary chunking and the full-softmax cost of the naive reference matter.
+Prints, per dataset size (each in a fresh subprocess so peak RSS is its own):
+- tokens/s of the project scorer (`rlvr.scoring.score_responses`, token-table rows included),
+- tokens/s of the naive reference (one sequence at a time, full softmax to numpy, a Python loop
+  per token; timed on the first `--naive` responses) and the ratio (target >= 10x),
+- the floor: both models' bare forward passes over the scorer's batches, nothing computed from
+  the logits, and scorer time / floor time (target <= 1.5x),
+- peak RSS (target: flat in the number of responses),
+and checks that the scorer and the naive reference agree on every statistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+
+from rlvr.generation import left_pad
+from rlvr.modeling import ModelShape, build_model, build_tokenizer
+from rlvr.scoring import Response, ScoreParams, _pack, score_responses
+from rlvr.task import label_roles
+
+LN2 = float(np.log(2))
+
+
+def workload(n: int, vocab: int, seed: int = 0) -> list[Response]:
+    """n responses: prompts of 6-9 tokens after BOS, responses of 8-20 tokens ending in EOS."""
+    rng = np.random.default_rng(seed)
+    return [Response(f"p{i}", 0, [1] + rng.integers(4, vocab, rng.integers(6, 10)).tolist(),
+                     rng.integers(4, vocab, rng.integers(7, 20)).tolist() + [2], 1)
+            for i in range(n)]
+
+
+def pair(vocab: int):
+    """Tokenizer and (base, tuned) models: the toy ones (vocab 0) or a wide synthetic pair."""
+    if vocab == 0:
+        tok = build_tokenizer()
+        shape = ModelShape()
+        return tok, build_model(shape, tok, 0).eval(), build_model(shape, tok, 1).eval()
+    words = ["<pad>", "<bos>", "<eos>", "<unk>"] + [f"w{i}" for i in range(4, vocab)]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>")),
+        bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                      num_key_value_heads=4, intermediate_size=256, max_position_embeddings=64,
+                      tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg).eval()
+        with torch.no_grad():  # logits std ~4: peaked like a trained model's
+            model.lm_head.weight.normal_(0, 4 / math.sqrt(cfg.hidden_size))
+        out.append(model)
+    return tok, *out
+
+
+def naive(base, tuned, responses, top_p: float) -> list[dict]:
+    """One sequence at a time, float64 numpy softmax, a Python loop per token."""
+    rows = []
+    for r in responses:
+        ids = torch.tensor([r.prompt_ids + r.response_ids])
+        with torch.no_grad():
+            la = torch.log_softmax(base(input_ids=ids).logits[0].double(), -1).numpy()
+            lb = torch.log_softmax(tuned(input_ids=ids).logits[0].double(), -1).numpy()
+        start = len(r.prompt_ids) - 1
+        for j, tok in enumerate(r.response_ids):
+            a, b = la[start + j], lb[start + j]
+            p, q = np.exp(a), np.exp(b)
+            m = (p + q) / 2
+            oa, ob = np.argsort(-a), np.argsort(-b)
+            tp = []
+            for lp, order in ((a, oa), (b, ob)):
+                probs = np.exp(lp)
+                cum = np.cumsum(probs[order])
+                keep = np.zeros_like(probs)
+                kept = order[(cum - probs[order]) < top_p]
+                keep[kept] = probs[kept]
+                tp.append(keep / keep.sum())
+            mt = (tp[0] + tp[1]) / 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                js_tp = 0.5 * np.nansum(np.where(tp[0] > 0, tp[0] * np.log(tp[0] / mt), 0)) + \
+                    0.5 * np.nansum(np.where(tp[1] > 0, tp[1] * np.log(tp[1] / mt), 0))
+            rows.append({
+                "logprob_base": a[tok], "logprob_tuned": b[tok],
+                "entropy_base": -(p * a).sum(), "entropy_tuned": -(q * b).sum(),
+                "js": 0.5 * (p * (a - np.log(m))).sum() + 0.5 * (q * (b - np.log(m))).sum(),
+                "kl_base_tuned": (p * (a - b)).sum(), "kl_tuned_base": (q * (b - a)).sum(),
+                "rank_base": 1 + (a > a[tok]).sum(), "rank_tuned": 1 + (b > b[tok]).sum(),
+                "top1_base": oa[0], "top1_tuned": ob[0],
+                "rank_in_base_of_top1_tuned": 1 + (a > a[ob[0]]).sum(),
+                "prob_base_of_top1_tuned": p[ob[0]], "js_top_p": js_tp,
+                **{f"topk_overlap_{k}": len(set(oa[:k]) & set(ob[:k])) / k for k in range(1, 6)},
+            })
+    return rows
+
+
+def floor(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
+    """Bare forward passes of both models over the scorer's batches."""
+    with torch.no_grad():
+        for rows in _pack(responses, params.batch_tokens):
+            ids, mask, pos = left_pad([responses[i].prompt_ids + responses[i].response_ids
+                                       for i in rows], pad_id)
+            base(input_ids=ids, attention_mask=mask, position_ids=pos)
+            tuned(input_ids=ids, attention_mask=mask, position_ids=pos)
+
+
+def child(mode: str, n: int, n_naive: int, threads: int, vocab: int, reps: int = 3) -> dict:
+    """`timing`: scorer, naive and floor interleaved `reps` times on one workload (min time of
+    each, so load from other processes hurts all three alike); `memory`: the scorer streaming n
+    responses, keeping nothing."""
+    torch.set_num_threads(threads)
+    tok, base, tuned = pair(vocab)
+    responses = workload(n, vocab or 112)
+    # wide vocabularies: smaller batches, so the floor's full (B, L, V) logits stay ~256 MB
+    params = ScoreParams(batch_tokens=16384 if vocab == 0 else 2048)
+    out = {"mode": mode, "responses": n, "tokens": sum(len(r.response_ids) for r in responses)}
+
+    def scorer(rs):
+        return list(score_responses(base, tuned, tok, rs, "base__rl", "tuned", params,
+                                    label_roles))
+
+    warm = workload(32, vocab or 112, seed=1)  # first calls allocate and pick kernels
+    scorer(warm)
+    floor(base, tuned, warm, params, tok.pad_token_id)
+    if mode == "memory":
+        for _ in score_responses(base, tuned, tok, responses, "base__rl", "tuned", params,
+                                 label_roles):
+            pass
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return out
+    sub = responses[:n_naive]
+    times = {"scorer": [], "naive": [], "floor": []}
+    for _ in range(reps):
+        t = time.perf_counter()
+        tables = scorer(responses)
+        times["scorer"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        floor(base, tuned, responses, params, tok.pad_token_id)
+        times["floor"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ref = naive(base, tuned, sub, params.js_top_p)
+        times["naive"].append(time.perf_counter() - t)
+    out.update({k: min(v) for k, v in times.items()}, naive_tokens=len(ref))
+    import pyarrow as pa
+
+    df = pa.concat_tables(tables).to_pandas()
+    df = df[df.prompt_id.isin({r.prompt_id for r in sub})]
+    df = df.assign(i=df.prompt_id.str[1:].astype(int)).sort_values(["i", "position"])
+    out["max_abs_diff"] = {
+        key: float(np.max(np.abs(df[key].to_numpy(np.float64) -
+                                 np.array([r[key] for r in ref], np.float64))))
+        for key in ref[0]}
+    return out
+
+
+def run_child(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                          text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs=2, default=[512, 2048])
+    ap.add_argument("--naive", type=int, default=48, help="responses timed with the reference")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a "
+                    "contended machine)")
+    ap.add_argument("--vocab", type=int, default=32768, help="0: the toy task's 112 ids")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        mode, n, n_naive, threads, vocab = args.child
+        print(json.dumps(child(mode, int(n), int(n_naive), int(threads), int(vocab))))
+        return
+    small, large = args.sizes
+    th, v = str(args.threads), str(args.vocab)
+    timed = run_child("timing", str(small), str(args.naive), th, v)
+    mem = [run_child("memory", str(n), "0", th, v) for n in (small, large)]
+    scorer_tps = timed["tokens"] / timed["scorer"]
+    naive_tps = timed["naive_tokens"] / timed["naive"]
+    floor_tps = timed["tokens"] / timed["floor"]
+    diffs = timed["max_abs_diff"]
+    print(f"workload: {small} responses, {timed['tokens']} scored tokens, vocabulary "
+          f"{args.vocab or 112}, {th} torch thread(s), min of 3 interleaved runs")
+    print("agreement with the float64 naive reference (max |diff| per column): "
+          + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    print(f"scorer {scorer_tps:,.0f} tok/s | naive {naive_tps:,.0f} tok/s "
+          f"({timed['naive_tokens']} tokens) | ratio {scorer_tps / naive_tps:.1f}x (target >= 10x)")
+    print(f"floor (bare forwards of both models, same batches) {floor_tps:,.0f} tok/s | "
+          f"scorer time / floor time {timed['scorer'] / timed['floor']:.2f}x (target <= 1.5x)")
+    print(f"peak RSS of the streaming scorer: {mem[0]['peak_rss_mb']:.0f} MB at {small} "
+          f"responses, {mem[1]['peak_rss_mb']:.0f} MB at {large}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+-- Probability-mass reallocation: where the tuned model's top-1 token sits under the base model,
+-- over all positions and over divergent ones (js > $tau), per pair and generator.
+with
+
+scored as (
+
+    select pair, generator, js, rank_in_base_of_top1_tuned, prob_base_of_top1_tuned from tokens
+
+),
+
+subsets as (
+
+    select 'all' as subset, * from scored
+
+    union all
+
+    select 'divergent' as subset, * from scored where js > $tau
+
+),
+
+final as (
+
+    select
+        pair,
+        generator,
+        subset,
+        count(*) as n_positions,
+        avg((rank_in_base_of_top1_tuned = 1)::integer) as share_top1_is_base_top1,
+        avg((rank_in_base_of_top1_tuned <= 3)::integer) as share_top1_in_base_top3,
+        avg((prob_base_of_top1_tuned < $low_prob)::integer) as share_base_prob_below_low,
+        avg(rank_in_base_of_top1_tuned) as mean_rank_in_base,
+        median(rank_in_base_of_top1_tuned) as median_rank_in_base,
+        avg(prob_base_of_top1_tuned) as mean_prob_base_of_top1_tuned
+    from subsets
+    group by pair, generator, subset
+
+)
+
+select
+    pair,
+    generator,
+    subset,
+    n_positions,
+    share_top1_is_base_top1,
+    share_top1_in_base_top3,
+    share_base_prob_below_low,
+    mean_rank_in_base,
+    median_rank_in_base,
+    mean_prob_base_of_top1_tuned
+from final
+order by pair, generator, subset

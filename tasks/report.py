@@ -1,0 +1,14 @@
+"""Prefect task wrapping the HTML report builder (`rlvr.report`)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from rlvr.report import ReportOptions, build_report
+from tasks.retry import TRANSIENT_RETRIES
+
+
+@task(name="build-report", **TRANSIENT_RETRIES)
+def build_report_task(data_dir: str, out_dir: str, options: ReportOptions) -> dict[str, int]:
+    """Render data/report/index.html from whatever the pipeline has produced."""
+    return build_report(data_dir, out_dir, options)

@@ -1,0 +1,222 @@
+"""Orchestration layer: retry policy, runner settings, the dvc command plan, prefect.yaml in step
+with dvc.yaml, and the reproduce flow on a real three-stage DVC repository (fail, fix, resume)."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.reproduce import reproduce
+from rlvr import pipeline
+from rlvr.config import RunnerConfig, from_section, load_params
+from tasks.retry import TRANSIENT_RETRIES, is_transient
+from tasks.runners import make_runner
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+@pytest.fixture(scope="module")
+def prefect_backend():
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_is_transient():
+    wrapped = RuntimeError("while reading shard 3")
+    wrapped.__cause__ = ConnectionResetError("peer reset")
+    cases = [
+        (ConnectionRefusedError(), True),  # scheduler not up yet
+        (TimeoutError(), True),
+        (OSError(errno.EBUSY, "busy"), True),
+        (OSError(errno.EIO, "nfs hiccup"), True),
+        (wrapped, True),  # transient cause under a wrapper
+        (FileNotFoundError(errno.ENOENT, "no such file"), False),  # bad input path
+        (PermissionError(errno.EACCES, "denied"), False),
+        (ValueError("params.yaml `task.n_train`: must be positive"), False),
+        (KeyError("column"), False),
+        (None, False),
+    ]
+    assert [is_transient(exc) for exc, _ in cases] == [want for _, want in cases]
+
+
+def test_retries_transient_failures_only(prefect_backend, tmp_path):
+    calls = tmp_path / "calls.txt"
+
+    @task(**(TRANSIENT_RETRIES | {"retry_delay_seconds": 0}))
+    def flaky(kind: str) -> str:
+        with calls.open("a") as f:
+            f.write(kind + "\n")
+        if kind == "network" and calls.read_text().count("network") < 2:
+            raise ConnectionResetError("connection reset by peer")
+        if kind == "bad":
+            raise ValueError("params.yaml `sample.n_prompts`: must be >= 1; use e.g. 64")
+        return "ok"
+
+    @flow
+    def run(kind: str) -> str:
+        return flaky(kind)
+
+    assert run("network") == "ok"
+    assert calls.read_text().count("network") == 2  # failed once, retried once
+    with pytest.raises(ValueError, match="sample.n_prompts"):
+        run("bad")
+    assert calls.read_text().count("bad") == 1  # a bad input is never retried
+
+
+def test_runner_config_and_make_runner():
+    params = load_params(ROOT / "params.yaml")
+    cfg = from_section(RunnerConfig, params, "runner")
+    assert cfg.kind == "thread"  # the committed default runs anywhere
+    assert isinstance(make_runner(cfg), ThreadPoolTaskRunner)
+    from prefect_dask import DaskTaskRunner
+    from prefect_ray import RayTaskRunner
+
+    dask = make_runner(RunnerConfig(kind="dask", address="tcp://10.0.0.5:8786"))
+    assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://10.0.0.5:8786"
+    assert isinstance(make_runner(RunnerConfig(kind="ray", address="auto")), RayTaskRunner)
+    for bad, key in [({"kind": "spark"}, "runner.kind"), ({"n_workers": 0}, "runner.n_workers"),
+                     ({"address": "tcp://x:1"}, "runner.address")]:
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            from_section(RunnerConfig, {"runner": bad}, "runner")
+
+
+def test_param_overrides_and_command():
+    current = {"task": {"seed": 0, "n_train": 6000}, "sample": {"top_p": 1.0, "grid": [1, 2]}}
+    cases = [
+        ({}, []),  # nothing requested: params.yaml as is
+        ({"task": {}, "sample": {}}, []),  # the deployments' empty sections
+        ({"task": {"seed": 0}}, []),  # same value: no override
+        ({"task": {"seed": 3}}, ["task.seed=3"]),
+        ({"sample": {"top_p": 0.9, "grid": [4]}}, ["sample.grid=[4]", "sample.top_p=0.9"]),
+    ]
+    assert [pipeline.param_overrides(current, req) for req, _ in cases] == [w for _, w in cases]
+    with pytest.raises(ValueError, match=r"task\.sede.*task\.n_train"):
+        pipeline.param_overrides(current, {"task": {"sede": 1}})
+    with pytest.raises(ValueError, match="nosuch"):
+        pipeline.param_overrides(current, {"nosuch": {}})
+    assert pipeline.dvc_command([], []) == ["dvc", "repro"]
+    assert pipeline.dvc_command(["score"], ["task.seed=3"], force=True) == [
+        "dvc", "exp", "run", "-S", "task.seed=3", "--force", "score"]
+
+
+def test_failure_reason_picks_the_library_message():
+    lines = ["Running stage 'prepare':", "Traceback (most recent call last):", "  File ...",
+             "ValueError: params.yaml `task.n_train`: must be positive; set both to at least 1",
+             "ERROR: failed to reproduce 'prepare': failed to run: python -m flows.prepare"]
+    assert pipeline.failure_reason(lines).startswith("ValueError: params.yaml `task.n_train`")
+    assert pipeline.failure_reason(lines[-1:]).startswith("ERROR: failed to reproduce")
+
+
+def test_prefect_yaml_has_a_deployment_per_stage():
+    """prefect.yaml is generated from dvc.yaml: a new stage needs scripts/write_prefect_yaml.py."""
+    stages = pipeline.read_stages(ROOT / "dvc.yaml")
+    fresh = pipeline.prefect_yaml(stages, list(load_params(ROOT / "params.yaml")))
+    assert (ROOT / "prefect.yaml").read_text() == fresh, (
+        "prefect.yaml is stale: run `python scripts/write_prefect_yaml.py`")
+    doc = yaml.safe_load(fresh)
+    names = [d["name"] for d in doc["deployments"]]
+    assert names == ["default", *stages]
+    assert all(d["work_pool"]["name"] == pipeline.WORK_POOL for d in doc["deployments"])
+    assert "auth" not in fresh.lower() and "password" not in fresh.lower()  # no secrets
+
+
+def test_every_stage_runs_its_flow():
+    for name, stage in pipeline.read_stages(ROOT / "dvc.yaml").items():
+        stage = stage.get("do", stage)  # a foreach stage's command is in its `do` body
+        module = stage["cmd"].split("python -m ")[-1].split()[0]
+        assert stage["cmd"].startswith("python -m flows."), f"stage {name}: {stage['cmd']}"
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), f"stage {name}: no {module}"
+
+
+# A three-stage toy pipeline: `make` reads toy.n, `double` and `count` read its output. Each stage
+# appends to runs.log so the test sees which stages actually ran.
+TOY_STAGE = """\
+import json, sys, yaml
+from pathlib import Path
+name = sys.argv[1]
+with open("runs.log", "a") as f:
+    f.write(name + "\\n")
+n = yaml.safe_load(open("params.yaml"))["toy"]["n"]
+if name == "make":
+    if n < 1:
+        raise ValueError(f"params.yaml `toy.n`: must be >= 1, got {n}; use a positive count")
+    Path("out").mkdir(exist_ok=True)
+    Path("out/make.json").write_text(json.dumps(list(range(n))))
+else:
+    if name == "double" and Path("crash").exists():
+        raise RuntimeError("simulated crash")
+    values = json.loads(Path("out/make.json").read_text())
+    result = [2 * v for v in values] if name == "double" else len(values)
+    Path(f"out/{name}.json").write_text(json.dumps(result))
+"""
+
+
+def _toy_repo(path: Path) -> Path:
+    path.mkdir()
+    (path / "stage.py").write_text(TOY_STAGE)
+    (path / "params.yaml").write_text("toy:\n  n: 3\n")
+    stages = {"make": {"cmd": "python stage.py make", "deps": ["stage.py"],
+                       "params": ["toy.n"], "outs": ["out/make.json"]}}
+    for name in ("double", "count"):
+        stages[name] = {"cmd": f"python stage.py {name}", "deps": ["stage.py", "out/make.json"],
+                        "outs": [f"out/{name}.json"]}
+    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (path / ".gitignore").write_text("runs.log\ncrash\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    subprocess.run([DVC, "init", "-q"], cwd=path, check=True)
+    subprocess.run([DVC, "config", "core.analytics", "false"], cwd=path, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=path, check=True)
+    subprocess.run(git + ["commit", "-qm", "toy"], cwd=path, check=True)
+    return path
+
+
+def _ran(repo: Path) -> list[str]:
+    log = repo / "runs.log"
+    ran = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return ran
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path):
+    repo = str(_toy_repo(tmp_path / "toy"))
+    reproduce(repo=repo)
+    assert sorted(_ran(Path(repo))) == ["count", "double", "make"]
+    reproduce(repo=repo)
+    assert _ran(Path(repo)) == []  # nothing changed: nothing runs
+
+    # a bad value fails the flow with the stage's own message, and nothing downstream runs
+    with pytest.raises(pipeline.StageFailed, match=r"ValueError: params.yaml `toy.n`"):
+        reproduce(params={"toy": {"n": 0}}, repo=repo)
+    assert _ran(Path(repo)) == ["make"]
+
+    # fixed: the experiment reruns `make` and its dependants only
+    reproduce(params={"toy": {"n": 5}}, repo=repo)
+    assert sorted(_ran(Path(repo))) == ["count", "double", "make"]
+    assert (Path(repo) / "out/count.json").read_text() == "5"
+    with pytest.raises(ValueError, match="toy.m"):
+        reproduce(params={"toy": {"m": 5}}, repo=repo)
+
+    # a crash in `double` after `make` completed: the rerun resumes after `make`
+    (Path(repo) / "crash").touch()
+    (Path(repo) / "params.yaml").write_text("toy:\n  n: 7\n")
+    with pytest.raises(pipeline.StageFailed, match="simulated crash"):
+        reproduce(repo=repo)
+    assert "make" in _ran(Path(repo))
+    (Path(repo) / "crash").unlink()
+    reproduce(repo=repo)
+    ran = _ran(Path(repo))
+    assert "double" in ran and "make" not in ran
+    assert (Path(repo) / "out/double.json").read_text() == str(list(range(0, 14, 2)))
