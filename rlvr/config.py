@@ -54,8 +54,8 @@ class TaskConfig:
     seed: int = 0
     n_train: int = 6000
     n_eval: int = 256
-    min_digits: int = 4
-    max_digits: int = 7
+    min_digits: int = 3
+    max_digits: int = 5
     p_chain: float = 0.5
     slip_chain: float = 0.03
     slip_pairs: float = 0.08
@@ -95,7 +95,7 @@ class ModelConfig:
     architecture: str = "llama"
     hidden_size: int = 64
     num_layers: int = 4
-    num_heads: int = 4
+    num_heads: int = 2
     intermediate_size: int = 256
     max_length: int = 64
     seed: int = 0
@@ -468,7 +468,7 @@ class PretrainConfig:
 class RLConfig:
     """`rl`: GRPO/DAPO from the base model (`rlvr.grpo.GRPOParams` plus the stage's choices)."""
 
-    steps: int = 60
+    steps: int = 100
     prompts_per_step: int = 32
     group_size: int = 8
     max_new_tokens: int = 24
@@ -481,7 +481,7 @@ class RLConfig:
     epochs: int = 1
     dynamic_sampling: bool = True
     grad_clip: float = 1.0
-    save_every: int = 20
+    save_every: int = 25
     seed: int = 0
     track_kl: bool = True  # keep a frozen base copy to log KL to base (costs one more forward)
 
@@ -508,7 +508,7 @@ class RLConfig:
 class SFTConfig:
     """`sft`: the controls, `sft` on reference solutions and `rft` on the base's correct samples."""
 
-    steps: int = 120  # keep equal to rl.steps x rl.minibatches x rl.epochs (comparable updates)
+    steps: int = 200  # keep equal to rl.steps x rl.minibatches x rl.epochs (comparable updates)
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0

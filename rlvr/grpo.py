@@ -208,6 +208,11 @@ def train_grpo(
 ) -> list[dict[str, float]]:
     """Train `policy` in place; returns one log row per step.
 
+    Row keys: step, reward_mean, accuracy (share of rollouts graded right: equal to reward_mean
+    while the reward is the 0/1 grade), entropy (mean policy entropy over response tokens),
+    kl_base (exact KL(pi || base) per response token, nan without a reference), response_length,
+    dropped_share (groups dropped by dynamic sampling), loss, clip_frac, seconds.
+
     A frozen copy of the initial policy is the reference (KL penalty, the `kl_base` log, and the
     hook's ref quantities); it is made when `kl_coef > 0` or `need_reference`. With a
     `checkpoint_dir`, `rl_step_<N>` is saved there every `save_every` steps and at the end.

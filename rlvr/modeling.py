@@ -33,7 +33,7 @@ class ModelShape:
     architecture: str = "llama"  # "llama" or "qwen2": both are served by vLLM
     hidden_size: int = 64
     num_layers: int = 4
-    num_heads: int = 4
+    num_heads: int = 2  # head_dim 32: the smallest vLLM's CPU attention serves
     intermediate_size: int = 256
     max_length: int = 64  # prompt + response tokens
 

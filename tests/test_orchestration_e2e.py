@@ -158,7 +158,10 @@ def test_repro_builds_all_then_nothing(built):
 
 @pytest.mark.parametrize("kind", ["dask", "ray"])
 def test_sharded_stages_on_a_local_cluster(built, kind):
-    """sample and score on a real local cluster write exactly the thread runner's tables."""
+    """sample and score on a real local cluster write exactly the thread runner's part files.
+
+    (Not `dvc repro` doing nothing: the stages' gate JSONs carry Great Expectations load times.)
+    """
     repo, env, _ = built
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     if not {"sample", "score"} <= set(stages):
@@ -177,11 +180,11 @@ def test_sharded_stages_on_a_local_cluster(built, kind):
             _run(["python", "-m", f"flows.{stage}"], repo, env)
             for part, table in thread_tables.items():
                 pd.testing.assert_frame_equal(pd.read_parquet(repo / out / part), table)
-            assert sorted(_digests(repo / out)) == sorted(before[stage])
+            assert _digests(repo / out) == before[stage]  # byte-identical part files
     finally:
         (repo / "params.yaml").write_text(original)
-    # byte-identical outputs: DVC sees nothing to do (runner is not a DVC param)
-    assert _ran(_run(["dvc", "repro"], repo, env).stdout) == []
+    # record the rewritten gate JSONs, as after any flow run outside `dvc repro`
+    _run(["dvc", "commit", "--force", "sample", "score"], repo, env)
 
 
 def _uncached(repo: Path) -> list[str]:
@@ -203,7 +206,7 @@ def test_push_pull_and_offline_plots(built, tmp_path):
     keep = tuple(str(Path(p).relative_to("data")) for p in _uncached(repo))
     shutil.rmtree(repo / ".dvc" / "cache")
     for rel in before:
-        if not rel.startswith(keep):
+        if not rel.startswith(keep) and rel != ".gitkeep":
             (repo / "data" / rel).unlink()
     _run(["dvc", "pull"], repo, env)
     assert _digests(repo / "data") == before  # every pushed output came back intact
