@@ -10,7 +10,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DVC_SITE_CACHE_DIR := $(abspath .dvc-site-cache)
 
-.PHONY: install reproduce test lint serve stop
+.PHONY: install reproduce test test-slow lint serve stop
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ lint: install
 
 test: install lint
 	pytest -q -m "not slow"
+
+# end-to-end: Prefect server + worker, full tiny dvc repro, Dask/Ray clusters, DVC push/pull
+test-slow: install
+	pytest -q -m slow
 
 # local Prefect server (127.0.0.1 only), work pool, deployments and worker; see README
 serve: install
