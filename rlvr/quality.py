@@ -51,6 +51,19 @@ def _response_check(df: pd.DataFrame, keys: list[str]) -> pd.Series:
     return df[keys].merge(msg.rename("check").reset_index(), on=keys, how="left")["check"].values
 
 
+def _without_run_stamps(report: dict) -> dict:
+    """The validation result minus its ids and clock times, so a rerun on the same data writes
+    the same bytes and DVC does not see a changed output."""
+    report.pop("id", None)
+    meta = report.get("meta", {})
+    for key in ("run_id", "validation_id", "validation_time"):
+        meta.pop(key, None)
+    meta.get("batch_markers", {}).pop("ge_load_time", None)
+    for result in report.get("results", []):
+        result.get("expectation_config", {}).pop("id", None)
+    return report
+
+
 def _run(df: pd.DataFrame, name: str, expectations: list, result_path: str | Path) -> dict:
     """Validate `df`, save the result JSON, and raise GateFailed listing every failure."""
     context = gx.get_context(mode="ephemeral")
@@ -60,8 +73,7 @@ def _run(df: pd.DataFrame, name: str, expectations: list, result_path: str | Pat
     validation = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch, suite=suite))
     result = validation.run(batch_parameters={"dataframe": df})
-    report = result.to_json_dict()
-    write_json(report, result_path)
+    write_json(_without_run_stamps(result.to_json_dict()), result_path)
     failures = []
     for r in result.results:
         if r.success:

@@ -96,3 +96,12 @@ def test_planted_bad_rows_fail_the_samples_gate(samples, tmp_path) -> None:
         check_samples(bad, "samples", tmp_path / "s.json")
     for needle in ("finish_reason", "length_check", "compound_columns_to_be_unique"):
         assert needle in str(err.value), needle
+
+
+
+def test_saved_result_is_stable_across_runs(samples, tmp_path) -> None:
+    """The same data validated twice writes identical files: no run ids or clock times, so a
+    rerun does not show DVC a changed output."""
+    check_samples(samples, "samples", tmp_path / "a.json")
+    check_samples(samples, "samples", tmp_path / "b.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
