@@ -7,6 +7,7 @@ The task split is stored as parquet with columns prompt_id, prompt, answer (stri
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,14 +150,8 @@ def pretrain_base(
 
 
 def grpo_params(cfg: RLConfig) -> GRPOParams:
-    """The trainer's knobs from the `rl` section."""
-    return GRPOParams(
-        steps=cfg.steps, prompts_per_step=cfg.prompts_per_step, group_size=cfg.group_size,
-        max_new_tokens=cfg.max_new_tokens, lr=cfg.lr, weight_decay=cfg.weight_decay,
-        clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
-        minibatches=cfg.minibatches, epochs=cfg.epochs, dynamic_sampling=cfg.dynamic_sampling,
-        grad_clip=cfg.grad_clip, save_every=cfg.save_every, seed=cfg.seed,
-    )
+    """The trainer's knobs from the `rl` section (every GRPOParams field has an `rl` twin)."""
+    return GRPOParams(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GRPOParams)})
 
 
 def train_rl(
@@ -195,11 +190,18 @@ def train_sft(
     use_one_thread()
     model, tokenizer = load_model(base_dir, made_by=MADE_BY["base"])
     examples = reference_examples(tokenizer, read_problems(train_path), cfg.seed)
+    curve = _fine_tune(model, tokenizer, examples, cfg, out_dir, loss_path, progress, "sft")
+    return {"final_loss": curve[-1]["loss"], "n_examples": len(examples)}
+
+
+def _fine_tune(model: torch.nn.Module, tokenizer, examples: list, cfg: SFTConfig,
+               out_dir: str | Path, loss_path: str | Path, progress: bool, desc: str) -> list[dict]:
+    """The SFT/RFT tail: response-only next-token training, then save the model and its curve."""
     curve = train_lm(model, examples, sft_params(cfg), tokenizer.pad_token_id, mask_prompt=True,
-                     progress=progress, desc="sft")
+                     progress=progress, desc=desc)
     save_dir(model, tokenizer, out_dir)
     write_rows(curve, loss_path)
-    return {"final_loss": curve[-1]["loss"], "n_examples": len(examples)}
+    return curve
 
 
 def sft_params(cfg: SFTConfig) -> LMParams:
@@ -226,10 +228,7 @@ def train_rft(
     if not examples:
         raise ValueError("sft: the base model got no RFT sample right; raise sft.rft_prompts or "
                          "sft.rft_samples in params.yaml")
-    curve = train_lm(model, examples, sft_params(cfg), tokenizer.pad_token_id, mask_prompt=True,
-                     progress=progress, desc="rft")
-    save_dir(model, tokenizer, out_dir)
-    write_rows(curve, loss_path)
+    curve = _fine_tune(model, tokenizer, examples, cfg, out_dir, loss_path, progress, "rft")
     return {"final_loss": curve[-1]["loss"], "n_examples": len(examples), "kept_share": kept}
 
 
