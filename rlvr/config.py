@@ -579,8 +579,8 @@ class ScoreConfig:
     checkpoints: bool = True  # also pair the base with every RL checkpoint
     checkpoints_dir: str = "data/models/rl_steps"
     label_roles: bool = True  # the toy task's token roles; turn off for user data
-    vocab_chunk: int = 4096
-    row_chunk: int = 1024
+    vocab_chunk: int = 262144
+    block_entries: int | None = None  # None: 2**20 on a CPU, 2**26 on a GPU
     time_chunk: int = 512
     batch_tokens: int = 16384
     js_top_p: float = 0.7
@@ -589,9 +589,11 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         require(bool(self.tuned) and self.base not in self.tuned, "score.tuned",
                 "must be a non-empty list without the base model", "e.g. [rl, sft]")
-        for key in ("vocab_chunk", "row_chunk", "time_chunk", "batch_tokens"):
+        for key in ("vocab_chunk", "time_chunk", "batch_tokens"):
             require(getattr(self, key) >= 1, f"score.{key}", "must be >= 1",
                     "use a positive integer")
+        require(self.block_entries is None or self.block_entries >= 1, "score.block_entries",
+                "must be null or >= 1", "use null (automatic) or e.g. 1048576")
         require(0 < self.js_top_p <= 1, "score.js_top_p", "must be in (0, 1]", "use e.g. 0.7")
         require(self.top_p_candidates >= 5, "score.top_p_candidates", "must be >= 5",
                 "use e.g. 64")

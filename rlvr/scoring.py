@@ -1,16 +1,19 @@
 """Exact cross-model scoring: both models of a pair, teacher-forced on the same responses.
 
 For every response position the base and the tuned model see the same prefix (prompt + response
-so far); `rlvr.divergence.pair_statistics` turns their two next-token distributions into the
-token-table columns, exactly over the full vocabulary in float32 log-space.
+so far); `rlvr.pairstats.pair_statistics` turns their two next-token distributions into the
+token-table columns, exactly over the full vocabulary in float32 log-space. Responses to the
+same prompt (RLVR samples several per prompt) share one encoding of it: each model runs the
+distinct prompts of a batch once, and its KV cache is expanded to their responses.
 
 Memory is bounded by the chunk sizes, not by the dataset or the vocabulary:
-- batch: responses are packed so that rows * padded length <= `batch_tokens`;
+- batch: responses are packed so that rows * (longest prompt + longest response) <=
+  `batch_tokens`;
 - time: each model's body runs over `time_chunk` columns at a time with a KV cache, so the
   live activations are batch * time_chunk * hidden (plus the KV cache of one batch);
 - vocabulary: logits are never materialised for a whole sequence; the output head is applied to
-  at most `row_chunk` positions and `vocab_chunk` vocabulary ids at a time (about
-  20 * row_chunk * (vocab_chunk + top_p_candidates) floats, see `pair_statistics`).
+  blocks of about `block_entries` (positions x vocabulary ids; at most `vocab_chunk` ids, as many
+  positions as fit), and `pair_statistics` keeps about 12 such blocks of floats alive.
 The model's logits must be its output head applied to its last hidden state (true for Llama,
 Qwen2, Mistral); `check_head` verifies that before a model is scored.
 """
@@ -30,9 +33,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoConfig, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.divergence import pair_statistics
 from rlvr.generation import left_pad
 from rlvr.modeling import load_model
+from rlvr.pairstats import pair_statistics
 from rlvr.roster import LOAD_LOCK, ModelEntry, model_stamp
 from rlvr.storage import (
     TOKENS_SCHEMA,
@@ -51,12 +54,17 @@ Labeller = Callable[[Sequence[str]], list[str]]
 class ScoreParams:
     """Chunk sizes (memory bounds) and the truncation of the top-p JS."""
 
-    vocab_chunk: int = 4096  # vocabulary ids per logits block
-    row_chunk: int = 1024  # positions per logits block
+    vocab_chunk: int = 262144  # vocabulary ids per logits block; a wider vocabulary takes 2 passes
+    block_entries: int | None = None  # positions x ids per block; None: 2**20 (CPU), 2**26 (GPU)
     time_chunk: int = 512  # sequence columns per body forward
     batch_tokens: int = 16384  # responses per batch * padded length
     js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
-    top_p_candidates: int = 128  # top-k kept per row to find the nucleus; wider rows go exact
+    top_p_candidates: int = 128  # top-k per row for nuclei wider than the top 5; wider: a sort
+
+    def rows_per_block(self, vocab: int, device: torch.device) -> int:
+        """Positions per logits block: cache-sized blocks on a CPU, large ones on a GPU."""
+        entries = self.block_entries or (2**20 if device.type == "cpu" else 2**26)
+        return max(1, entries // min(vocab, self.vocab_chunk))
 
 
 @dataclass(frozen=True)
@@ -111,32 +119,106 @@ def _logits(
 
 
 def _pack(responses: Sequence[Response], batch_tokens: int) -> list[list[int]]:
-    """Response indices grouped longest first so that rows * longest length <= batch_tokens."""
-    def width(i: int) -> int:
-        return len(responses[i].prompt_ids) + len(responses[i].response_ids)
-
+    """Response indices in batches with rows * (longest prompt + longest response) at most
+    `batch_tokens`; responses to the same prompt are kept together (their prompt is encoded
+    once) and longer responses come first (little padding)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(responses):
+        groups.setdefault(tuple(r.prompt_ids), []).append(i)
+    for g in groups.values():
+        g.sort(key=lambda i: -len(responses[i].response_ids))
     batches: list[list[int]] = []
-    for i in sorted(range(len(responses)), key=lambda i: -width(i)):
-        # the first row of a batch is its widest
-        if batches and (len(batches[-1]) + 1) * width(batches[-1][0]) <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+    widest = (0, 0)  # longest prompt and response of the open batch
+    for g in sorted(groups.values(), key=lambda g: -len(responses[g[0]].response_ids)):
+        for i in g:
+            lp, lr = len(responses[i].prompt_ids), len(responses[i].response_ids)
+            wide = (max(widest[0], lp), max(widest[1], lr))
+            if batches and (len(batches[-1]) + 1) * sum(wide) <= batch_tokens:
+                batches[-1].append(i)
+                widest = wide
+            else:
+                batches.append([i])
+                widest = (lp, lr)
     return batches
 
 
 def _hidden_chunks(
-    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, step: int
+    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, step: int,
+    cache: DynamicCache,
 ) -> Iterator[torch.Tensor]:
-    """Last hidden states (B, e - s, H) for column chunks [s, e) of a left-padded batch."""
-    body = model.get_decoder()
-    width = ids.shape[1]
-    cache = DynamicCache() if width > step else None
+    """Last hidden states (B, e - s, H) of column chunks [s, e) of `ids` (B, W), which follow
+    what `cache` holds; `mask` (B, cached + W) covers both."""
+    body, width = model.get_decoder(), ids.shape[1]
+    past = mask.shape[1] - width
     for s in range(0, width, step):
         e = min(s + step, width)
-        out = body(input_ids=ids[:, s:e], attention_mask=mask[:, :e], position_ids=pos[:, s:e],
-                   cache=cache, use_cache=cache is not None)
+        out = body(input_ids=ids[:, s:e], attention_mask=mask[:, : past + e],
+                   position_ids=pos[:, s:e], cache=cache, use_cache=True)
         yield out.last_hidden_state
+
+
+def _encode_prompts(
+    model: PreTrainedModel, prompts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    expand: torch.Tensor, step: int,
+) -> tuple[torch.Tensor, DynamicCache]:
+    """Each distinct prompt once: the last hidden state (U, H) and a KV cache expanded to the
+    batch's rows (`expand` (B,) maps each row to its prompt)."""
+    cache = DynamicCache()
+    *_, last = _hidden_chunks(model, *prompts, step, cache)
+    cache.reorder_cache(expand)
+    return last[:, -1], cache
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Responses `rows` as model inputs: distinct prompts left-padded (`prompts`: ids, mask,
+    positions, (U, Wp)) with `expand` (B,) mapping rows to them; responses right-padded
+    (`ids` (B, W)), `mask` (B, Wp + W) over both and response `pos` (B, W)."""
+
+    rows: list[int]
+    prompts: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    expand: torch.Tensor
+    ids: torch.Tensor
+    mask: torch.Tensor
+    pos: torch.Tensor
+    n_resp: torch.Tensor
+
+
+def _batch(responses: Sequence[Response], rows: list[int], pad_id: int, dev) -> _Batch:
+    assert all(len(responses[i].prompt_ids) > 0 for i in rows), "prompts need >= 1 token"
+    slot: dict[tuple[int, ...], int] = {}
+    for i in rows:
+        slot.setdefault(tuple(responses[i].prompt_ids), len(slot))
+    expand = torch.tensor([slot[tuple(responses[i].prompt_ids)] for i in rows], device=dev)
+    prompts = tuple(x.to(dev) for x in left_pad(list(slot), pad_id))
+    resp = [responses[i].response_ids for i in rows]
+    n_resp = torch.tensor([len(r) for r in resp], device=dev)
+    ids = torch.full((len(rows), int(n_resp.max())), pad_id, dtype=torch.long)
+    for j, r in enumerate(resp):
+        ids[j, : len(r)] = torch.tensor(r)
+    col = torch.arange(ids.shape[1], device=dev)
+    mask = torch.cat([prompts[1][expand], (col[None, :] < n_resp[:, None]).long()], 1)
+    pos = prompts[2][expand, -1:] + 1 + col[None, :]
+    return _Batch(rows, prompts, expand, ids.to(dev), mask, pos, n_resp)
+
+
+def _positions(
+    base: PreTrainedModel, tuned: PreTrainedModel, batch: _Batch, step: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Both models' last hidden states (R, H) at every response position of the batch, with
+    the batch row (R,) and the position (R,) they predict: position 0 first (the prompt's last
+    column), then response column c, which predicts position c + 1, one time chunk at a time."""
+    (la, cache_a), (lb, cache_b) = (_encode_prompts(m, batch.prompts, batch.expand, step)
+                                    for m in (base, tuned))
+    everyone = torch.arange(len(batch.rows), device=batch.ids.device)
+    yield la[batch.expand], lb[batch.expand], everyone, torch.zeros_like(everyone)
+    ids, mask = batch.ids[:, :-1], batch.mask[:, :-1]  # the last token predicts nothing
+    chunks = zip(_hidden_chunks(base, ids, mask, batch.pos, step, cache_a),
+                 _hidden_chunks(tuned, ids, mask, batch.pos, step, cache_b), strict=True)
+    for c, (ha, hb) in enumerate(chunks):
+        col = c * step + torch.arange(ha.shape[1], device=ids.device)
+        r, local = (col[None, :] + 1 < batch.n_resp[:, None]).nonzero(as_tuple=True)
+        yield ha[r, local], hb[r, local], r, col[local] + 1
 
 
 @torch.no_grad()
@@ -147,43 +229,34 @@ def score_batches(
     """Per batch, every statistic of every response position, ordered by (response, position).
 
     Columns: `response` (index into `responses`), `position`, `token_id`, and the statistics.
+    Each distinct prompt of a batch is encoded once per model and its KV cache shared by the
+    responses to it (RLVR data has several samples per prompt); the responses then run
+    right-padded after it, so every position sees exactly its prompt + response so far.
     """
     wa, ba = _head(base)
     wb, bb = _head(tuned)
-    vocab = wa.shape[0]
+    vocab, dev = wa.shape[0], wa.device
     assert wb.shape[0] == vocab, "output heads differ in size: check_same_vocab first"
+    block_rows = params.rows_per_block(vocab, dev)
     for rows in tqdm(_pack(responses, params.batch_tokens), desc="scoring", unit="batch",
                      disable=not progress):
-        seqs = [responses[i].prompt_ids + responses[i].response_ids for i in rows]
-        ids, mask, pos = (x.to(wa.device) for x in left_pad(seqs, pad_id))
-        width = ids.shape[1]
-        n_resp = torch.tensor([len(responses[i].response_ids) for i in rows], device=wa.device)
-        assert all(len(responses[i].prompt_ids) > 0 for i in rows), "prompts need >= 1 token"
-        # column c predicts the token at c + 1; a response of n tokens is predicted by the n
-        # columns before the last one
-        col = torch.arange(width, device=wa.device)
-        predicts = (col[None, :] >= width - n_resp[:, None] - 1) & (col[None, :] < width - 1)
+        batch = _batch(responses, rows, pad_id, dev)
         out: dict[str, list[torch.Tensor]] = {}
-        chunks = zip(_hidden_chunks(base, ids, mask, pos, params.time_chunk),
-                     _hidden_chunks(tuned, ids, mask, pos, params.time_chunk), strict=True)
-        for c, (ha_all, hb_all) in enumerate(chunks):
-            s = c * params.time_chunk
-            r, local = predicts[:, s : s + ha_all.shape[1]].nonzero(as_tuple=True)
-            ha, hb = ha_all[r, local].float(), hb_all[r, local].float()
-            targets = ids[r, s + local + 1]
-            for part in torch.arange(len(r), device=wa.device).split(params.row_chunk):
-                pa_, pb_ = ha[part], hb[part]
+        for ha, hb, r, position in _positions(base, tuned, batch, params.time_chunk):
+            targets = batch.ids[r, position]
+            for part in torch.arange(len(r), device=dev).split(block_rows):
+                xa, xb = ha[part].float(), hb[part].float()
 
-                def logits_fn(sel, v0, v1, pa_=pa_, pb_=pb_):
-                    xa, xb = (pa_, pb_) if sel is None else (pa_[sel], pb_[sel])
-                    return _logits(xa, wa, ba, v0, v1), _logits(xb, wb, bb, v0, v1)
+                def logits_fn(sel, v0, v1, xa=xa, xb=xb):
+                    ya, yb = (xa, xb) if sel is None else (xa[sel], xb[sel])
+                    return _logits(ya, wa, ba, v0, v1), _logits(yb, wb, bb, v0, v1)
 
                 stats = pair_statistics(logits_fn, targets[part], vocab, params.vocab_chunk,
                                         params.js_top_p, params.top_p_candidates)
                 for key, value in stats.items():
                     out.setdefault(key, []).append(value)
-            out.setdefault("response", []).append(torch.tensor(rows, device=wa.device)[r])
-            out.setdefault("position", []).append(s + local - (width - n_resp[r] - 1))
+            out.setdefault("response", []).append(torch.tensor(rows, device=dev)[r])
+            out.setdefault("position", []).append(position)
             out.setdefault("token_id", []).append(targets)
         cols = {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
         order = np.lexsort((cols["position"], cols["response"]))

@@ -11,7 +11,8 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import log_softmax, rel_entr
 from scipy.stats import entropy
 
-from rlvr.divergence import LN2, js, pair_statistics
+from rlvr.divergence import LN2, js
+from rlvr.pairstats import pair_statistics
 
 V = 37  # not a multiple of any chunk size below
 
@@ -130,5 +131,20 @@ def test_finite_logits_take_the_unguarded_path_exactly() -> None:
     a, b, y = a[rows], b[rows], y[rows]
     assert np.isfinite(a).all() and np.isfinite(b).all()
     got = _stats(a, b, y, 8, 64)
+    for key, expected in _reference(a, b, y, 0.7).items():
+        np.testing.assert_allclose(got[key].numpy(), expected, rtol=2e-5, atol=2e-6, err_msg=key)
+
+
+def test_far_underflowing_log_probs_stay_exact() -> None:
+    """Logit spreads of ~100s put most log-probs below exp's float32 underflow (~-87), where the
+    scorer raises them to its floor: every statistic still matches scipy. (Row maxima are 0 so
+    that float32 rounding of large logits does not swamp the comparison.)"""
+    rng = np.random.default_rng(7)
+    a = rng.normal(0, 40, (32, V))
+    b = a + rng.normal(0, 20, (32, V))
+    a, b = ((x - x.max(1, keepdims=True)).astype(np.float32) for x in (a, b))
+    y = rng.integers(0, V, 32)
+    got = _stats(a, b, y, 8, 16)
+    assert (a - a.max(1, keepdims=True) < -87).mean() > 0.3  # the case is really hit
     for key, expected in _reference(a, b, y, 0.7).items():
         np.testing.assert_allclose(got[key].numpy(), expected, rtol=2e-5, atol=2e-6, err_msg=key)

@@ -20,7 +20,7 @@ from rlvr.storage import TOKENS_SCHEMA
 from rlvr.task import grade, label_roles
 
 # 112 ids in 3 uneven chunks, time chunks shorter than most sequences, small nuclei
-SMALL = ScoreParams(vocab_chunk=48, row_chunk=16, time_chunk=8, batch_tokens=64,
+SMALL = ScoreParams(vocab_chunk=48, block_entries=16 * 48, time_chunk=8, batch_tokens=64,
                     top_p_candidates=8)
 
 ENTRY = ModelEntry("base", "base", None, ModelSpec(name="base", path="in-memory"))
@@ -78,13 +78,33 @@ def test_chunk_sizes_do_not_change_results(tiny_pair) -> None:
     base, tuned = tiny_pair
     small = _score(base, tuned, _responses(1))
     big = _score(base, tuned, _responses(1), ScoreParams())
+    _assert_same_rows(small, big, atol=1e-5)
+
+
+def _assert_same_rows(x, y, atol: float) -> None:
+    """Same token rows: equal keys and integer/string columns, floats within `atol`."""
     keys = ["prompt_id", "sample_id", "position"]
-    small, big = small.sort_values(keys), big.sort_values(keys)
+    x, y = x.sort_values(keys), y.sort_values(keys)
     for col in TOKENS_SCHEMA.names:
-        if small[col].dtype.kind == "f":
-            np.testing.assert_allclose(small[col], big[col], atol=1e-5, err_msg=col)
+        if x[col].dtype.kind == "f":
+            np.testing.assert_allclose(x[col], y[col], atol=atol, err_msg=col)
         else:
-            assert small[col].tolist() == big[col].tolist(), col
+            assert x[col].tolist() == y[col].tolist(), col
+
+
+def test_shared_prompts_match_scoring_each_response_alone(tiny_pair) -> None:
+    """Responses to one prompt share its encoding (and may be split across batches): every
+    column equals scoring each response on its own."""
+    base, tuned = tiny_pair
+    rng = np.random.default_rng(4)
+    prompts = [[1] + rng.integers(4, 112, k).tolist() for k in (2, 6, 9)]
+    responses = [Response(f"p{j}", i, prompts[j], rng.integers(4, 112, rng.integers(1, 12)).tolist()
+                          + [2], i % 2) for j in range(3) for i in range(4)]
+    shared = _score(base, tuned, responses)
+    alone = pa_concat([pa_concat(list(score_responses(base, tuned, build_tokenizer(), [r],
+                                                      "base__rl", "tuned", SMALL)))
+                       for r in responses]).to_pandas()
+    _assert_same_rows(shared, alone, atol=2e-6)
 
 
 def test_model_against_itself_has_zero_divergence(tiny_model) -> None:
