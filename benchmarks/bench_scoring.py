@@ -2,8 +2,9 @@
 
 Run: `nice -n 15 .venv/bin/python benchmarks/bench_scoring.py` (add `--sizes 256 1024` etc.).
 Workload: a fixed synthetic set of prompt + response token sequences (prompts of 7-10 tokens,
-responses of 8-20), scored by two random models of the family's default body shape (4 layers,
-hidden 64, 2 heads) with an untied output head scaled to logit std `--logit-std`.
+8 responses of 8-20 tokens per prompt, as RLVR samples them), scored by two random models of
+the family's default body shape (4 layers, hidden 64, 2 heads) with an untied output head scaled
+to logit std `--logit-std`.
 - Default: the toy task's 112-id vocabulary, logit std 12: mean entropy ~0.4 nats, about that of
   the trained default pair (0.37 base, 0.22 rl), so nuclei are as narrow as in the real run.
 - Stress case: `--vocab 32768 --logit-std 4`: entropy ~4 nats, the top-0.7 nucleus wider than
@@ -12,8 +13,9 @@ Prints, per dataset size (each in a fresh subprocess so peak RSS is its own):
 - tokens/s of the project scorer (`rlvr.scoring.score_responses`, token-table rows included),
 - tokens/s of the naive reference (one sequence at a time, full softmax to numpy, a Python loop
   per token; timed on the first `--naive` responses) and the ratio (target >= 10x),
-- the floor: both models' bare forward passes over the scorer's batches, nothing computed from
-  the logits, and scorer time / floor time (target <= 1.5x),
+- the floor: both models' bare forward passes as the scorer runs them (each distinct prompt
+  once, output heads at the scored positions), nothing computed from the logits, and scorer
+  time / floor time (target <= 1.5x); also plain full-sequence forwards (no prompt sharing),
 - peak RSS (target: flat in the number of responses),
 and checks that the scorer and the naive reference agree on every statistic.
 """
