@@ -592,6 +592,8 @@ class ScoreConfig:
         for key in ("vocab_chunk", "time_chunk", "batch_tokens"):
             require(getattr(self, key) >= 1, f"score.{key}", "must be >= 1",
                     "use a positive integer")
+        require(self.vocab_chunk <= 2**24, "score.vocab_chunk", "must be <= 16777216 (ranks are "
+                "counted in float32)", "use e.g. 262144")
         require(self.block_entries is None or self.block_entries >= 1, "score.block_entries",
                 "must be null or >= 1", "use null (automatic) or e.g. 1048576")
         require(0 < self.js_top_p <= 1, "score.js_top_p", "must be in (0, 1]", "use e.g. 0.7")
