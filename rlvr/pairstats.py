@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from rlvr.divergence import LN2, js
+from rlvr.divergence import LN2, entropy, js, kl
 
 # (rows or None for all rows, vocab start, vocab end) -> base and tuned logits, each (R', end-start)
 LogitsFn = Callable[[torch.Tensor | None, int, int], tuple[torch.Tensor, torch.Tensor]]
@@ -121,11 +121,13 @@ def _sums(a: torch.Tensor, b: torch.Tensor, lse_a: torch.Tensor, lse_b: torch.Te
     dot = torch.linalg.vecdot
     out = [-dot(p_a, lp_a), -dot(p_b, lp_b), dot(p_a, diff), -dot(p_b, diff),
            0.5 * (dot(p_a, lp_a - log_m) + dot(p_b, lp_b - log_m))]
-    # a ruled-out id (-inf logit) makes p * log p infinite above: redo those rows exactly
+    # a ruled-out id (-inf logit) makes p * log p infinite above: redo those rows with the
+    # zero-guarded row math (each entry's JS term is >= 0, so clamping a chunk's share is exact)
     bad = ~(out[0].isfinite() & out[1].isfinite())
     if bad.any():
-        masked = _masked_sums(lp_a[bad], lp_b[bad])
-        for o, m in zip(out, masked, strict=True):
+        la, lb = lp_a[bad], lp_b[bad]
+        exact = [entropy(la), entropy(lb), kl(la, lb), kl(lb, la), js(la, lb)]
+        for o, m in zip(out, exact, strict=True):
             o[bad] = m
     return out
 
@@ -139,20 +141,6 @@ def _count_above(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if bad.any():
         out[bad] = (x[bad] > t[bad, None]).sum(-1).to(out.dtype)
     return out.long()
-
-
-def _masked_sums(lp_a: torch.Tensor, lp_b: torch.Tensor):
-    """`_sums` for rows with ruled-out ids: entries a model rules out contribute nothing."""
-    p_a, p_b = lp_a.exp(), lp_b.exp()
-    on_a, on_b = p_a > 0, p_b > 0
-    diff = lp_a - lp_b
-    log_m = (p_a + p_b).log() - LN2
-    return [-torch.where(on_a, p_a * lp_a, 0.0).sum(-1),
-            -torch.where(on_b, p_b * lp_b, 0.0).sum(-1),
-            torch.where(on_a, p_a * diff, 0.0).sum(-1),
-            -torch.where(on_b, p_b * diff, 0.0).sum(-1),
-            0.5 * (torch.where(on_a, p_a * (lp_a - log_m), 0.0).sum(-1)
-                   + torch.where(on_b, p_b * (lp_b - log_m), 0.0).sum(-1))]
 
 
 @torch.no_grad()

@@ -241,6 +241,7 @@ def score_batches(
     for rows in tqdm(_pack(responses, params.batch_tokens), desc="scoring", unit="batch",
                      disable=not progress):
         batch = _batch(responses, rows, pad_id, dev)
+        rows_t = torch.tensor(rows, device=dev)
         out: dict[str, list[torch.Tensor]] = {}
         for ha, hb, r, position in _positions(base, tuned, batch, params.time_chunk):
             targets = batch.ids[r, position]
@@ -255,7 +256,7 @@ def score_batches(
                                         params.js_top_p, params.top_p_candidates)
                 for key, value in stats.items():
                     out.setdefault(key, []).append(value)
-            out.setdefault("response", []).append(torch.tensor(rows, device=dev)[r])
+            out.setdefault("response", []).append(rows_t[r])
             out.setdefault("position", []).append(position)
             out.setdefault("token_id", []).append(targets)
         cols = {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
