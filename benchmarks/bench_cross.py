@@ -5,8 +5,8 @@
 Models: two randomly initialised decoders of the toy family's shape (params.yaml `model`
 defaults), so they produce every requested token: EOS is ignored (eos_id = -1). Measures, in one
 run, wall time per generated token of
-  (a) plain KV-cached sampling (`rlvr.generation.sample`) from each model alone,
-  lock-step cross-sampling (`rlvr.crosssample.cross_sample`, js rule, a mid threshold), and
+  (a) plain KV-cached sampling (`rlvr.generation.sampler.sample`) from each model alone,
+  lock-step cross-sampling (`rlvr.cross.decoder.cross_sample`, js rule, a mid threshold), and
   (b) a naive mixed decoder that re-encodes the whole prefix with both models at every step.
 Targets: lock-step <= 1.3 x (a_primary + a_intervention), and >= 5 x faster than (b).
 Also reports how many of (b)'s tokens equal the lock-step decoder's (same streams, same rule).
@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from rlvr.crosssample import SwitchRule, cross_sample, step_signals, switch_mask
-from rlvr.generation import SamplingParams, left_pad, pick_tokens, sample, sampling_uniforms
-from rlvr.modeling import ModelShape, build_model, build_tokenizer
-from rlvr.prompts import encode_prompts, task_prompts
+from rlvr.cross.decoder import SwitchRule, cross_sample, step_signals, switch_mask
+from rlvr.generation.sampler import SamplingParams, left_pad, pick_tokens, sample, sampling_uniforms
+from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
+from rlvr.testbed.prompts import encode_prompts, task_prompts
 
 NO_EOS = -1  # no token id equals it, so every row decodes the full budget
 

@@ -10,7 +10,7 @@ to logit std `--logit-std`.
 - Stress case: `--vocab 32768 --logit-std 4`: entropy ~4 nats, the top-0.7 nucleus wider than
   the top 5 at ~85% of positions, and O(V) statistics that cost more than a hidden-64 head.
 Prints, per dataset size (each in a fresh subprocess so peak RSS is its own):
-- tokens/s of the project scorer (`rlvr.scoring.score_responses`, token-table rows included),
+- tokens/s of the project scorer (`rlvr.tokens.scorer.score_responses`, token-table rows included),
 - tokens/s of the naive reference (one sequence at a time, full softmax to numpy, a Python loop
   per token; timed on the first `--naive` responses) and the ratio (target >= 10x),
 - the floor: both models' bare forward passes as the scorer runs them (each distinct prompt
@@ -37,10 +37,10 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, models
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
-from rlvr.generation import left_pad
-from rlvr.modeling import ModelShape, build_tokenizer
-from rlvr.scoring import Response, ScoreParams, _batch, _pack, _positions, score_responses
-from rlvr.task import label_roles
+from rlvr.generation.sampler import left_pad
+from rlvr.testbed.digits import label_roles
+from rlvr.testbed.model import ModelShape, build_tokenizer
+from rlvr.tokens.scorer import Response, ScoreParams, _batch, _pack, _positions, score_responses
 
 LN2 = float(np.log(2))
 

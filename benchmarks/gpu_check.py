@@ -4,12 +4,12 @@ Builds two randomly initialised models with Qwen2.5-1.5B's shape (written from i
 config: hidden 1536, 28 layers, 12 heads, 2 KV heads, MLP 8960, vocabulary 151936, tied
 embeddings), in bf16 on one GPU, and measures:
 
-- scorer (`rlvr.scoring.score_batches`): scored response tokens/s, and model FLOP utilisation
+- scorer (`rlvr.tokens.scorer.score_batches`): scored response tokens/s, and model FLOP utilisation
   MFU = 2 * N_params * forward_tokens * 2 models / time / peak (N_params counts the tied
   embedding once, so the output head's FLOPs are in; attention's L^2 term is left out);
 - floor: the two models' bare bodies over the same batches (what scoring cannot beat);
-- sampler (`rlvr.generation.sample`): generated tokens/s at one batch;
-- cross-sampler (`rlvr.crosssample.cross_sample`, JS rule): mixed-response tokens/s.
+- sampler (`rlvr.generation.sampler.sample`): generated tokens/s at one batch;
+- cross-sampler (`rlvr.cross.decoder.cross_sample`, JS rule): mixed-response tokens/s.
 
 Random weights give near-uniform next-token distributions, unlike a trained model, and make
 the scorer's top-p path take its slow dense branch on every row; so the final norm is scaled
@@ -99,7 +99,7 @@ def random_ids(n_rows: int, length: int, vocab: int, gen: torch.Generator) -> li
 
 
 def check_scorer(base, tuned, w, vocab, device, n_params, peak) -> dict:
-    from rlvr.scoring import Response, ScoreParams, score_batches
+    from rlvr.tokens.scorer import Response, ScoreParams, score_batches
 
     gen = torch.Generator().manual_seed(0)
     prompts = random_ids(w["score_rows"], w["prompt_len"], vocab, gen)
@@ -131,7 +131,7 @@ def check_scorer(base, tuned, w, vocab, device, n_params, peak) -> dict:
 @torch.no_grad()
 def check_floor(base, tuned, w, vocab, device, n_params, peak) -> dict:
     """Both bodies over the scorer's batch size (batch_tokens), no output head, nothing kept."""
-    from rlvr.scoring import ScoreParams
+    from rlvr.tokens.scorer import ScoreParams
 
     width = w["prompt_len"] + w["response_len"]
     rows = max(1, ScoreParams().batch_tokens // width)
@@ -153,7 +153,7 @@ def check_floor(base, tuned, w, vocab, device, n_params, peak) -> dict:
 
 
 def check_sampler(base, w, vocab, device) -> dict:
-    from rlvr.generation import SamplingParams, sample
+    from rlvr.generation.sampler import SamplingParams, sample
 
     gen = torch.Generator().manual_seed(1)
     prompts = random_ids(w["sample_rows"], w["sample_prompt_len"], vocab, gen)
@@ -169,8 +169,8 @@ def check_sampler(base, w, vocab, device) -> dict:
 
 
 def check_cross(base, tuned, w, vocab, device) -> dict:
-    from rlvr.crosssample import SwitchRule, cross_sample
-    from rlvr.generation import SamplingParams
+    from rlvr.cross.decoder import SwitchRule, cross_sample
+    from rlvr.generation.sampler import SamplingParams
 
     gen = torch.Generator().manual_seed(2)
     prompts = random_ids(w["cross_rows"], w["sample_prompt_len"], vocab, gen)

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from rlvr.config import AnalyzeConfig, from_section, load_params
-from tasks.analysis import run_analyses_task, write_metrics_task
+from tasks.analyze import run_analyses_task, write_metrics_task
 
 
 @flow(name="analyze")

@@ -12,7 +12,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlvr.config import CrossSampleConfig, from_section, load_params
-from tasks.cross import (
+from tasks.cross_sample import (
     load_prompts,
     plan_grid,
     plan_matched_random,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import EvaluateConfig, from_section, load_params
-from tasks.family import evaluate_models_task
+from tasks.evaluate import evaluate_models_task
 
 
 @flow(name="evaluate")

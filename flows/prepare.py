@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import TaskConfig, from_section, load_params
-from tasks.family import prepare_split_task
+from tasks.prepare import prepare_split_task
 
 
 @flow(name="prepare")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import ModelConfig, PretrainConfig, TaskConfig, from_section, load_params
-from tasks.family import pretrain_base_task
+from tasks.pretrain import pretrain_base_task
 
 
 @flow(name="pretrain")

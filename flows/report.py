@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import ModelsConfig, ReportConfig, from_section, load_params
-from rlvr.report import ReportOptions
+from rlvr.report.page import ReportOptions
 from tasks.report import build_report_task
 
 

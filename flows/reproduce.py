@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.pipeline import plan_command, run_dvc
+from tasks.reproduce import plan_command, run_dvc
 
 
 @flow(name="reproduce")

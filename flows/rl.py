@@ -2,7 +2,7 @@
 
 Run: `python -m flows.rl` (what `dvc repro rl` runs); reads the `rl` section of params.yaml,
 writes data/models/rl (final policy), data/models/rl_steps/rl_step_<N> (a checkpoint every
-`rl.save_every` steps and at the last step; list them with `rlvr.grpo.list_checkpoints`) and the
+`rl.save_every` steps and at the last step; list them with `grpo.list_checkpoints`) and the
 per-step log data/plots/rl_log.csv.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import RLConfig, from_section, load_params
-from tasks.family import train_rl_task
+from tasks.rl import train_rl_task
 
 
 @flow(name="rl")

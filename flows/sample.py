@@ -20,7 +20,7 @@ from rlvr.config import (
     load_params,
 )
 from tasks.runners import make_runner
-from tasks.sampling import (
+from tasks.sample import (
     finalize_samples_task,
     gate_samples_task,
     plan_sampling_task,

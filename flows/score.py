@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, unmapped
 
 from rlvr.config import ModelsConfig, RunnerConfig, ScoreConfig, from_section, load_params
 from tasks.runners import make_runner
-from tasks.scoring import (
+from tasks.score import (
     finalize_tokens_task,
     gate_tokens_task,
     plan_scoring_task,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import SFTConfig, from_section, load_params
-from tasks.family import train_rft_task, train_sft_task
+from tasks.sft import train_rft_task, train_sft_task
 
 
 @flow(name="sft")

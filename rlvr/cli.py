@@ -26,8 +26,8 @@ from typing import TextIO
 import duckdb
 import pandas as pd
 
-from rlvr.sql import bind_params, load_sql
-from rlvr.warehouse import COLUMNS, connect, describe, row_counts, setup_sql, views
+from rlvr.warehouse.sql import bind_params, load_sql
+from rlvr.warehouse.views import COLUMNS, connect, describe, row_counts, setup_sql, views
 
 
 def _parse_param(text: str) -> tuple[str, object]:

@@ -90,7 +90,7 @@ class TaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """`model`: the toy decoder's shape (see `rlvr.modeling.ModelShape`) and init seed."""
+    """`model`: the toy decoder's shape (see `rlvr.models.loading.ModelShape`) and init seed."""
 
     architecture: str = "llama"
     hidden_size: int = 64
@@ -126,7 +126,7 @@ DTYPES = ("fp32", "bf16", "fp16")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """One model name resolved: where its checkpoint is and how to load it (`rlvr.backends`)."""
+    """One model name resolved: where its checkpoint is and how to load it."""
 
     name: str
     path: str  # local Hugging Face directory, or a hub id for users with network access
@@ -201,7 +201,7 @@ WEIGHTED_DIVERGENCES = ("none", "k3_old", "js_base", "delta_base")  # none = the
 
 @dataclasses.dataclass(frozen=True)
 class WeightedConfig:
-    """`weighted`: variants x seeds of GRPO/DAPO from the base model (`rlvr.weight_grid`).
+    """`weighted`: variants x seeds of GRPO/DAPO from the base model (`rlvr.weighted.grid`).
 
     `variants` maps a name to `{divergence, alpha}`; α > 0 boosts high-divergence tokens,
     α < 0 low-divergence ones, and `baseline` (divergence `none`) is the unweighted trainer.
@@ -265,7 +265,7 @@ class WeightedConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BackendConfig:
-    """`backend`: which engine the sample stage generates with (see `rlvr.backends`)."""
+    """`backend`: which engine the sample stage generates with (see `rlvr.generation.backends`)."""
 
     name: str = "hf"  # hf (default, CPU or GPU) | vllm (its own env: scripts/install_vllm.sh)
     batch_size: int = 64  # hf: rows per KV-cached batch
@@ -285,7 +285,7 @@ class BackendConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReportConfig:
-    """`report`: the HTML report (`rlvr.report`): token viewer size and figure resolution."""
+    """`report`: the HTML report (`rlvr.report.page`): token viewer size and figure resolution."""
 
     data_dir: str = "data"  # root the inputs are read from
     out_dir: str = "data/report"  # index.html is written here (models: the `models` section)
@@ -443,7 +443,7 @@ class CrossSampleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-    """`pretrain`: next-token training of the base model on the task corpus (`rlvr.train`)."""
+    """`pretrain`: next-token training of the base model on the task corpus (`rlvr.training.lm`)."""
 
     steps: int = 1500
     batch_size: int = 64
@@ -466,7 +466,7 @@ class PretrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-    """`rl`: GRPO/DAPO from the base model (`rlvr.grpo.GRPOParams` plus the stage's choices)."""
+    """`rl`: GRPO/DAPO from the base model (`GRPOParams` plus the stage's choices)."""
 
     steps: int = 100
     prompts_per_step: int = 32
@@ -526,7 +526,7 @@ class SFTConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    """`evaluate`: held-out accuracy of every family model (`rlvr.evaluation`)."""
+    """`evaluate`: held-out accuracy of every family model (`rlvr.training.evaluation`)."""
 
     models: list[str] = dataclasses.field(default_factory=lambda: ["base", "rl", "sft", "rft"])
     n_samples: int = 8  # samples per eval prompt, temperature 1
@@ -552,7 +552,7 @@ class SampleConfig:
     checkpoints: bool = True  # also every RL checkpoint under checkpoints_dir (rl_step_<N>)
     checkpoints_dir: str = "data/models/rl_steps"
     prompts: str = "data/task/eval.parquet"  # built-in eval split, or a JSONL/parquet user file
-    grader: str = "toy"  # rlvr.mathgrade.GRADERS: toy | math
+    grader: str = "toy"  # rlvr.testbed.graders.GRADERS: toy | math
     n_per_prompt: int = 8
     temperature: float = 1.0
     top_p: float = 1.0  # the study sampled with 0.7

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rlvr.config import load_params
-from rlvr.pipeline import prefect_yaml, read_stages
+from rlvr.dvc import prefect_yaml, read_stages
 
 
 def main() -> int:

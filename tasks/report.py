@@ -1,10 +1,10 @@
-"""Prefect task wrapping the HTML report builder (`rlvr.report`)."""
+"""Prefect task wrapping the HTML report builder (`rlvr.report.page`)."""
 
 from __future__ import annotations
 
 from prefect import task
 
-from rlvr.report import ReportOptions, build_report
+from rlvr.report.page import ReportOptions, build_report
 from tasks.retry import TRANSIENT_RETRIES
 
 

@@ -16,7 +16,7 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="rlvr-prefect-")
 
 import pytest  # noqa: E402
 
-from rlvr.modeling import ModelShape, build_model, build_tokenizer  # noqa: E402
+from rlvr.testbed.model import ModelShape, build_model, build_tokenizer  # noqa: E402
 
 TINY = ModelShape(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_length=64)
 

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlvr.atomic import MARKER
 from rlvr.cli import main
+from rlvr.store.atomic import MARKER
 
 QUERY = "select pair, count(*) as n, avg(js) as mean_js from tokens group by pair order by pair"
 

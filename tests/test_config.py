@@ -14,8 +14,9 @@ from rlvr.config import (
     TaskConfig,
     from_section,
 )
-from rlvr.family import prepare_split, train_rl
-from rlvr.task import make_split
+from rlvr.testbed.digits import make_split
+from rlvr.testbed.split import prepare_split
+from rlvr.training.family import train_rl
 
 BAD_VALUES = [
     (RLConfig, "rl", {"group_size": 1}, "rl.group_size"),  # no group to normalise within

@@ -16,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.reproduce import reproduce
-from rlvr import pipeline
+from rlvr import dvc
 from rlvr.config import RunnerConfig, from_section, load_params
 from tasks.retry import TRANSIENT_RETRIES, is_transient
 from tasks.runners import make_runner
@@ -99,13 +99,13 @@ def test_param_overrides_and_command():
         ({"task": {"seed": 3}}, ["task.seed=3"]),
         ({"sample": {"top_p": 0.9, "grid": [4]}}, ["sample.grid=[4]", "sample.top_p=0.9"]),
     ]
-    assert [pipeline.param_overrides(current, req) for req, _ in cases] == [w for _, w in cases]
+    assert [dvc.param_overrides(current, req) for req, _ in cases] == [w for _, w in cases]
     with pytest.raises(ValueError, match=r"task\.sede.*task\.n_train"):
-        pipeline.param_overrides(current, {"task": {"sede": 1}})
+        dvc.param_overrides(current, {"task": {"sede": 1}})
     with pytest.raises(ValueError, match="nosuch"):
-        pipeline.param_overrides(current, {"nosuch": {}})
-    assert pipeline.dvc_command([], []) == ["dvc", "repro"]
-    assert pipeline.dvc_command(["score"], ["task.seed=3"], force=True) == [
+        dvc.param_overrides(current, {"nosuch": {}})
+    assert dvc.dvc_command([], []) == ["dvc", "repro"]
+    assert dvc.dvc_command(["score"], ["task.seed=3"], force=True) == [
         "dvc", "exp", "run", "-S", "task.seed=3", "--force", "score"]
 
 
@@ -113,25 +113,25 @@ def test_failure_reason_picks_the_library_message():
     lines = ["Running stage 'prepare':", "Traceback (most recent call last):", "  File ...",
              "ValueError: params.yaml `task.n_train`: must be positive; set both to at least 1",
              "ERROR: failed to reproduce 'prepare': failed to run: python -m flows.prepare"]
-    assert pipeline.failure_reason(lines).startswith("ValueError: params.yaml `task.n_train`")
-    assert pipeline.failure_reason(lines[-1:]).startswith("ERROR: failed to reproduce")
+    assert dvc.failure_reason(lines).startswith("ValueError: params.yaml `task.n_train`")
+    assert dvc.failure_reason(lines[-1:]).startswith("ERROR: failed to reproduce")
 
 
 def test_prefect_yaml_has_a_deployment_per_stage():
     """prefect.yaml is generated from dvc.yaml: a new stage needs scripts/write_prefect_yaml.py."""
-    stages = pipeline.read_stages(ROOT / "dvc.yaml")
-    fresh = pipeline.prefect_yaml(stages, list(load_params(ROOT / "params.yaml")))
+    stages = dvc.read_stages(ROOT / "dvc.yaml")
+    fresh = dvc.prefect_yaml(stages, list(load_params(ROOT / "params.yaml")))
     assert (ROOT / "prefect.yaml").read_text() == fresh, (
         "prefect.yaml is stale: run `python scripts/write_prefect_yaml.py`")
     doc = yaml.safe_load(fresh)
     names = [d["name"] for d in doc["deployments"]]
     assert names == ["default", *stages]
-    assert all(d["work_pool"]["name"] == pipeline.WORK_POOL for d in doc["deployments"])
+    assert all(d["work_pool"]["name"] == dvc.WORK_POOL for d in doc["deployments"])
     assert "auth" not in fresh.lower() and "password" not in fresh.lower()  # no secrets
 
 
 def test_every_stage_runs_its_flow():
-    for name, stage in pipeline.read_stages(ROOT / "dvc.yaml").items():
+    for name, stage in dvc.read_stages(ROOT / "dvc.yaml").items():
         stage = stage.get("do", stage)  # a foreach stage's command is in its `do` body
         module = stage["cmd"].split("python -m ")[-1].split()[0]
         assert stage["cmd"].startswith("python -m flows."), f"stage {name}: {stage['cmd']}"
@@ -198,7 +198,7 @@ def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path):
     assert _ran(Path(repo)) == []  # nothing changed: nothing runs
 
     # a bad value fails the flow with the stage's own message, and nothing downstream runs
-    with pytest.raises(pipeline.StageFailed, match=r"ValueError: params.yaml `toy.n`"):
+    with pytest.raises(dvc.StageFailed, match=r"ValueError: params.yaml `toy.n`"):
         reproduce(params={"toy": {"n": 0}}, repo=repo)
     assert _ran(Path(repo)) == ["make"]
 
@@ -212,7 +212,7 @@ def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path):
     # a crash in `double` after `make` completed: the rerun resumes after `make`
     (Path(repo) / "crash").touch()
     (Path(repo) / "params.yaml").write_text("toy:\n  n: 7\n")
-    with pytest.raises(pipeline.StageFailed, match="simulated crash"):
+    with pytest.raises(dvc.StageFailed, match="simulated crash"):
         reproduce(repo=repo)
     assert "make" in _ran(Path(repo))
     (Path(repo) / "crash").unlink()

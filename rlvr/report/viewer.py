@@ -1,0 +1,249 @@
+"""The report's token viewer: responses with each token coloured by JS, and both models' top
+candidates at every position on hover.
+
+The token table keeps only each model's top-1 token, so the top-k candidates of the few shown
+responses are recomputed here with one teacher-forced forward pass per model and response (the
+same inputs the scorer used: prompt ids + response ids).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.models.loading import load_model
+from rlvr.warehouse.views import complete_files
+
+# JS colour bins (nats): the edges of the study's threshold sweep; last bin ends at ln 2
+JS_EDGES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3)
+JS_COLOURS = ("#ffffff", "#fff3c4", "#ffe08a", "#fdb863", "#f4845f", "#d7301f", "#7f0000")
+VIEW_COLUMNS = ["pair", "generator", "prompt_id", "sample_id", "position", "token_id",
+                "token_text", "js", "reward", "role", "logprob_base", "logprob_tuned",
+                "top1_base", "top1_tuned"]
+
+
+def js_colour(js: float) -> str:
+    """Background colour of a token with divergence `js`: the bin of `JS_EDGES` it falls in."""
+    if math.isnan(js):
+        return "#dddddd"
+    index = sum(js >= edge for edge in JS_EDGES) - 1
+    return JS_COLOURS[max(index, 0)]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Top-k next-token candidates of both models at each response position."""
+
+    base: list[list[tuple[str, float]]]  # per position: (token text, probability), best first
+    tuned: list[list[tuple[str, float]]]
+
+
+def table_dataset(root: str | Path, keys: Sequence[str]) -> ds.Dataset:
+    """The completed parquet files under `root` as one pyarrow dataset.
+
+    Part files that hold their partition columns (`keys`) are read as they are; otherwise the
+    columns come from the hive directory names (`pair=.../generator=...`).
+    """
+    files = [str(f) for f in complete_files(root)]
+    if not files:
+        raise FileNotFoundError(f"no completed parquet files under {root}")
+    plain = ds.dataset(files, format="parquet")
+    if all(k in plain.schema.names for k in keys):
+        return plain
+    return ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
+
+
+def token_dataset(tokens_dir: str | Path) -> ds.Dataset:
+    """The token table (partitioned by pair and generator) as one pyarrow dataset."""
+    return table_dataset(tokens_dir, ["pair", "generator"])
+
+
+def select_responses(
+    data: ds.Dataset, per_group: int, pairs: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Keys of the responses to show: the first `per_group` (by prompt_id, sample_id) of every
+    (pair, generator, reward) group, optionally only for `pairs`.
+
+    Returns pair, generator, prompt_id, sample_id, reward.
+    """
+    keys = ["pair", "generator", "prompt_id", "sample_id", "reward"]
+    table = data.to_table(columns=keys, filter=ds.field("position") == 0).to_pandas()
+    if pairs:
+        table = table[table["pair"].isin(list(pairs))]
+    table = table.sort_values(["pair", "generator", "reward", "prompt_id", "sample_id"],
+                              ascending=[True, True, False, True, True])
+    return table.groupby(["pair", "generator", "reward"], sort=False).head(per_group) \
+        .reset_index(drop=True)
+
+
+def load_response_tokens(data: ds.Dataset, chosen: pd.DataFrame) -> pd.DataFrame:
+    """All token rows of the `chosen` responses, ordered by response then position."""
+    columns = [c for c in VIEW_COLUMNS if c in data.schema.names]
+    prompts = ds.field("prompt_id").isin(chosen["prompt_id"].unique().tolist())
+    rows = data.to_table(columns=columns, filter=prompts).to_pandas()
+    keys = ["pair", "generator", "prompt_id", "sample_id"]
+    rows = rows.merge(chosen[keys], on=keys, how="inner")
+    return rows.sort_values(keys + ["position"]).reset_index(drop=True)
+
+
+@torch.no_grad()
+def top_candidates(
+    base: PreTrainedModel,
+    tuned: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[int],
+    response_ids: Sequence[int],
+    k: int = 5,
+) -> Candidates:
+    """Teacher-forced top-k of both models at each of the response's positions.
+
+    Position t's distribution is the model's next-token distribution after prompt + response[:t],
+    exactly what the scorer compared.
+    """
+    ids = torch.tensor([list(prompt_ids) + list(response_ids)], dtype=torch.long)
+    start = len(prompt_ids) - 1
+    out = []
+    for model in (base, tuned):
+        logits = model(input_ids=ids).logits[0, start : start + len(response_ids)].float()
+        probs, index = torch.softmax(logits, -1).topk(min(k, logits.shape[-1]), dim=-1)
+        rows = []
+        for p_row, i_row in zip(probs.tolist(), index.tolist(), strict=True):
+            rows.append(list(zip(tokenizer.convert_ids_to_tokens(i_row), p_row, strict=True)))
+        out.append(rows)
+    return Candidates(base=out[0], tuned=out[1])
+
+
+def _fmt_candidates(rows: list[tuple[str, float]]) -> str:
+    return ", ".join(f"{tok} {p:.2f}" for tok, p in rows)
+
+
+def _tooltip(tok: pd.Series, candidates: Candidates | None, pos: int) -> str:
+    lines = [f"'{tok['token_text']}' pos {tok['position']}  JS {tok['js']:.4f}"]
+    if "role" in tok and isinstance(tok["role"], str):
+        lines[0] += f"  role {tok['role']}"
+    if "logprob_base" in tok:
+        lines.append(f"p_base {math.exp(tok['logprob_base']):.3f}  "
+                     f"p_tuned {math.exp(tok['logprob_tuned']):.3f}")
+    if candidates is not None:
+        lines.append("base top: " + _fmt_candidates(candidates.base[pos]))
+        lines.append("tuned top: " + _fmt_candidates(candidates.tuned[pos]))
+    elif "top1_base" in tok:
+        lines.append(f"top-1 base {tok['top1_base']}  tuned {tok['top1_tuned']}")
+    return "\n".join(lines)
+
+
+def render_response(
+    rows: pd.DataFrame, prompt_text: str, candidates: Candidates | None
+) -> str:
+    """HTML of one response: a header line, the prompt, and one coloured span per token."""
+    first = rows.iloc[0]
+    verdict = "correct" if int(first["reward"]) == 1 else "incorrect"
+    head = (f"{first['pair']} · generator {first['generator']} · {first['prompt_id']} "
+            f"#{first['sample_id']} · {verdict} · {len(rows)} tokens · max JS "
+            f"{rows['js'].max():.3f}")
+    spans = []
+    for i, (_, tok) in enumerate(rows.iterrows()):
+        colour = js_colour(float(tok["js"]))
+        dark = " dark" if colour in JS_COLOURS[-2:] else ""
+        spans.append(
+            f'<span class="tok{dark}" style="background:{colour}" data-js="{tok["js"]:.6f}" '
+            f'title="{html.escape(_tooltip(tok, candidates, i))}">'
+            f"{html.escape(str(tok['token_text']))}</span>"
+        )
+    return (f'<div class="resp"><div class="resp-head">{html.escape(head)}</div>'
+            f'<div class="prompt">{html.escape(prompt_text)}</div>'
+            f'<div class="toks">{" ".join(spans)}</div></div>')
+
+
+def legend_html() -> str:
+    """The colour legend: one swatch per JS bin."""
+    edges = list(JS_EDGES) + [math.log(2.0)]
+    items = []
+    for lo, hi, colour in zip(edges[:-1], edges[1:], JS_COLOURS, strict=True):
+        dark = " dark" if colour in JS_COLOURS[-2:] else ""
+        items.append(f'<span class="tok{dark}" style="background:{colour};border:1px solid #bbb">'
+                     f"{lo:g}–{hi:.3g}</span>")
+    return '<div class="legend">JS (nats): ' + " ".join(items) + "</div>"
+
+
+def model_dir(models_dir: str | Path, name: str, paths: dict[str, str] | None = None) -> Path:
+    """Where model `name` lives: `paths[name]` when given, else `<models_dir>/<name>`, RL
+    checkpoints `rl_step_<N>` also under `<models_dir>/rl_steps/`."""
+    if paths and name in paths:
+        return Path(paths[name])
+    path = Path(models_dir) / name
+    if not path.exists() and name.startswith("rl_step_"):
+        return Path(models_dir) / "rl_steps" / name
+    return path
+
+
+def sample_ids(samples_dir: str | Path, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Exact prompt/response ids of the chosen responses' prompts: model, prompt_id, sample_id,
+    prompt_token_ids, response_token_ids."""
+    data = table_dataset(samples_dir, ["model"])
+    wanted = ds.field("prompt_id").isin(chosen["prompt_id"].unique().tolist())
+    cols = ["model", "prompt_id", "sample_id", "prompt_token_ids", "response_token_ids"]
+    return data.to_table(columns=cols, filter=wanted).to_pandas()
+
+
+@dataclass
+class ViewerResult:
+    """The viewer's response blocks, and what kept hover candidates from being computed."""
+
+    blocks: list[str]
+    missing_models: list[str]  # model directories that do not exist
+
+
+def render_viewer(
+    tokens_dir: str | Path,
+    samples_dir: str | Path | None,
+    models_dir: str | Path,
+    per_group: int,
+    pairs: Sequence[str] = (),
+    top_k: int = 5,
+    model_paths: dict[str, str] | None = None,
+) -> ViewerResult:
+    """HTML blocks of the chosen responses (see `select_responses`), with top-k candidates on
+    hover when the samples (for the exact prompt ids) and both models of the pair are present.
+
+    Models are loaded once per name; responses are the few the report shows, so the teacher-forced
+    forwards are cheap.
+    """
+    data = token_dataset(tokens_dir)
+    chosen = select_responses(data, per_group, pairs)
+    rows = load_response_tokens(data, chosen)
+    ids = sample_ids(samples_dir, chosen) if samples_dir is not None else None
+    loaded: dict[Path, tuple] = {}
+    missing: set[str] = set()
+    blocks = []
+    keys = ["pair", "generator", "prompt_id", "sample_id"]
+    for (pair, gen, pid, sid), resp in rows.groupby(keys, sort=False):
+        names = str(pair).split("__", 1)
+        paths = [model_dir(models_dir, n, model_paths) for n in names]
+        absent = [str(p) for p in paths if not (p / "config.json").exists()]
+        missing.update(absent)
+        sample = None
+        if ids is not None:
+            author = names[0] if gen == "base" else names[1]
+            sample = ids[(ids["model"] == author) & (ids["prompt_id"] == pid)
+                         & (ids["sample_id"] == sid)]
+        candidates, prompt_text = None, str(pid)
+        if sample is not None and len(sample) and not absent:
+            for p in paths:
+                if p not in loaded:
+                    loaded[p] = load_model(p)
+            (base, tokenizer), (tuned, _) = loaded[paths[0]], loaded[paths[1]]
+            prompt_ids = [int(i) for i in sample["prompt_token_ids"].iloc[0]]
+            response_ids = resp["token_id"].astype(int).tolist()
+            candidates = top_candidates(base, tuned, tokenizer, prompt_ids, response_ids, top_k)
+            prompt_text = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+        blocks.append(render_response(resp, prompt_text, candidates))
+    return ViewerResult(blocks=blocks, missing_models=sorted(missing))

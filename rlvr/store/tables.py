@@ -1,0 +1,172 @@
+"""Parquet tables of the pipeline: explicit schemas, hive-partitioned, atomic part files.
+
+Layout (each part file also holds its partition columns, so it is self-describing):
+
+    data/samples/model=<model>/part-<shard>.parquet
+    data/tokens/pair=<base>__<tuned>/generator=<base|tuned>/part-<shard>.parquet
+
+Rows carry the model's kind (base/rl/sft/rft/checkpoint/user) and RL step (checkpoints only),
+so analyses over checkpoints need no join. Read them with
+`read_parquet('data/tokens/**/*.parquet', hive_partitioning=true)`.
+A part file is written under a temporary name and renamed, so it is either whole or absent; it
+records a fingerprint of its inputs, so a rerun keeps the parts that match and redoes the rest.
+A dataset directory gets the `_COMPLETE` marker last, once every part is in and gated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rlvr.store.atomic import MARKER, atomic_file
+
+FINGERPRINT_KEY = b"rlvr.fingerprint"
+
+SAMPLING_PARAM_FIELDS = [
+    pa.field("temperature", pa.float32(), nullable=False),
+    pa.field("top_p", pa.float32(), nullable=False),
+    pa.field("max_new_tokens", pa.int32(), nullable=False),
+    pa.field("seed", pa.int64(), nullable=False),
+]
+
+SAMPLES_SCHEMA = pa.schema([
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("model_kind", pa.string(), nullable=False),  # base|rl|sft|rft|checkpoint|user
+    pa.field("rl_step", pa.int32()),  # RL checkpoints only
+    pa.field("prompt_id", pa.string(), nullable=False),
+    pa.field("sample_id", pa.int32(), nullable=False),
+    pa.field("prompt", pa.string()),
+    pa.field("answer", pa.string()),
+    pa.field("prompt_token_ids", pa.list_(pa.int32()), nullable=False),
+    pa.field("response_token_ids", pa.list_(pa.int32()), nullable=False),
+    pa.field("response_text", pa.string(), nullable=False),
+    pa.field("n_tokens", pa.int32(), nullable=False),
+    pa.field("finish_reason", pa.string(), nullable=False),
+    pa.field("reward", pa.int8()),
+    pa.field("sampling_logprobs", pa.list_(pa.float32()), nullable=False),
+    *SAMPLING_PARAM_FIELDS,
+])
+
+_F32 = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base", "entropy_tuned", "js",
+        "kl_base_tuned", "kl_tuned_base"]
+_I32 = ["rank_base", "rank_tuned", "top1_base", "top1_tuned", "rank_in_base_of_top1_tuned"]
+TOKENS_SCHEMA = pa.schema([
+    pa.field("pair", pa.string(), nullable=False),
+    pa.field("generator", pa.string(), nullable=False),  # which model of the pair sampled it
+    pa.field("tuned_kind", pa.string(), nullable=False),  # rl|sft|rft|checkpoint|user
+    pa.field("rl_step", pa.int32()),  # of the tuned model, when it is an RL checkpoint
+    pa.field("prompt_id", pa.string(), nullable=False),
+    pa.field("sample_id", pa.int32(), nullable=False),
+    pa.field("position", pa.int32(), nullable=False),  # 0-based in the response
+    pa.field("n_tokens", pa.int32(), nullable=False),  # response length, EOS included
+    pa.field("token_id", pa.int32(), nullable=False),
+    pa.field("token_text", pa.string(), nullable=False),
+    pa.field("role", pa.string()),  # task labeller's role; null for user data
+    pa.field("reward", pa.int8()),
+    *[pa.field(c, pa.float32(), nullable=False) for c in _F32],
+    *[pa.field(c, pa.int32(), nullable=False) for c in _I32],
+    pa.field("prob_base_of_top1_tuned", pa.float32(), nullable=False),
+    *[pa.field(f"topk_overlap_{k}", pa.float32(), nullable=False) for k in range(1, 6)],
+    pa.field("js_top_p", pa.float32(), nullable=False),
+])
+
+KEYS = {
+    "samples": ["model", "prompt_id", "sample_id"],
+    "tokens": ["pair", "generator", "prompt_id", "sample_id", "position"],
+}
+
+
+def pair_name(base: str, tuned: str) -> str:
+    """The pair's partition name, e.g. `base__rl`."""
+    return f"{base}__{tuned}"
+
+
+def samples_dir(root: str | Path, model: str) -> Path:
+    return Path(root) / f"model={model}"
+
+
+def tokens_dir(root: str | Path, pair: str, generator: str) -> Path:
+    return Path(root) / f"pair={pair}" / f"generator={generator}"
+
+
+def part_path(directory: str | Path, shard: int) -> Path:
+    return Path(directory) / f"part-{shard:05d}.parquet"
+
+
+def fingerprint(**inputs: object) -> str:
+    """A stable text key of everything a part file depends on."""
+    return json.dumps(inputs, sort_keys=True, default=str)
+
+
+def part_is_current(path: str | Path, key: str) -> bool:
+    """True when `path` exists and was written from the same inputs (`key`)."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    meta = pq.read_schema(path).metadata or {}
+    return meta.get(FINGERPRINT_KEY) == key.encode()
+
+
+def write_part(
+    batches: Iterable[pa.RecordBatch | pa.Table], path: str | Path, schema: pa.Schema, key: str
+) -> int:
+    """Stream batches into one parquet file atomically; returns the row count.
+
+    Memory stays at one batch: rows go to a temporary file that is renamed onto `path` at the end.
+    """
+    schema = schema.with_metadata({FINGERPRINT_KEY: key.encode()})
+    rows = 0
+    with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in batches:
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            writer.write_table(table.cast(schema))
+            rows += table.num_rows
+    return rows
+
+
+def to_table(columns: dict[str, list], schema: pa.Schema) -> pa.Table:
+    """Columns (name -> values) as a table of `schema`; a missing or extra column is an error."""
+    names = set(schema.names)
+    assert set(columns) == names, f"columns differ from schema: {sorted(set(columns) ^ names)}"
+    return pa.table({n: pa.array(columns[n], type=schema.field(n).type) for n in schema.names},
+                    schema=schema)
+
+
+def mark_complete(directory: str | Path) -> None:
+    """Write the dataset's completion marker, last."""
+    (Path(directory) / MARKER).write_text("ok\n")
+
+
+def clear_complete(directory: str | Path) -> None:
+    """Withdraw the marker before a dataset is modified."""
+    (Path(directory) / MARKER).unlink(missing_ok=True)
+
+
+def read_partition(directory: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """All part files of one partition directory as one table."""
+    parts = sorted(Path(directory).glob("part-*.parquet"))
+    assert parts, f"no part files in {directory}"
+    tables = [pq.read_table(p, columns=columns).replace_schema_metadata(None) for p in parts]
+    return pa.concat_tables(tables)
+
+
+def finalize_dataset(root: str | Path, expected: Iterable[str | Path]) -> list[Path]:
+    """Drop part files under `root` that this run did not produce, then mark `root` complete.
+
+    A rerun with fewer shards or models would otherwise leave old rows next to the new ones.
+    Returns the removed files.
+    """
+    root = Path(root)
+    keep = {Path(p).resolve() for p in expected}
+    stale = [p for p in root.rglob("part-*.parquet") if p.resolve() not in keep]
+    for p in stale:
+        p.unlink()
+    for d in sorted((d for d in root.rglob("*") if d.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    mark_complete(root)
+    return stale

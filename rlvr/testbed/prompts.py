@@ -1,0 +1,115 @@
+"""Evaluation prompts: the built-in task's eval split or a user file, encoded for a model.
+
+A prompt file is JSONL or parquet with `prompt` and `answer` columns and an optional `prompt_id`
+(default: `p<row>`). Rows are numbered from 1 in error messages (the JSONL line number). The ids
+returned by `encode_prompts` are exactly what the sampler feeds the model: the chat template when
+the tokenizer has one, else the tokenizer's own special tokens (BOS for the toy tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from transformers import PreTrainedTokenizerBase
+
+from rlvr.testbed.digits import make_split
+
+BUILTIN_PROMPTS = Path("data/task/eval.parquet")
+REQUIRED = ("prompt", "answer")
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One evaluation problem: a stable id, the prompt text, and the reference answer."""
+
+    prompt_id: str
+    prompt: str
+    answer: str
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pylist()
+    if path.suffix in (".jsonl", ".json"):
+        rows = []
+        for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {line_no}: not valid JSON ({err.msg})") from err
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {line_no}: expected a JSON object per line")
+            rows.append(row)
+        return rows
+    raise ValueError(f"{path}: unknown prompt file type {path.suffix!r}; use .jsonl or .parquet")
+
+
+def load_prompt_file(path: str | Path) -> list[PromptRecord]:
+    """Read and validate a prompt file; any bad row raises a ValueError naming the file and row."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"prompt file {path} does not exist; fix the path in params.yaml")
+    rows = _read_rows(path)
+    if not rows:
+        raise ValueError(f"{path}: no prompts in the file")
+    records, first_row = [], {}
+    for n, row in enumerate(rows, start=1):
+        missing = [c for c in REQUIRED if c not in row]
+        if missing:
+            raise ValueError(f"{path} row {n}: missing column(s) {missing}; every row needs "
+                             f"`prompt` and `answer` (and optionally `prompt_id`)")
+        prompt, answer = row["prompt"], row["answer"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{path} row {n}: empty prompt")
+        if answer is None or str(answer).strip() == "":
+            raise ValueError(f"{path} row {n}: empty answer")
+        pid = row.get("prompt_id")
+        pid = f"p{n:06d}" if pid is None else str(pid)
+        if not pid:
+            raise ValueError(f"{path} row {n}: empty prompt_id")
+        if pid in first_row:
+            raise ValueError(f"{path} row {n}: duplicate prompt_id {pid!r} "
+                             f"(first seen at row {first_row[pid]})")
+        first_row[pid] = n
+        records.append(PromptRecord(pid, prompt, str(answer)))
+    return records
+
+
+def task_prompts(n_eval: int, seed: int, min_digits: int, max_digits: int) -> list[PromptRecord]:
+    """The built-in eval problems drawn directly from the task (what `prepare` writes)."""
+    _, problems = make_split(0, n_eval, seed, min_digits, max_digits)
+    return [PromptRecord(p.prompt_id, p.prompt, str(p.answer)) for p in problems]
+
+
+def encode_prompts(
+    records: Sequence[PromptRecord], tokenizer: PreTrainedTokenizerBase
+) -> list[list[int]]:
+    """Token ids fed to the model for each prompt, BOS and chat template included."""
+    if tokenizer.chat_template:
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": r.prompt}], tokenize=False, add_generation_prompt=True
+            )
+            for r in records
+        ]
+        # the rendered template already holds every special token it wants
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return [tokenizer(r.prompt)["input_ids"] for r in records]
+
+
+def n_shards(records: Sequence[PromptRecord], shard_size: int) -> int:
+    """How many shards of `shard_size` prompts cover `records`."""
+    return -(-len(records) // shard_size)
+
+
+def prompt_shard(
+    records: Sequence[PromptRecord], shard: int, shard_size: int
+) -> list[PromptRecord]:
+    """The prompts of shard number `shard` (file order)."""
+    return list(records[shard * shard_size : (shard + 1) * shard_size])

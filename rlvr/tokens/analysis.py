@@ -1,0 +1,144 @@
+"""The study's analyses: run the `sql/agg_*` files on the warehouse and save what they find.
+
+Each query's result goes to `<out_dir>/<name>.parquet`; the curves the report and DVC plot go to
+CSV files; `headline_metrics` picks the few numbers worth tracking with `dvc metrics diff`.
+Queries over tables of other stages (cross-sampling, weighted training) are run by those stages.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from rlvr.store.atomic import atomic_dir, atomic_file, write_json
+from rlvr.warehouse.sql import SQL_DIR, list_queries, run_sql
+from rlvr.warehouse.views import connect, views
+
+# result name -> plot file stem under the plots directory (the curves)
+PLOTS = {
+    "agg_sparsity": "analysis_sparsity",
+    "agg_js_histogram": "analysis_js_histogram",
+    "agg_js_by_entropy_quantile": "analysis_js_by_entropy",
+    "agg_js_by_position": "analysis_js_by_position",
+    "agg_js_by_position_edges": "analysis_js_by_position_edges",
+    "agg_topk_overlap": "analysis_topk_overlap",
+    "agg_rank_histogram": "analysis_rank_histogram",
+    "agg_checkpoint_evolution": "analysis_checkpoint_evolution",
+    "agg_role_detection": "analysis_role_detection",
+}
+
+
+def analysis_queries(sql_dir: str | Path = SQL_DIR) -> list[str]:
+    """The `agg_*` queries this stage runs: those in `sql/analyze/`."""
+    return list_queries("agg_", sql_dir, stage="analyze")
+
+
+def write_table(table: pa.Table, path: str | Path) -> None:
+    """Write `table` to parquet (or CSV for a `.csv` path) atomically."""
+    with atomic_file(path) as tmp:
+        if Path(path).suffix == ".csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp)
+
+
+def run_analyses(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    plots_dir: str | Path,
+    params: dict[str, Any],
+    sql_dir: str | Path = SQL_DIR,
+    progress: bool = False,
+) -> dict[str, pa.Table]:
+    """Run every analysis over the tables in `data_dir`; write results and plot CSVs.
+
+    Returns the results by query name (they are small: aggregates, not token rows).
+    """
+    con = connect(data_dir, sql_dir)
+    if "tokens" not in views(con):
+        raise ValueError(f"no complete token table under {Path(data_dir) / 'tokens'}; "
+                         "run the score stage first (`dvc repro score`)")
+    results = {}
+    # one atomic directory: a rerun never mixes old and new results, nor keeps renamed ones
+    with atomic_dir(out_dir) as tmp:
+        for name in tqdm(analysis_queries(sql_dir), desc="analyses", disable=not progress):
+            results[name] = run_sql(con, name, params, sql_dir)
+            write_table(results[name], tmp / f"{name}.parquet")
+    for name, stem in PLOTS.items():
+        write_table(results[name], Path(plots_dir) / f"{stem}.csv")
+    return results
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalar: NaN and infinities become null, floats are rounded for diffs."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    return value
+
+
+def _rows(table: pa.Table, **where: Any) -> list[dict[str, Any]]:
+    return [r for r in table.to_pylist() if all(r[k] == v for k, v in where.items())]
+
+
+def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]:
+    """The study's headline numbers per pair and generator, plus the checkpoint trend."""
+    pairs: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def put(row: dict[str, Any], key: str, value: Any) -> None:
+        pairs.setdefault(row["pair"], {}).setdefault(row["generator"], {})[key] = _clean(value)
+
+    for r in results["agg_sparsity"].to_pylist():
+        put(r, f"share_js_above_{r['threshold']:g}", r["share_above"])
+    for r in _rows(results["agg_js_quantiles"], quantile=0.99):
+        put(r, "js_p99", r["js_value"])
+        put(r, "mean_js", r["mean_js"])
+    for r in results["agg_reallocation"].to_pylist():
+        for key in ("share_top1_is_base_top1", "share_top1_in_base_top3",
+                    "share_base_prob_below_low"):
+            put(r, f"{r['subset']}_{key}", r[key])
+    for r in _rows(results["agg_topk_overlap"], subset="divergent"):
+        put(r, f"divergent_topk_overlap_{r['k']}", r["mean_overlap"])
+    for r in results["agg_truncation"].to_pylist():
+        put(r, "truncation_mae", r["mae"])
+        put(r, "truncation_spearman", r["spearman"])
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results["agg_js_by_position"].to_pylist():
+        groups.setdefault((r["pair"], r["generator"]), []).append(r)
+    for rows in groups.values():
+        rows.sort(key=lambda x: x["bin_index"])
+        middle = rows[1:-1]
+        put(rows[0], "mean_js_first_bin", rows[0]["mean_js"])
+        put(rows[0], "mean_js_last_bin", rows[-1]["mean_js"])
+        if middle:
+            weight = sum(x["n_positions"] for x in middle)
+            put(rows[0], "mean_js_middle_bins",
+                sum(x["mean_js"] * x["n_positions"] for x in middle) / weight)
+    for r in results["agg_family_comparison"].to_pylist():
+        put(r, "top_decile_js_mass", r["top_decile_js_mass"])
+    for r in results["agg_role_detection"].to_pylist():
+        if math.isclose(r["threshold"], tau):
+            put(r, "decisive_precision_at_tau", r["precision"])
+            put(r, "decisive_recall_at_tau", r["recall"])
+    for r in results["agg_entropy_by_divergence"].to_pylist():
+        kind = "divergent" if r["is_divergent"] else "other"
+        put(r, f"{kind}_share_high_entropy", r["share_high_entropy"])
+    checkpoints = {
+        r["pair"]: {k: _clean(r[k]) for k in ("rl_step", "js_p50", "js_p95", "js_p99",
+                                               "share_divergent", "jaccard_with_final")}
+        for r in results["agg_checkpoint_evolution"].to_pylist()
+    }
+    return {"tau": tau, "pairs": pairs, "checkpoints": checkpoints}
+
+
+def write_headline_metrics(results_dir: str | Path, metrics_path: str | Path, tau: float) -> dict:
+    """Read the saved results in `results_dir` and write `headline_metrics` as JSON."""
+    results = {p.stem: pq.read_table(p) for p in sorted(Path(results_dir).glob("agg_*.parquet"))}
+    metrics = headline_metrics(results, tau)
+    write_json(metrics, metrics_path)
+    return metrics

@@ -1,0 +1,59 @@
+"""Held-out accuracy of a model: n samples per eval prompt at temperature 1, graded 0/1.
+
+Besides accuracy, the summary says how the model answers (method share, answer format, length),
+which is what RL and SFT change on this task. The standard error treats prompts as the unit,
+since the n samples of one prompt are correlated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.generation.sampler import SamplingParams, sample
+from rlvr.testbed.digits import Problem, grade
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    n_samples: int,
+    sampling: SamplingParams,
+    batch_size: int = 512,
+    progress: bool = False,
+) -> dict[str, float | int]:
+    """Sample `n_samples` responses per problem and summarise them.
+
+    Returns accuracy (mean over all samples), n (samples), n_prompts, stderr and a 95% interval
+    (normal approximation over per-prompt accuracies), pass_at_n, mean_length (response tokens,
+    eos included), share_chain (responses opening with `chain`), share_eq_format (responses with
+    `answer =`), share_truncated (hit the token limit).
+    """
+    prompt_ids = tokenizer([p.prompt for p in problems]).input_ids
+    rows = [ids for ids in prompt_ids for _ in range(n_samples)]
+    keys = [f"eval/{p.prompt_id}/{j}" for p in problems for j in range(n_samples)]
+    gens = sample(model, rows, keys, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                  batch_size=batch_size, progress=progress)
+    texts = [tokenizer.decode(g.response_ids, skip_special_tokens=True) for g in gens]
+    correct = np.array([grade(t, problems[i // n_samples].answer) for i, t in enumerate(texts)],
+                       dtype=float).reshape(len(problems), n_samples)
+    per_prompt = correct.mean(axis=1)
+    accuracy = float(correct.mean())
+    stderr = float(per_prompt.std(ddof=1) / math.sqrt(len(problems))) if len(problems) > 1 else 0.0
+    return {
+        "accuracy": accuracy,
+        "n": int(correct.size),
+        "n_prompts": len(problems),
+        "stderr": stderr,
+        "ci95_low": max(0.0, accuracy - 1.96 * stderr),
+        "ci95_high": min(1.0, accuracy + 1.96 * stderr),
+        "pass_at_n": float((correct.max(axis=1) > 0).mean()),
+        "mean_length": float(np.mean([len(g.response_ids) for g in gens])),
+        "share_chain": float(np.mean([t.split()[:1] == ["chain"] for t in texts])),
+        "share_eq_format": float(np.mean(["answer =" in t for t in texts])),
+        "share_truncated": float(np.mean([g.finish_reason == "length" for g in gens])),
+    }

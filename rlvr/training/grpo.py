@@ -1,0 +1,302 @@
+"""GRPO/DAPO with verifiable rewards, in plain torch.
+
+One step: sample `group_size` responses for each of `prompts_per_step` prompts (temperature 1,
+top-p 1), grade them, normalise rewards within each group, drop groups whose rewards are all
+equal (dynamic sampling: they carry no signal), then take `epochs` x `minibatches` optimiser
+steps on the clipped-ratio objective with separate low/high clips (clip-higher), token-mean
+loss over all response tokens of a minibatch, and an optional k3 KL penalty to the frozen base.
+
+A per-token weight hook scales each token's advantage (`Ã = w · Â`, weights detached); the
+divergence-weighted variant plugs in there. The identity hook (None) gives plain DAPO.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.generation.sampler import Generation, SamplingParams, left_pad, sample
+from rlvr.models.loading import save_model
+from rlvr.store.atomic import atomic_dir
+from rlvr.testbed.digits import Problem, grade
+
+EPS = 1e-6  # added to the group std, so a near-constant group cannot blow up the advantages
+CHECKPOINT_PREFIX = "rl_step_"
+
+
+@dataclass
+class TokenContext:
+    """Per-token quantities of one minibatch, handed to the weight hook."""
+
+    logprobs: torch.Tensor  # (B, T) log pi_theta of the sampled tokens (carries grad)
+    old_logprobs: torch.Tensor  # (B, T) log pi_old, detached
+    ref_logprobs: torch.Tensor | None  # (B, T) log pi_ref (frozen base), detached; None if no ref
+    logits: torch.Tensor  # (B, T, V) current policy logits at those positions (carries grad)
+    ref_logits: torch.Tensor | None  # (B, T, V) reference logits, detached
+    mask: torch.Tensor  # (B, T) float, 1 on response tokens
+    advantages: torch.Tensor  # (B,) group-normalised advantages
+
+
+WeightHook = Callable[[TokenContext], torch.Tensor]  # returns detached (B, T) weights
+
+
+@dataclass(frozen=True)
+class GRPOParams:
+    """One RL run's knobs (the `rl` section of params.yaml maps onto these)."""
+
+    steps: int = 60
+    prompts_per_step: int = 32
+    group_size: int = 8
+    max_new_tokens: int = 24
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    kl_coef: float = 0.0
+    minibatches: int = 2  # optimiser steps per pass over a rollout batch
+    epochs: int = 1  # passes over each rollout batch
+    dynamic_sampling: bool = True
+    grad_clip: float = 1.0
+    save_every: int = 20
+    seed: int = 0
+
+
+def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """(R - mean) / (std + EPS) within each group; rewards (G, n) -> advantages (G, n).
+
+    std is the population standard deviation (divide by n, not n - 1), so a group of n rewards
+    with k ones gets advantages of magnitude independent of the unbiasing convention.
+    """
+    mean = rewards.mean(dim=1, keepdim=True)
+    std = rewards.std(dim=1, keepdim=True, correction=0)
+    return (rewards - mean) / (std + EPS)
+
+
+def informative_groups(rewards: torch.Tensor) -> torch.Tensor:
+    """Dynamic sampling: (G,) bool, False for groups whose rewards are all equal."""
+    return (rewards != rewards[:, :1]).any(dim=1)
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(pi_theta || pi_ref): exp(d) - d - 1 with d = ref - logp."""
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1
+
+
+def grpo_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    weights: torch.Tensor | None = None,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> torch.Tensor:
+    """Clipped-ratio policy loss, token-mean over the masked tokens (scalar).
+
+    logprobs, old_logprobs, mask, weights, ref_logprobs: (B, T); advantages: (B,).
+    Per token: -min(r·Ã, clip(r, 1 - clip_low, 1 + clip_high)·Ã) + kl_coef·k3, with
+    r = exp(logp - old_logp) and Ã = w·Â (w = 1 without weights).
+    """
+    adv = advantages.unsqueeze(1) if weights is None else advantages.unsqueeze(1) * weights
+    ratio = torch.exp(logprobs - old_logprobs)
+    clipped = ratio.clamp(1 - clip_low, 1 + clip_high)
+    per_token = -torch.minimum(ratio * adv, clipped * adv)
+    if ref_logprobs is not None and kl_coef:
+        per_token = per_token + kl_coef * k3_kl(logprobs, ref_logprobs)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+@dataclass
+class RolloutBatch:
+    """Padded prompt+response rows: prompts left-padded to width P, responses right-padded."""
+
+    ids: torch.Tensor  # (B, P + T) long
+    attn: torch.Tensor  # (B, P + T) long
+    positions: torch.Tensor  # (B, P + T) long
+    mask: torch.Tensor  # (B, T) float, 1 on response tokens
+    prompt_width: int
+
+
+def pack(gens: Sequence[Generation], pad_id: int) -> RolloutBatch:
+    """Lay out generations so that every response starts at the same column."""
+    p_ids, p_attn, _ = left_pad([g.prompt_ids for g in gens], pad_id)
+    width = max(1, max(len(g.response_ids) for g in gens))
+    r_ids = torch.full((len(gens), width), pad_id, dtype=torch.long)
+    r_mask = torch.zeros((len(gens), width))
+    for i, g in enumerate(gens):
+        r_ids[i, : len(g.response_ids)] = torch.tensor(g.response_ids, dtype=torch.long)
+        r_mask[i, : len(g.response_ids)] = 1.0
+    attn = torch.cat([p_attn, r_mask.long()], dim=1)
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    return RolloutBatch(torch.cat([p_ids, r_ids], 1), attn, positions, r_mask, p_ids.shape[1])
+
+
+def response_logits(
+    model: PreTrainedModel, batch: RolloutBatch, rows: torch.Tensor
+) -> torch.Tensor:
+    """Logits (B, T, V) predicting each response token of the selected rows."""
+    out = model(input_ids=batch.ids[rows], attention_mask=batch.attn[rows],
+                position_ids=batch.positions[rows])
+    p = batch.prompt_width
+    return out.logits[:, p - 1 : -1].float()
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits) at `tokens`: (B, T, V), (B, T) -> (B, T)."""
+    return torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((x * mask).sum() / mask.sum().clamp(min=1))
+
+
+def rollout(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    group_size: int,
+    sampling: SamplingParams,
+    tag: str,
+) -> tuple[list[Generation], torch.Tensor]:
+    """Sample `group_size` responses per problem; returns them and rewards (G, n) float."""
+    prompt_ids = tokenizer([p.prompt for p in problems]).input_ids
+    rows = [ids for ids in prompt_ids for _ in range(group_size)]
+    keys = [f"{tag}/{p.prompt_id}/{j}" for p in problems for j in range(group_size)]
+    gens = sample(policy, rows, keys, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    texts = [tokenizer.decode(g.response_ids, skip_special_tokens=True) for g in gens]
+    rewards = [grade(t, problems[i // group_size].answer) for i, t in enumerate(texts)]
+    return gens, torch.tensor(rewards, dtype=torch.float32).view(len(problems), group_size)
+
+
+def save_checkpoint(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path
+) -> None:
+    with atomic_dir(path) as tmp:
+        save_model(model, tokenizer, tmp)
+
+
+def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete `rl_step_<N>` directory under `directory`, by step."""
+    found = []
+    for path in Path(directory).glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX):]
+        if suffix.isdigit() and (path / "config.json").exists():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
+def train_grpo(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    params: GRPOParams,
+    weight_hook: WeightHook | None = None,
+    need_reference: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
+) -> list[dict[str, float]]:
+    """Train `policy` in place; returns one log row per step.
+
+    Row keys: step, reward_mean, accuracy (share of rollouts graded right: equal to reward_mean
+    while the reward is the 0/1 grade), entropy (mean policy entropy over response tokens),
+    kl_base (exact KL(pi || base) per response token, nan without a reference), response_length,
+    dropped_share (groups dropped by dynamic sampling), loss, clip_frac, seconds.
+
+    A frozen copy of the initial policy is the reference (KL penalty, the `kl_base` log, and the
+    hook's ref quantities); it is made when `kl_coef > 0` or `need_reference`. With a
+    `checkpoint_dir`, `rl_step_<N>` is saved there every `save_every` steps and at the end.
+    """
+    ref = None
+    if params.kl_coef > 0 or need_reference:
+        ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(policy.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    rng = random.Random(params.seed)
+    order: list[Problem] = []
+    pad = tokenizer.pad_token_id
+    log, start = [], time.perf_counter()
+    bar = tqdm(range(1, params.steps + 1), desc="grpo", unit="step", disable=not progress)
+    for step in bar:
+        if len(order) < params.prompts_per_step:
+            fresh = list(problems)
+            rng.shuffle(fresh)
+            order += fresh
+        chosen, order = order[: params.prompts_per_step], order[params.prompts_per_step :]
+        sampling = SamplingParams(temperature=1.0, top_p=1.0,
+                                  max_new_tokens=params.max_new_tokens, seed=params.seed)
+        policy.eval()
+        gens, rewards = rollout(policy, tokenizer, chosen, params.group_size, sampling,
+                                f"rl/{step}")
+        keep = informative_groups(rewards) if params.dynamic_sampling else torch.ones(
+            len(chosen), dtype=torch.bool)
+        batch = pack(gens, pad)
+        tokens = batch.ids[:, batch.prompt_width :]
+        every = torch.arange(len(gens))
+        with torch.no_grad():
+            old_logits = response_logits(policy, batch, every)
+            old_logp = token_logprobs(old_logits, tokens)
+            logp_all = torch.log_softmax(old_logits, -1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            row = {
+                "step": step,
+                "reward_mean": float(rewards.mean()),
+                "accuracy": float(rewards.mean()),
+                "entropy": masked_mean(entropy, batch.mask),
+                "response_length": float(batch.mask.sum(1).mean()),
+                "dropped_share": 1.0 - float(keep.float().mean()),
+                "kl_base": float("nan"),
+            }
+            ref_logits = ref_logp = None
+            if ref is not None:
+                ref_logits = response_logits(ref, batch, every)
+                ref_logp = token_logprobs(ref_logits, tokens)
+                ref_all = torch.log_softmax(ref_logits, -1)
+                kl = (logp_all.exp() * (logp_all - ref_all)).sum(-1)
+                row["kl_base"] = masked_mean(kl, batch.mask)
+        adv = group_advantages(rewards).view(-1)
+        rows = keep.repeat_interleave(params.group_size).nonzero().squeeze(1)
+        losses, clipped = [], []
+        policy.train()
+        for _ in range(params.epochs if len(rows) else 0):
+            perm = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(
+                params.seed * 100003 + step))]
+            for mb in perm.chunk(params.minibatches):
+                logits = response_logits(policy, batch, mb)
+                logp = token_logprobs(logits, tokens[mb])
+                ctx = TokenContext(
+                    logprobs=logp, old_logprobs=old_logp[mb],
+                    ref_logprobs=None if ref_logp is None else ref_logp[mb],
+                    logits=logits, ref_logits=None if ref_logits is None else ref_logits[mb],
+                    mask=batch.mask[mb], advantages=adv[mb],
+                )
+                weights = None if weight_hook is None else weight_hook(ctx).detach()
+                loss = grpo_loss(logp, ctx.old_logprobs, ctx.advantages, ctx.mask,
+                                 params.clip_low, params.clip_high, weights,
+                                 ctx.ref_logprobs, params.kl_coef)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), params.grad_clip)
+                opt.step()
+                ratio = torch.exp(logp.detach() - ctx.old_logprobs)
+                out = (ratio < 1 - params.clip_low) | (ratio > 1 + params.clip_high)
+                losses.append(loss.item())
+                clipped.append(masked_mean(out.float(), ctx.mask))
+        policy.eval()
+        row["loss"] = sum(losses) / len(losses) if losses else float("nan")
+        row["clip_frac"] = sum(clipped) / len(clipped) if clipped else float("nan")
+        row["seconds"] = time.perf_counter() - start
+        log.append(row)
+        bar.set_postfix(reward=f"{row['reward_mean']:.2f}", drop=f"{row['dropped_share']:.2f}")
+        if checkpoint_dir is not None and (step % params.save_every == 0 or step == params.steps):
+            save_checkpoint(policy, tokenizer, Path(checkpoint_dir) / f"{CHECKPOINT_PREFIX}{step}")
+    return log

@@ -1,0 +1,179 @@
+"""Next-token training: base pretraining on the task corpus, and the SFT and RFT controls.
+
+All three use `train_lm`. Pretraining puts the loss on every token (the prompt digits are random,
+so their loss is a constant floor and does no harm); SFT and RFT mask the prompt and learn only
+the response, like any instruction tuning.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlvr.generation.sampler import SamplingParams, sample
+from rlvr.testbed.digits import REFERENCE_STYLE, Problem, grade, write_response
+
+IGNORE = -100  # label value that cross_entropy skips
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence: `<bos> prompt response <eos>` as ids, and the prompt's length."""
+
+    ids: list[int]
+    n_prompt: int  # leading tokens (bos + prompt) left out of the loss when prompts are masked
+
+
+@dataclass(frozen=True)
+class LMParams:
+    """How `train_lm` optimises: AdamW, linear warmup, cosine decay to 10% of `lr`."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 10
+
+
+def encode_examples(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str]
+) -> list[Example]:
+    """Tokenise prompt/response pairs as the sampler sees them: bos, prompt, response, eos."""
+    assert len(prompts) == len(responses), "one response per prompt"
+    prompt_ids = tokenizer(list(prompts)).input_ids
+    response_ids = tokenizer(list(responses), add_special_tokens=False).input_ids
+    eos = tokenizer.eos_token_id
+    return [Example(p + r + [eos], len(p)) for p, r in zip(prompt_ids, response_ids, strict=True)]
+
+
+def collate(
+    examples: Sequence[Example], pad_id: int, mask_prompt: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad a batch. Returns input_ids, attention_mask and labels, each (B, L) long.
+
+    Labels are the ids with padding (and the prompt, if `mask_prompt`) set to IGNORE.
+    """
+    width = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    labels = torch.full_like(ids, IGNORE)
+    for i, e in enumerate(examples):
+        n = len(e.ids)
+        ids[i, :n] = torch.tensor(e.ids)
+        attn[i, :n] = 1
+        start = e.n_prompt if mask_prompt else 1  # the bos token is never predicted
+        labels[i, start:n] = ids[i, start:n]
+    return ids, attn, labels
+
+
+def lm_loss(
+    model: PreTrainedModel, ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Token-mean next-token cross-entropy over the labelled positions (scalar)."""
+    logits = model(input_ids=ids, attention_mask=attn).logits
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        labels[:, 1:].reshape(-1),
+        ignore_index=IGNORE,
+    )
+
+
+def lr_at(step: int, params: LMParams) -> float:
+    """Learning rate at optimiser step `step` (0-based): warmup, then cosine to 10% of lr."""
+    if step < params.warmup_steps:
+        return params.lr * (step + 1) / params.warmup_steps
+    span = max(1, params.steps - params.warmup_steps)
+    progress = (step - params.warmup_steps) / span
+    return params.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_lm(
+    model: PreTrainedModel,
+    examples: Sequence[Example],
+    params: LMParams,
+    pad_id: int,
+    mask_prompt: bool,
+    progress: bool = False,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train `model` in place on `examples` for `params.steps` updates; returns the loss curve.
+
+    Batches are drawn by reshuffling the examples each epoch (seeded). Each curve row holds the
+    step, the mean loss since the previous row, the learning rate and elapsed seconds.
+    """
+    assert examples, "no training examples"
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    rng = random.Random(params.seed)
+    order: list[int] = []
+    curve, window, start = [], [], time.perf_counter()
+    bar = tqdm(range(params.steps), desc=desc, unit="step", disable=not progress)
+    for step in bar:
+        if len(order) < params.batch_size:
+            fresh = list(range(len(examples)))
+            rng.shuffle(fresh)
+            order += fresh
+        batch = [examples[i] for i in order[: params.batch_size]]
+        del order[: params.batch_size]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, params)
+        loss = lm_loss(model, *collate(batch, pad_id, mask_prompt))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+        opt.step()
+        window.append(loss.item())
+        if (step + 1) % params.log_every == 0 or step + 1 == params.steps:
+            mean = sum(window) / len(window)
+            curve.append({"step": step + 1, "loss": mean, "lr": lr_at(step, params),
+                          "seconds": time.perf_counter() - start})
+            bar.set_postfix(loss=f"{mean:.3f}")
+            window = []
+    model.eval()
+    return curve
+
+
+def reference_examples(
+    tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], seed: int
+) -> list[Example]:
+    """SFT data: one reference solution per problem (chain method, no slips, `=` format)."""
+    rng = random.Random(seed)
+    responses = [write_response(p, REFERENCE_STYLE, rng) for p in problems]
+    return encode_examples(tokenizer, [p.prompt for p in problems], responses)
+
+
+def self_correct_examples(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    n_samples: int,
+    sampling: SamplingParams,
+    progress: bool = False,
+) -> tuple[list[Example], float]:
+    """RFT data: `n_samples` of the model's own responses per problem, keeping the correct ones.
+
+    Returns the kept examples (the sampled ids, exactly) and the share of samples that were kept.
+    """
+    prompt_ids = tokenizer([p.prompt for p in problems]).input_ids
+    rows = [ids for ids in prompt_ids for _ in range(n_samples)]
+    keys = [f"rft/{p.prompt_id}/{j}" for p in problems for j in range(n_samples)]
+    gens = sample(model, rows, keys, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                  progress=progress)
+    kept = []
+    for i, gen in enumerate(gens):
+        problem = problems[i // n_samples]
+        text = tokenizer.decode(gen.response_ids, skip_special_tokens=True)
+        if gen.finish_reason == "eos" and grade(text, problem.answer):
+            kept.append(Example(gen.prompt_ids + gen.response_ids, len(gen.prompt_ids)))
+    return kept, len(kept) / max(1, len(gens))

@@ -1,0 +1,219 @@
+"""The DuckDB warehouse: stable view names over the pipeline's parquet tables.
+
+Paths are bound here, in Python; SQL files only name the views (`tokens`, `samples`, ...), the
+way dbt's `ref` works. A table directory is read only once its `_COMPLETE` marker exists, so a
+stage that is still writing (or rewriting) a table never shows half of it. `COLUMNS` documents
+every column in one place; `rlvr describe` prints it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from rlvr.store.atomic import is_complete
+from rlvr.warehouse.sql import SQL_DIR, load_sql
+
+# view name -> directory under the data root (written by the stage named in the comment)
+SOURCES = {
+    "samples": "samples",  # sample stage (issue 3)
+    "tokens": "tokens",  # score stage (issue 3)
+    "cross_samples": "cross/samples",  # cross_sample stage (issue 5)
+    "cross_tokens": "cross/tokens",  # cross_sample stage (issue 5)
+    "training": "weighted/training.parquet",  # weighted stage (issue 6)
+}
+
+# staging views: sql/staging/<name>.sql over the views it needs, created when those exist
+STAGING = {"stg_pairs": ("tokens",)}
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "tokens": {
+        "pair": "model pair `<base>__<tuned>`, e.g. base__rl, base__sft, base__rl_step_40 (key)",
+        "generator": "which model of the pair wrote the response: 'base' or 'tuned' (key)",
+        "tuned_kind": "kind of the pair's tuned model: rl, sft, rft, checkpoint, user",
+        "rl_step": "RL step of the tuned model when it is a checkpoint (rl_step_<N>), else null",
+        "prompt_id": "problem id (key)",
+        "sample_id": "response number for this prompt and generator (key)",
+        "position": "0-based token position in the response (key)",
+        "n_tokens": "response length in tokens, EOS included",
+        "token_id": "realised token id (shared vocabulary)",
+        "token_text": "realised token as text",
+        "role": "testbed role: method, intermediate, format, final_answer, other (null: user data)",
+        "reward": "grader reward of the whole response, 0 or 1",
+        "logprob_base": "log pi_base(realised token | prefix), nats",
+        "logprob_tuned": "log pi_tuned(realised token | prefix), nats",
+        "delta_logprob": "logprob_tuned - logprob_base",
+        "entropy_base": "entropy of the base next-token distribution, nats, full vocabulary",
+        "entropy_tuned": "entropy of the tuned next-token distribution, nats, full vocabulary",
+        "js": "Jensen-Shannon divergence base vs tuned, nats, exact over the vocabulary, [0, ln 2]",
+        "js_top_p": "JS on top-p truncated, renormalised supports (the study's approximation)",
+        "kl_base_tuned": "KL(base || tuned), nats",
+        "kl_tuned_base": "KL(tuned || base), nats",
+        "rank_base": "rank of the realised token under base (1 = top)",
+        "rank_tuned": "rank of the realised token under tuned (1 = top)",
+        "top1_base": "base model's most likely token id",
+        "top1_tuned": "tuned model's most likely token id",
+        "rank_in_base_of_top1_tuned": "rank under base of the tuned top-1 token (1 = same top-1)",
+        "prob_base_of_top1_tuned": "base probability of the tuned top-1 token",
+        **{f"topk_overlap_{k}": f"|top-{k} base & top-{k} tuned| / {k}" for k in range(1, 6)},
+    },
+    "samples": {
+        "model": "model that wrote the response (base, rl, sft, rft, rl_step_<N>) (key)",
+        "model_kind": "base, rl, sft, rft, checkpoint or user",
+        "rl_step": "RL step of a checkpoint model, else null",
+        "prompt_id": "problem id (key)",
+        "sample_id": "response number for this prompt and model (key)",
+        "prompt": "prompt text",
+        "answer": "reference answer",
+        "prompt_token_ids": "exact ids fed to the model before the response (BOS, template)",
+        "response_token_ids": "exact generated ids",
+        "response_text": "decoded response",
+        "n_tokens": "response length in tokens, EOS included",
+        "finish_reason": "'eos' or 'length'",
+        "reward": "grader reward, 0 or 1",
+        "sampling_logprobs": "log-prob of each generated token under the sampler",
+        "temperature": "sampling temperature",
+        "top_p": "sampling top-p",
+        "max_new_tokens": "sampling length cap",
+        "seed": "sampling seed",
+    },
+    "stg_pairs": {
+        "pair": "model pair `<base>__<tuned>` (key)",
+        "base_model": "the pair's base model name",
+        "tuned_model": "the pair's tuned model name",
+        "tuned_kind": "rl, sft, rft, checkpoint or user",
+        "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
+    },
+    "cross_samples": {
+        "direction": "forward (primary base, intervention tuned) or backward (the reverse)",
+        "pair": "model pair `<base>__<tuned>`",
+        "primary_model": "model that samples unless the rule switches",
+        "intervention_model": "model sampled at switched positions",
+        "rule": "switch rule: js, random, entropy, delta",
+        "threshold": "the rule's threshold (epsilon; a rate for random)",
+        "matched_threshold": "random rule: the js threshold whose budget it matches",
+        "seed": "sampling seed",
+        "prompt_id": "problem id",
+        "sample_id": "response number",
+        "prompt": "prompt text",
+        "answer": "reference answer",
+        "prompt_token_ids": "exact ids fed before the response",
+        "response_token_ids": "exact generated ids",
+        "response_text": "decoded response",
+        "n_tokens": "response length",
+        "n_switched": "tokens drawn from the intervention model (the budget, as a count)",
+        "switch_share": "n_switched / n_tokens (the budget, as a share)",
+        "finish_reason": "'eos' or 'length'",
+        "reward": "grader reward, 0 or 1",
+        "temperature": "sampling temperature",
+        "top_p": "sampling top-p",
+        "max_new_tokens": "sampling length cap",
+    },
+    "cross_tokens": {
+        "direction": "forward or backward",
+        "pair": "model pair",
+        "rule": "switch rule",
+        "threshold": "the rule's threshold",
+        "seed": "sampling seed",
+        "prompt_id": "problem id",
+        "sample_id": "response number",
+        "position": "0-based position in the response",
+        "token_id": "sampled token id",
+        "token_text": "sampled token as text",
+        "is_switched": "true when the intervention model drew this token",
+        "source_model": "model the token was drawn from",
+        "js": "JS between the two next-token distributions at this step, nats",
+        "entropy_primary": "primary model's entropy at this step, nats",
+        "entropy_intervention": "intervention model's entropy at this step, nats",
+        "logprob_primary": "primary model's log-prob of the chosen token",
+        "logprob_intervention": "intervention model's log-prob of the chosen token",
+        "delta_top": "|log p_int - log p_prim| of the primary's top token (the delta rule)",
+    },
+    "training": {
+        "variant": "training variant (baseline or divergence/sign of alpha)",
+        "divergence": "k3_old, js_base or delta_base",
+        "alpha": "sigmoid slope; > 0 boosts high-divergence tokens",
+        "s": "weight strength: w in (1 - s/2, 1 + s/2)",
+        "seed": "training seed",
+        "step": "training step",
+        "metric": "metric name",
+        "value": "metric value",
+    },
+}
+
+
+def complete_files(root: str | Path) -> list[Path]:
+    """Parquet files of the table at `root` whose write finished, sorted.
+
+    A single file counts as it is (files are written under a temporary name and renamed). A
+    directory counts only once its `_COMPLETE` marker exists (written last, withdrawn while a
+    rerun modifies it); hidden in-flight temporary files and directories below it are skipped.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root] if root.suffix == ".parquet" else []
+    if not is_complete(root):
+        return []
+    return [p for p in sorted(root.rglob("*.parquet"))
+            if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts)]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_sql(name: str, files: list[Path]) -> str:
+    """A CREATE VIEW statement reading `files` (the one place paths meet SQL)."""
+    hive = any("=" in part for f in files for part in f.parts)
+    listing = ", ".join(_quote(str(f.resolve())) for f in files)
+    return (f"create or replace view {name} as select * from read_parquet([{listing}], "
+            f"hive_partitioning = {str(hive).lower()}, union_by_name = true);")
+
+
+def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
+    """Statements that create every available view: run them in the duckdb CLI or a notebook."""
+    statements, present = [], set()
+    for name, sub in SOURCES.items():
+        files = complete_files(Path(data_dir) / sub)
+        if files:
+            statements.append(view_sql(name, files))
+            present.add(name)
+    for name, needs in STAGING.items():
+        if set(needs) <= present:
+            body = load_sql(name, sql_dir).strip().rstrip(";")
+            statements.append(f"create or replace view {name} as\n{body};")
+    return statements
+
+
+def connect(
+    data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per available table under `data_dir`."""
+    con = duckdb.connect()
+    if threads is not None:
+        con.sql(f"set threads = {int(threads)}")
+    for statement in setup_sql(data_dir, sql_dir):
+        con.sql(statement)
+    return con
+
+
+def views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the views defined on `con`, sorted."""
+    rows = con.sql("select view_name from duckdb_views() where not internal").fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows in each view of `con`."""
+    return {v: con.sql(f"select count(*) from {v}").fetchall()[0][0] for v in views(con)}
+
+
+def describe(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str, str]]:
+    """(column, type, description) for each column of `view`, plus documented ones missing."""
+    docs = COLUMNS.get(view, {})
+    rows = con.sql(f"describe {view}").fetchall()
+    out = [(r[0], r[1], docs.get(r[0], docs.get("*", "(undocumented)"))) for r in rows]
+    seen = {r[0] for r in rows}
+    out += [(c, "(absent)", d) for c, d in docs.items() if c not in seen and c != "*"]
+    return out

@@ -1,0 +1,177 @@
+"""The lock-step cross-sampler: exact endpoints, teacher-forced signals, random rates, batching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rlvr.cross.decoder import SwitchRule, cross_sample, switch_mask
+from rlvr.generation.sampler import SamplingParams, sample
+from rlvr.testbed.digits import make_split
+from rlvr.tokens.divergence import entropy, js
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # tiny models: intra-op threads only add spin-wait overhead, badly so on a shared machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+PARAMS = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, seed=11)
+
+
+def _prompts(tokenizer, n):
+    _, eval_problems = make_split(50, n, seed=3, min_digits=2, max_digits=6)
+    return [tokenizer(p.prompt)["input_ids"] for p in eval_problems]
+
+
+def _ids(tokenizer):
+    return tokenizer.eos_token_id, tokenizer.pad_token_id
+
+
+def test_switch_mask_table():
+    step_js = torch.tensor([0.0, 0.2, 0.5])
+    ent = torch.tensor([3.0, 0.1, 1.0])
+    delta = torch.tensor([0.0, 2.0, math.inf])  # inf: the intervention rules out the top token
+    u = torch.tensor([0.0, 0.5, 0.99])
+    cases = [
+        (SwitchRule("js", 0.2), [False, False, True]),  # strictly greater than epsilon
+        (SwitchRule("js", math.log(2)), [False, False, False]),  # JS <= ln 2: never
+        (SwitchRule("js", -1.0), [True, True, True]),  # JS >= 0: always
+        (SwitchRule("entropy", 0.5), [True, False, True]),
+        (SwitchRule("delta", 1.0), [False, True, True]),
+        (SwitchRule("random", 0.5), [True, False, False]),  # u < rate
+        (SwitchRule("random", 0.0), [False, False, False]),
+        (SwitchRule("random", 1.0), [True, True, True]),
+    ]
+    for rule, expected in cases:
+        assert switch_mask(rule, step_js, ent, delta, u).tolist() == expected, rule
+
+
+def test_rule_validation():
+    with pytest.raises(ValueError, match="unknown switch rule"):
+        SwitchRule("kl", 0.1)
+    with pytest.raises(ValueError, match="rate in"):
+        SwitchRule("random", 1.5)
+
+
+NEVER = [SwitchRule("js", 1.0), SwitchRule("entropy", 1e9), SwitchRule("delta", 1e9),
+         SwitchRule("random", 0.0)]
+ALWAYS = [SwitchRule("js", -1.0), SwitchRule("entropy", -1.0), SwitchRule("delta", -1.0),
+          SwitchRule("random", 1.0)]
+
+
+@pytest.mark.parametrize("never,always", list(zip(NEVER, ALWAYS, strict=True)),
+                         ids=[r.name for r in NEVER])
+def test_extreme_thresholds_reproduce_each_model(tiny_pair, tokenizer, never, always):
+    prim, inter = tiny_pair
+    prompts = _prompts(tokenizer, 6)
+    keys = [f"p{i}/0" for i in range(6)]
+    eos, pad = _ids(tokenizer)
+    for rule, model, n_switched in ((never, prim, 0), (always, inter, None)):
+        mixed = cross_sample(prim, inter, prompts, keys, rule, PARAMS, eos, pad, batch_size=4)
+        plain = sample(model, prompts, keys, PARAMS, eos, pad, batch_size=4)
+        for m, p in zip(mixed, plain, strict=True):
+            assert m.response_ids == p.response_ids
+            logps = m.logprob_primary if model is prim else m.logprob_intervention
+            np.testing.assert_allclose(logps, p.logprobs, atol=1e-5)
+            assert sum(m.switched) == (len(m.switched) if n_switched is None else 0)
+    if never.name == "js":  # the two models really differ, so the test can tell them apart
+        assert any(a.response_ids != b.response_ids for a, b in zip(
+            sample(prim, prompts, keys, PARAMS, eos, pad),
+            sample(inter, prompts, keys, PARAMS, eos, pad), strict=True))
+
+
+def _teacher_forced(model, prompt, response):
+    ids = torch.tensor([list(prompt) + list(response)])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].float()
+    # row t predicts response token t
+    return torch.log_softmax(logits[len(prompt) - 1 : len(prompt) - 1 + len(response)], -1)
+
+
+@pytest.mark.parametrize("rule_name", ["js", "entropy", "delta"])
+def test_recorded_signals_equal_teacher_forced(tiny_pair, tokenizer, rule_name):
+    prim, inter = tiny_pair
+    prompts = _prompts(tokenizer, 8)
+    keys = [f"q{i}" for i in range(8)]
+    eos, pad = _ids(tokenizer)
+    # a mid threshold (the median of a first run's signal), so responses really mix both models
+    probe = cross_sample(prim, inter, prompts, keys, SwitchRule("js", -1.0), PARAMS, eos, pad)
+    signal = {"js": "js", "entropy": "entropy_primary", "delta": "delta_top"}[rule_name]
+    mid = float(np.median(np.concatenate([getattr(g, signal) for g in probe])))
+    rule = SwitchRule(rule_name, mid)
+    gens = cross_sample(prim, inter, prompts, keys, rule, PARAMS, eos, pad, batch_size=3)
+    share = np.mean(np.concatenate([g.switched for g in gens]))
+    assert 0.1 < share < 0.9, share
+    for g in gens:
+        lp_p = _teacher_forced(prim, g.prompt_ids, g.response_ids)
+        lp_i = _teacher_forced(inter, g.prompt_ids, g.response_ids)
+        resp = torch.tensor(g.response_ids).unsqueeze(-1)
+        np.testing.assert_allclose(g.js, js(lp_p, lp_i).numpy(), atol=2e-6)
+        np.testing.assert_allclose(g.entropy_primary, entropy(lp_p).numpy(), atol=1e-5)
+        np.testing.assert_allclose(g.entropy_intervention, entropy(lp_i).numpy(), atol=1e-5)
+        np.testing.assert_allclose(g.logprob_primary, lp_p.gather(-1, resp)[:, 0], atol=1e-5)
+        np.testing.assert_allclose(g.logprob_intervention, lp_i.gather(-1, resp)[:, 0], atol=1e-5)
+        top = lp_p.argmax(-1, keepdim=True)
+        delta = (lp_i.gather(-1, top) - lp_p.gather(-1, top)).abs()[:, 0]
+        np.testing.assert_allclose(g.delta_top, delta.numpy(), atol=1e-5)
+        # the recorded decisions are the rule applied to the teacher-forced signals
+        ref = {"js": js(lp_p, lp_i), "entropy": entropy(lp_p), "delta": delta}[rule_name]
+        clear = (ref - mid).abs() > 1e-5  # skip ties that float noise could flip
+        assert np.array_equal(np.array(g.switched)[clear], (ref > mid)[clear].numpy())
+
+
+def test_random_rule_rate_within_sampling_error(tiny_pair, tokenizer):
+    prim, inter = tiny_pair
+    prompts = _prompts(tokenizer, 48)
+    keys = [f"r{i}" for i in range(48)]
+    eos, pad = _ids(tokenizer)
+    for rate in (0.1, 0.35):
+        gens = cross_sample(prim, inter, prompts, keys, SwitchRule("random", rate), PARAMS, eos,
+                            pad)
+        n = sum(len(g.switched) for g in gens)
+        k = sum(sum(g.switched) for g in gens)
+        assert n > 600
+        # pooled share: Wald's identity makes k / n unbiased for the rate; 4 binomial sigmas
+        assert abs(k - rate * n) <= 4 * math.sqrt(n * rate * (1 - rate)), (rate, k, n)
+
+
+def test_random_switches_do_not_disturb_token_uniforms(tiny_pair, tokenizer):
+    # with an identical pair every switch is invisible: tokens equal plain sampling at any rate
+    prim, _ = tiny_pair
+    prompts = _prompts(tokenizer, 6)
+    keys = [f"s{i}" for i in range(6)]
+    eos, pad = _ids(tokenizer)
+    plain = sample(prim, prompts, keys, PARAMS, eos, pad)
+    mixed = cross_sample(prim, prim, prompts, keys, SwitchRule("random", 0.5), PARAMS, eos, pad)
+    assert [g.response_ids for g in mixed] == [p.response_ids for p in plain]
+    assert 0 < sum(sum(g.switched) for g in mixed) < sum(len(g.switched) for g in mixed)
+
+
+def test_batch_with_different_lengths_equals_each_alone(tiny_pair, tokenizer):
+    prim, inter = tiny_pair
+    prompts = _prompts(tokenizer, 16)
+    keys = [f"b{i}" for i in range(16)]
+    eos, pad = _ids(tokenizer)
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=40, seed=1)
+    for rule in (SwitchRule("js", 0.0015), SwitchRule("random", 0.5)):
+        batched = cross_sample(prim, inter, prompts, keys, rule, params, eos, pad, batch_size=16)
+        lengths = {len(g.response_ids) for g in batched}
+        assert len(lengths) >= 3 and any(g.finish_reason == "eos" for g in batched), lengths
+        # every row that stopped early, and two that ran to the limit
+        eos_rows = [i for i, g in enumerate(batched) if g.finish_reason == "eos"]
+        long_rows = [i for i, g in enumerate(batched) if g.finish_reason == "length"][:2]
+        for i in eos_rows + long_rows:
+            g = batched[i]
+            alone = cross_sample(prim, inter, prompts[i : i + 1], keys[i : i + 1], rule, params,
+                                 eos, pad)[0]
+            assert alone.response_ids == g.response_ids
+            assert alone.switched == g.switched
+            np.testing.assert_allclose(alone.js, g.js, atol=1e-6)

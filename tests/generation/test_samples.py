@@ -1,0 +1,80 @@
+"""Sampling stage: graded samples rows, batching independence, resumable shards, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from rlvr.config import BackendConfig, ModelsConfig, ModelSpec
+from rlvr.generation.sampler import SamplingParams
+from rlvr.generation.samples import sample_rows, sample_shard
+from rlvr.models.loading import save_model
+from rlvr.models.specs import ModelEntry, plan_models
+from rlvr.store.tables import SAMPLES_SCHEMA
+from rlvr.testbed.digits import grade, label_roles
+from rlvr.testbed.prompts import task_prompts
+from rlvr.tokens.scorer import ScoreParams, score_shard
+
+ENTRY = ModelEntry("base", "base", None, ModelSpec(name="base", path="in-memory"))
+PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=10, seed=3)
+
+
+@pytest.fixture(scope="module")
+def records():
+    return task_prompts(n_eval=5, seed=0, min_digits=4, max_digits=6)
+
+
+def test_rows_are_exact_and_graded(tiny_model, tokenizer, records) -> None:
+    table = sample_rows(tiny_model, tokenizer, ENTRY, records, 3, PARAMS, grade)
+    assert table.schema == SAMPLES_SCHEMA
+    rows = table.to_pylist()
+    assert len(rows) == 15 and len({(r["prompt_id"], r["sample_id"]) for r in rows}) == 15
+    for r, rec in zip(rows, [rec for rec in records for _ in range(3)], strict=True):
+        assert r["prompt_token_ids"] == tokenizer(rec.prompt)["input_ids"]
+        assert r["prompt_token_ids"][0] == tokenizer.bos_token_id
+        ends_eos = r["response_token_ids"][-1] == tokenizer.eos_token_id
+        assert r["finish_reason"] == ("eos" if ends_eos else "length")
+        assert ends_eos or r["n_tokens"] == PARAMS.max_new_tokens
+        assert r["n_tokens"] == len(r["response_token_ids"]) == len(r["sampling_logprobs"])
+        assert r["reward"] == grade(r["response_text"], rec.answer)
+        assert max(r["sampling_logprobs"]) <= 0
+        assert (r["temperature"], r["top_p"], r["seed"]) == (1.0, 1.0, 3)
+
+
+def test_batching_does_not_change_samples(tiny_model, tokenizer, records) -> None:
+    one = sample_rows(tiny_model, tokenizer, ENTRY, records, 2, PARAMS, grade, batch_size=1)
+    many = sample_rows(tiny_model, tokenizer, ENTRY, records, 2, PARAMS, grade, batch_size=64)
+    assert one.column("response_token_ids").to_pylist() == \
+        many.column("response_token_ids").to_pylist()
+    np.testing.assert_allclose(
+        np.concatenate(one.column("sampling_logprobs").to_pylist()),
+        np.concatenate(many.column("sampling_logprobs").to_pylist()), atol=1e-5)
+
+
+def test_shards_resume_and_redo(tiny_pair, tokenizer, records, tmp_path) -> None:
+    """A rerun keeps finished part files; changed inputs redo them; no duplicate rows."""
+    for name, model in zip(["base", "rl"], tiny_pair, strict=True):
+        save_model(model, tokenizer, tmp_path / "models" / name)
+    save_model(tiny_pair[1], tokenizer, tmp_path / "models" / "rl_steps" / "rl_step_7")
+    entries = plan_models(["base", "rl"], ModelsConfig(root=str(tmp_path / "models")),
+                          tmp_path / "models" / "rl_steps")
+    assert [(e.name, e.kind, e.rl_step) for e in entries] == \
+        [("base", "base", None), ("rl", "rl", None), ("rl_step_7", "checkpoint", 7)]
+    base, rl = entries[:2]
+    out = tmp_path / "samples" / "part-00000.parquet"
+    first = sample_shard(rl, records, 2, PARAMS, grade, BackendConfig(), out)
+    again = sample_shard(rl, records, 2, PARAMS, grade, BackendConfig(), out)
+    assert not first["skipped"] and again["skipped"] and again["rows"] == first["rows"] == 10
+    other = dataclasses.replace(PARAMS, seed=4)
+    assert not sample_shard(rl, records, 2, other, grade, BackendConfig(), out)["skipped"]
+    assert pq.read_table(out).num_rows == 10
+    tokens = tmp_path / "tokens" / "part-00000.parquet"
+    scored = score_shard(base, rl, "tuned", out, tokens, ScoreParams(), label_roles)
+    assert not scored["skipped"]
+    assert score_shard(base, rl, "tuned", out, tokens, ScoreParams(), label_roles)["skipped"]
+    table = pq.read_table(tokens).to_pandas()
+    assert len(table) == pq.read_table(out).to_pandas().n_tokens.sum()
+    assert set(table.tuned_kind) == {"rl"} and table.rl_step.isna().all()

@@ -1,0 +1,153 @@
+"""Figures from small hand-made tables: captions carry the numbers computed independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from rlvr.report import experiments as E
+from rlvr.report import figures as F
+
+
+def _two_groups(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def test_js_histogram_caption_share_below_1e3():
+    lo = 10.0 ** np.arange(-6, 0, 1.0)  # one bin per decade: 1e-6..1e-1
+    hist = pd.DataFrame({"pair": "base__rl", "generator": "tuned", "js_lo": lo,
+                         "js_hi": lo * 10, "n_positions": [5, 3, 2, 4, 1, 5]})
+    fig, caption = F.js_histogram(hist)
+    assert isinstance(fig, Figure)
+    # bins ending at or below 1e-3: 5 + 3 + 2 of 20
+    assert "base__rl/tuned 50.0% below 1e-3" in caption
+    assert fig.axes[0].get_xscale() == "log"
+
+
+def test_sparsity_caption_at_nearest_thresholds():
+    rows = [{"pair": "base__rl", "generator": g, "threshold": t, "share_above": s}
+            for g, shares in (("base", (0.5, 0.2, 0.05)), ("tuned", (0.4, 0.1, 0.01)))
+            for t, s in zip((0.001, 0.01, 0.1), shares, strict=True)]
+    _, caption = F.sparsity_curve(pd.DataFrame(rows))
+    assert "at JS > 0.01: base__rl/base 20.0%, base__rl/tuned 10.0%" in caption
+    assert "at JS > 0.1: base__rl/base 5.0%, base__rl/tuned 1.0%" in caption
+
+
+def test_js_by_entropy_and_position_captions():
+    ent = pd.DataFrame({"pair": "p__q", "generator": "base", "bin_index": [1, 2, 3],
+                        "entropy_lo": [0.0, 0.5, 1.0], "entropy_hi": [0.5, 1.0, None],
+                        "n_positions": [10, 5, 2], "mean_js": [0.001, 0.02, 0.3],
+                        "share_divergent": [0.0, 0.1, 0.5]})
+    _, caption = F.js_by_entropy(ent)
+    assert "mean JS 0.001 in the lowest-entropy bin vs 0.300 in the highest" in caption
+    norm = pd.DataFrame({"pair": "p__q", "generator": "base", "bin_index": range(5),
+                         "position_lo": np.arange(5) / 5, "position_hi": np.arange(1, 6) / 5,
+                         "mean_js": [0.2, 0.05, 0.01, 0.03, 0.08]})
+    edges = pd.DataFrame({"pair": "p__q", "generator": "base", "anchor": ["start", "end"],
+                          "token_offset": [0, 0], "mean_js": [0.3, 0.1]})
+    fig, caption = F.js_by_position(norm, edges)
+    assert "start 0.200 / middle 0.010 / end 0.080" in caption
+    assert len(fig.axes) == 2
+
+
+def test_topk_and_rank_captions():
+    topk = pd.DataFrame({"pair": "a__b", "generator": "tuned", "subset": "divergent",
+                         "k": [1, 2, 3], "mean_overlap": [0.25, 0.85, 0.9]})
+    _, caption = F.topk_overlap(topk)
+    assert "k=1 25.0%, k=2 85.0%" in caption
+    shares = np.array([3, 4, 1, 2]) / 10
+    rank = pd.DataFrame({"pair": "a__b", "generator": "tuned", "subset": "all",
+                         "rank_bucket": [1, 2, 3, 4], "rank_label": ["1", "2", "3", ">3"],
+                         "share_positions": shares})
+    realloc = pd.DataFrame({"pair": ["a__b"], "generator": ["tuned"], "subset": ["all"],
+                            "share_base_prob_below_low": [0.05]})
+    _, caption = F.rank_histogram(rank, realloc)
+    assert f"top-1 {100 * shares[0]:.1f}%, top-3 {100 * shares[:3].sum():.1f}%" in caption
+    assert "p_base<low 5.0%" in caption
+
+
+def test_checkpoint_evolution_caption():
+    df = pd.DataFrame({"pair": ["b__rl_step_10", "b__rl_step_20", "b__rl"],
+                       "rl_step": [10, 20, None], "is_final": [False, False, True],
+                       "js_p50": [0.001, 0.002, 0.003], "js_p90": [0.01, 0.02, 0.03],
+                       "js_p95": [0.02, 0.04, 0.05], "js_p99": [0.05, 0.12, 0.2],
+                       "jaccard_with_final": [0.3, 0.7, 1.0]})
+    _, caption = F.checkpoint_evolution(df)
+    assert "p99 0.050 → 0.120" in caption and "Jaccard with final 0.30 → 0.70" in caption
+    assert "final model p99 0.200" in caption
+
+
+def test_truncation_roles_correctness_family_captions():
+    trunc = pd.DataFrame({"pair": ["a__b"], "generator": ["base"], "mae": [0.0123],
+                          "spearman": [0.9876]})
+    assert "MAE 0.0123, ρ 0.988" in F.truncation_error(trunc)[1]
+    roles = pd.DataFrame({"pair": "a__b", "generator": "base",
+                          "role": ["method", "other", "format"],
+                          "share_divergent": [0.6, 0.05, 0.3]})
+    pr = pd.DataFrame({"pair": "a__b", "generator": "base", "threshold": [0.05, 0.1, 0.2],
+                       "precision": [0.5, 0.75, 0.9], "recall": [0.9, 0.6, 0.3]})
+    caption = F.role_ground_truth(roles, pr)[1]
+    assert "most divergent role method (60.0%)" in caption and "P=0.75 R=0.60" in caption
+    corr = pd.DataFrame({"pair": "a__b", "generator": "tuned", "is_correct": [True, False],
+                         "mean_js": [0.01, 0.03], "share_divergent": [0.04, 0.12]})
+    assert "4.0% correct vs 12.0% incorrect" in F.correct_vs_incorrect(corr)[1]
+    fam = pd.DataFrame({"tuned_kind": ["rl", "sft"], "generator": "tuned",
+                        "share_above_001": [0.1, 0.5], "share_divergent": [0.02, 0.2],
+                        "top_decile_js_mass": [0.9, 0.5], "mean_js_first_bin": [0.1, 0.1],
+                        "mean_js_middle_bins": [0.01, 0.1], "mean_js_last_bin": [0.02, 0.1]})
+    caption = F.tuned_comparison(fam)[1]
+    assert "rl/tuned 10.0% above 0.01, 2.0% divergent" in caption
+    assert "sft/tuned 50.0% above 0.01, 20.0% divergent" in caption
+
+
+def test_cross_budget_caption_at_matched_budget():
+    rows = []
+    for direction, accs in (("forward", (0.2, 0.5, 0.4)), ("backward", (0.6, 0.3, 0.35))):
+        for budget, acc in zip((0.0, 0.05, 0.1), accs, strict=True):
+            rows.append({"direction": direction, "rule": "js", "budget_share": budget,
+                         "accuracy": acc, "accuracy_low": acc - 0.05,
+                         "accuracy_high": acc + 0.05})
+    # a random control measured at budgets 0 and 0.1 only: interpolated to 0.05
+    for direction, accs in (("forward", (0.2, 0.3)), ("backward", (0.6, 0.4))):
+        for budget, acc in zip((0.0, 0.1), accs, strict=True):
+            rows.append({"direction": direction, "rule": "random", "budget_share": budget,
+                         "accuracy": acc, "accuracy_low": acc, "accuracy_high": acc})
+    fig, caption = E.cross_budget(pd.DataFrame(rows), {"base": 0.2, "rl": 0.6})
+    assert "forward at 5.0%: js 50.0%, random 25.0%" in caption
+    assert "backward at 5.0%: js 30.0%, random 50.0%" in caption
+    assert len(fig.axes) == 2
+
+
+def test_weighted_summary_and_curves_captions():
+    acc = {"baseline": [0.40, 0.42, 0.44], "k3_old_high": [0.45, 0.47, 0.46]}
+    rows = [{"variant": v, "mean": np.mean(a), "std": np.std(a, ddof=1), "n_seeds": 3,
+             "diff": np.mean(a) - np.mean(acc["baseline"]), "diff_lo": 0.01, "diff_hi": 0.05,
+             "distinguishable": v != "baseline"} for v, a in acc.items()]
+    caption = E.weighted_summary(pd.DataFrame(rows[::-1]))[1]
+    assert caption.index("baseline 42.0 ± 2.0 (n=3)") < caption.index("k3_old_high")
+    assert caption.endswith("k3_old_high 46.0 ± 1.0 (n=3), Δ +4.0 [+1.0, +5.0].")
+    rows[1]["distinguishable"] = False
+    assert "(within seed noise)" in E.weighted_summary(pd.DataFrame(rows))[1]
+    training = pd.DataFrame([{"variant": v, "seed": s, "step": step, "metric": "accuracy",
+                              "value": a[s] * step / 10} for v, a in acc.items()
+                             for s in range(3) for step in (0, 5, 10)])
+    caption = E.weighted_curves(training, "accuracy")[1]
+    assert "baseline 0.420 at step 10" in caption and "k3_old_high 0.460 at step 10" in caption
+
+
+def test_training_curves_caption():
+    curves = {"pretrain loss": pd.DataFrame({"step": [0, 50, 100], "loss": [4.0, 1.5, 0.75]}),
+              "RL train reward": pd.DataFrame({"step": [1, 2], "reward_mean": [0.25, 0.5]})}
+    fig, caption = E.training_curves(curves)
+    assert "pretrain loss loss 4 → 0.75 over 100 steps" in caption
+    assert "RL train reward reward_mean 0.25 → 0.5 over 2 steps" in caption
+    assert len(fig.axes) == 2
+
+
+def test_model_accuracies_and_schema_error():
+    df = pd.DataFrame({"model": ["base", "rl"], "accuracy": [0.125, 0.5]})
+    assert E.model_accuracies(df)[1] == "Held-out accuracy per model: base 12.5%, rl 50.0%."
+    with pytest.raises(F.SchemaError, match="missing columns"):
+        F.sparsity_curve(pd.DataFrame({"pair": ["x"]}))

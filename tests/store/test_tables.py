@@ -1,0 +1,63 @@
+"""Parquet storage: explicit schemas, atomic part files, fingerprints, stale-part cleanup."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rlvr.store.atomic import MARKER
+from rlvr.store.tables import (
+    TOKENS_SCHEMA,
+    finalize_dataset,
+    part_is_current,
+    part_path,
+    read_partition,
+    tokens_dir,
+    write_part,
+)
+
+SCHEMA = pa.schema([pa.field("k", pa.int32(), nullable=False), pa.field("v", pa.float32())])
+
+
+def _batches(n: int, fail_at: int | None = None):
+    for i in range(n):
+        if i == fail_at:
+            raise RuntimeError("interrupted")
+        yield pa.table({"k": [i], "v": [i / 2]})
+
+
+def test_part_file_is_whole_or_absent(tmp_path) -> None:
+    path = part_path(tmp_path, 0)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write_part(_batches(5, fail_at=3), path, SCHEMA, "key")
+    assert list(tmp_path.iterdir()) == []  # neither the part nor a temporary file
+    assert write_part(_batches(5), path, SCHEMA, "key") == 5
+    table = pq.read_table(path)
+    assert table.schema.field("k").type == pa.int32() and table.num_rows == 5
+
+
+def test_fingerprint_decides_reuse(tmp_path) -> None:
+    path = part_path(tmp_path, 1)
+    assert not part_is_current(path, "a")
+    write_part(_batches(2), path, SCHEMA, "a")
+    assert part_is_current(path, "a") and not part_is_current(path, "b")
+
+
+def test_finalize_removes_stale_parts_and_marks_last(tmp_path) -> None:
+    keep = [part_path(tokens_dir(tmp_path, "base__rl", g), 0) for g in ("base", "tuned")]
+    stale = [part_path(tokens_dir(tmp_path, "base__rl", "base"), 1),
+             part_path(tokens_dir(tmp_path, "base__old", "base"), 0)]
+    for p in keep + stale:
+        write_part(_batches(2), p, SCHEMA, "k")
+    removed = finalize_dataset(tmp_path, keep)
+    assert sorted(removed) == sorted(stale)
+    assert not (tmp_path / "pair=base__old").exists()
+    assert (tmp_path / MARKER).exists()
+    assert read_partition(tokens_dir(tmp_path, "base__rl", "base")).num_rows == 2
+
+
+def test_schema_rejects_wrong_columns(tmp_path) -> None:
+    with pytest.raises((pa.ArrowInvalid, KeyError, ValueError)):
+        write_part([pa.table({"k": [1]})], part_path(tmp_path, 0), TOKENS_SCHEMA, "k")
+    assert not part_path(tmp_path, 0).exists()

@@ -1,0 +1,111 @@
+"""Next-token training: masking, the schedule, loss going down, SFT/RFT data and the stages."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from rlvr.config import EvaluateConfig, ModelConfig, PretrainConfig, SFTConfig, TaskConfig
+from rlvr.generation.sampler import SamplingParams
+from rlvr.models.loading import TOKENIZER_FILES
+from rlvr.testbed.digits import grade, make_split
+from rlvr.testbed.model import ModelShape, build_model
+from rlvr.testbed.split import prepare_split
+from rlvr.training.family import evaluate_family, pretrain_base, train_rft, train_sft
+from rlvr.training.lm import (
+    IGNORE,
+    LMParams,
+    collate,
+    encode_examples,
+    lr_at,
+    reference_examples,
+    self_correct_examples,
+    train_lm,
+)
+
+torch.set_num_threads(1)  # tiny models: a second thread only spin-waits on a shared machine
+
+
+def test_collate_masks_prompt_and_padding(tokenizer):
+    examples = encode_examples(tokenizer, ["sum 1 2 :", "sum 3 4 5 :"],
+                               ["chain 1 3 ; answer = 3", "chain 3 7 12 ; answer = 12"])
+    assert examples[0].n_prompt == 5  # bos sum 1 2 :
+    ids, attn, labels = collate(examples, tokenizer.pad_token_id, mask_prompt=True)
+    assert ids.shape == attn.shape == labels.shape == (2, 15)
+    assert (labels[0, :5] == IGNORE).all() and (labels[0, 5:13] == ids[0, 5:13]).all()
+    assert ids[0, 12] == tokenizer.eos_token_id and (labels[0, 13:] == IGNORE).all()
+    assert attn[0].sum() == 13 and attn[1].sum() == 15
+    _, _, full = collate(examples, tokenizer.pad_token_id, mask_prompt=False)
+    assert full[1, 0] == IGNORE and (full[1, 1:] == ids[1, 1:]).all()  # only bos is skipped
+
+
+def test_lr_schedule_warms_up_then_decays_to_a_tenth():
+    params = LMParams(steps=100, batch_size=1, lr=1.0, warmup_steps=10)
+    assert lr_at(0, params) == pytest.approx(0.1) and lr_at(9, params) == pytest.approx(1.0)
+    assert lr_at(10, params) == pytest.approx(1.0)
+    assert lr_at(100, params) == pytest.approx(0.1)
+    values = [lr_at(s, params) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_reference_examples_are_chain_and_right(tokenizer):
+    train, _ = make_split(100, 5, 0, 4, 7)
+    for example, problem in zip(reference_examples(tokenizer, train, 0), train, strict=True):
+        response = tokenizer.decode(example.ids[example.n_prompt:], skip_special_tokens=True)
+        assert response.startswith("chain ") and "answer =" in response
+        assert grade(response, problem.answer) == 1
+
+
+def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
+    train, _ = make_split(36, 4, 0, 2, 2)
+    examples = reference_examples(tokenizer, train, 0) * 4
+    shape = ModelShape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                       max_length=32)
+    model = build_model(shape, tokenizer, seed=0)
+    curve = train_lm(model, examples, LMParams(steps=120, batch_size=32, lr=1e-2, log_every=20),
+                     tokenizer.pad_token_id, mask_prompt=True)
+    assert [row["step"] for row in curve] == [20, 40, 60, 80, 100, 120]
+    assert curve[-1]["loss"] < 0.5 * curve[0]["loss"]
+    kept, share = self_correct_examples(model, tokenizer, train, 4,
+                                        SamplingParams(max_new_tokens=8, seed=0))
+    assert kept and share == len(kept) / (4 * len(train))
+    by_prompt = {tuple(tokenizer(p.prompt).input_ids): p for p in train}
+    for example in kept:
+        problem = by_prompt[tuple(example.ids[: example.n_prompt])]
+        text = tokenizer.decode(example.ids[example.n_prompt:], skip_special_tokens=True)
+        assert grade(text, problem.answer) == 1
+        assert example.ids[-1] == tokenizer.eos_token_id
+
+
+def test_family_stages_write_models_curves_and_metrics(tmp_path):
+    """prepare -> pretrain -> sft/rft -> evaluate on a shrunken config, through the file API."""
+    task = TaskConfig(n_train=60, n_eval=6, min_digits=2, max_digits=3)
+    prepare_split(task, tmp_path / "task")
+    split = pd.read_parquet(tmp_path / "task" / "train.parquet")
+    assert list(split.columns) == ["prompt_id", "prompt", "answer", "n_digits"]
+    assert split["answer"].map(type).eq(str).all()
+    models = tmp_path / "models"
+    model_cfg = ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                            max_length=32)
+    summary = pretrain_base(tmp_path / "task" / "train.parquet", models / "base",
+                            tmp_path / "pretrain_loss.csv", task, model_cfg,
+                            PretrainConfig(steps=20, batch_size=16, warmup_steps=2, log_every=5))
+    assert summary["n_params"] > 0 and len(pd.read_csv(tmp_path / "pretrain_loss.csv")) == 4
+    assert any((models / "base" / name).exists() for name in TOKENIZER_FILES)
+    sft_cfg = SFTConfig(steps=5, batch_size=8, rft_prompts=60, rft_samples=8, max_new_tokens=12)
+    train_sft(models / "base", tmp_path / "task" / "train.parquet", models / "sft",
+              tmp_path / "sft_loss.csv", sft_cfg)
+    try:
+        train_rft(models / "base", tmp_path / "task" / "train.parquet", models / "rft",
+                  tmp_path / "rft_loss.csv", sft_cfg)
+        names = ["base", "sft", "rft"]
+    except ValueError as err:  # a 20-step base may get nothing right; the error says what to do
+        assert "sft.rft_prompts" in str(err)
+        names = ["base", "sft"]
+    accuracy = evaluate_family(models, tmp_path / "task" / "eval.parquet",
+                               tmp_path / "models.json",
+                               EvaluateConfig(models=names, n_samples=2, max_new_tokens=12))
+    metrics = pd.read_json(tmp_path / "models.json")
+    assert set(metrics.columns) == set(names) and set(accuracy) == set(names)
+    assert (metrics.loc["n"] == 12).all() and metrics.loc["accuracy"].between(0, 1).all()

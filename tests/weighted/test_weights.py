@@ -1,0 +1,353 @@
+"""Divergence-weighted advantage: weight range and detachment, the three divergences against
+independent references, s = 0 equivalence with the unweighted loss, and a tiny grid end to end."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+
+from rlvr.weighted.weights import (
+    advantage_weights,
+    delta_base,
+    js_base,
+    k3_old,
+    make_weight_hook,
+    needs_reference,
+    token_divergence,
+    weight_advantages,
+)
+
+
+def _random_batch(seed: int, b: int = 3, t: int = 5, v: int = 11, scale: float = 2.0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(b, t, v, generator=gen) * scale).requires_grad_(True)
+    ref_logits = torch.randn(b, t, v, generator=gen) * scale
+    tokens = torch.randint(0, v, (b, t), generator=gen)
+    logprobs = torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    ref_logprobs = torch.log_softmax(ref_logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    old_logprobs = (logprobs + 0.3 * torch.randn(b, t, generator=gen)).detach()
+    mask = torch.ones(b, t)
+    mask[0, -2:] = 0  # a short response: padding at the end
+    return SimpleNamespace(
+        logits=logits, ref_logits=ref_logits, logprobs=logprobs, ref_logprobs=ref_logprobs,
+        old_logprobs=old_logprobs, mask=mask, advantages=torch.randn(b, generator=gen),
+    )
+
+
+@pytest.mark.parametrize("s", [0.0, 0.5, 1.0, 1.9])
+@pytest.mark.parametrize("alpha", [-50.0, -1.0, 1.0, 50.0])
+def test_weights_lie_in_open_band_and_are_detached(s, alpha):
+    gen = torch.Generator().manual_seed(0)
+    d = (torch.randn(4, 7, generator=gen) * 0.1).requires_grad_(True)
+    mask = (torch.rand(4, 7, generator=gen) > 0.3).float()
+    w = advantage_weights(d, mask, s, alpha)
+    assert not w.requires_grad and w.grad_fn is None
+    on = w[mask.bool()]
+    if s > 0:  # open band: the sigmoid never reaches 0 or 1
+        assert bool((on > 1 - s / 2).all()) and bool((on < 1 + s / 2).all())
+    else:
+        assert bool((on == 1).all())
+    assert torch.equal(w[~mask.bool()], torch.ones_like(w[~mask.bool()]))
+    expected = 1 + s * (1 / (1 + np.exp(-alpha * d.detach().numpy())) - 0.5)
+    np.testing.assert_allclose(w.numpy(), np.where(mask.numpy() > 0, expected, 1.0), rtol=1e-6)
+
+
+def test_weight_direction_follows_sign_of_alpha():
+    d = torch.tensor([[0.0, 0.01, 0.3]])
+    mask = torch.ones_like(d)
+    high = advantage_weights(d, mask, 1.0, 20.0)[0]
+    low = advantage_weights(d, mask, 1.0, -20.0)[0]
+    assert high[0] == low[0] == 1.0  # D = 0 always gets weight 1
+    assert high[2] > high[1] > 1.0 > low[1] > low[2]
+
+
+def test_weights_ignore_garbage_on_masked_positions():
+    d = torch.tensor([[0.1, float("nan"), float("-inf")]])
+    w = advantage_weights(d, torch.tensor([[1.0, 0.0, 0.0]]), 1.0, 3.0)
+    assert torch.isfinite(w).all() and w[0, 1] == w[0, 2] == 1.0
+
+
+@pytest.mark.parametrize("s", [-0.1, 2.0, 3.0])
+def test_bad_scale_is_rejected(s):
+    with pytest.raises(ValueError, match="weight scale"):
+        make_weight_hook("k3_old", s, 1.0)
+
+
+def test_unknown_divergence_is_rejected():
+    with pytest.raises(ValueError, match="unknown divergence"):
+        make_weight_hook("kl_base", 1.0, 1.0)
+
+
+def test_k3_on_hand_made_ratios():
+    ratios = [1.0, 2.0, 0.5, 1e-3, 1 + 1e-7, 10.0]  # one case each: equal, up, down, tiny, ~1, big
+    expected = [r - 1 - math.log(r) for r in ratios]
+    old = torch.log(torch.tensor([[0.2] * len(ratios)], dtype=torch.float64))
+    new = old + torch.log(torch.tensor([ratios], dtype=torch.float64))
+    got = k3_old(new, old)[0].tolist()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-15)
+    assert got[0] == 0.0
+
+
+def test_js_base_matches_scipy_jensen_shannon():
+    batch = _random_batch(1)
+    got = js_base(batch.logits, batch.ref_logits)
+    assert got.shape == batch.mask.shape and not got.requires_grad
+    p = torch.softmax(batch.logits.detach().double(), -1).numpy()
+    q = torch.softmax(batch.ref_logits.double(), -1).numpy()
+    ref = jensenshannon(p, q, axis=-1) ** 2  # scipy returns the distance sqrt(JS), natural log
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-6)
+    assert float(got.max()) <= math.log(2)
+
+
+def test_js_base_is_chunked_without_changing_values(monkeypatch):
+    batch = _random_batch(2, b=4, t=9)
+    whole = js_base(batch.logits, batch.ref_logits)
+    monkeypatch.setattr("rlvr.weighted.weights.JS_CHUNK_ROWS", 5)
+    # row sums may vectorise differently per chunk: equal up to float32 rounding
+    torch.testing.assert_close(js_base(batch.logits, batch.ref_logits), whole, rtol=0, atol=1e-6)
+
+
+def test_js_base_matches_the_scorer_on_two_real_models(tiny_pair, tokenizer):
+    from rlvr.tokens.divergence import js
+
+    base, tuned = tiny_pair
+    ids = torch.tensor([tokenizer("sum 3 5 7 : chain 3 8 15 ; answer = 15")["input_ids"]])
+    with torch.no_grad():
+        a, b = tuned(input_ids=ids).logits, base(input_ids=ids).logits
+    direct = js(torch.log_softmax(a.float(), -1), torch.log_softmax(b.float(), -1))
+    assert torch.equal(js_base(a, b), direct)
+    assert float(direct.min()) > 0
+
+
+def test_delta_base_matches_direct_log_prob_gap():
+    batch = _random_batch(3)
+    got = delta_base(batch.logprobs, batch.ref_logprobs)
+    lp = torch.log_softmax(batch.logits.detach().double(), -1)
+    lq = torch.log_softmax(batch.ref_logits.double(), -1)
+    tok = (torch.log_softmax(batch.logits.detach(), -1) - batch.logprobs.detach().unsqueeze(-1))
+    idx = tok.abs().argmin(-1, keepdim=True)  # recover the sampled token ids
+    ref = (lp.gather(-1, idx) - lq.gather(-1, idx)).squeeze(-1)
+    np.testing.assert_allclose(got.double().numpy(), ref.numpy(), atol=1e-5)
+    assert not got.requires_grad
+
+
+@pytest.mark.parametrize("name", ["k3_old", "js_base", "delta_base"])
+def test_hook_equals_weights_of_the_named_divergence(name):
+    batch = _random_batch(4)
+    w = make_weight_hook(name, 0.8, -3.0)(batch)
+    assert torch.equal(w, advantage_weights(token_divergence(name, batch), batch.mask, 0.8, -3.0))
+    assert needs_reference(name) == (name != "k3_old")
+
+
+def test_reference_divergence_without_reference_names_the_fix():
+    batch = _random_batch(5)
+    batch.ref_logits, batch.ref_logprobs = None, None
+    with pytest.raises(ValueError, match="need_reference=True"):
+        make_weight_hook("js_base", 1.0, 1.0)(batch)
+
+
+def test_weight_advantages_broadcasts_per_response():
+    adv = torch.tensor([1.0, -2.0])
+    w = torch.tensor([[1.0, 1.5], [0.5, 1.0]])
+    assert torch.equal(weight_advantages(adv, w), torch.tensor([[1.0, 1.5], [-1.0, -2.0]]))
+
+
+# --- through the trainer and the grid, on a briefly pretrained tiny model ----------------------
+
+TRAIN_STYLE = dict(p_chain=1.0, slip_chain=0.1, p_bad_format=0.3)  # right ~10% of the time
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Intra-op threads spin when ~8 processes share 2 cores: one thread ran these 10x faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(tokenizer):
+    """A tiny model pretrained for a few seconds on 2-3 digit sums, plus its train/eval split.
+
+    Untrained models are never right, so every GRPO group would be dropped and no weight would
+    ever be computed; this one is right often enough for informative groups.
+    """
+    from rlvr.testbed.digits import CorpusStyle, make_corpus, make_split
+    from rlvr.testbed.model import ModelShape, build_model
+    from rlvr.training.lm import LMParams, encode_examples, train_lm
+
+    train, evals = make_split(200, 16, seed=0, min_digits=2, max_digits=3)
+    shape = ModelShape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                       max_length=32)
+    model = build_model(shape, tokenizer, seed=0)
+    texts = make_corpus(train, CorpusStyle(**TRAIN_STYLE), seed=0)
+    responses = [t[len(p.prompt) + 1 :] for p, t in zip(train, texts, strict=True)]
+    examples = encode_examples(tokenizer, [p.prompt for p in train], responses)
+    train_lm(model, examples, LMParams(steps=60, batch_size=32, lr=2e-2, warmup_steps=10),
+             tokenizer.pad_token_id, mask_prompt=True)
+    return model.eval(), train, evals
+
+
+@pytest.fixture(scope="module")
+def rollout_batch(trained_tiny, tokenizer):
+    """Three responses to each of four train prompts, packed as the trainer packs them."""
+    from rlvr.generation.sampler import SamplingParams
+    from rlvr.training.grpo import pack, rollout
+
+    model, train, _ = trained_tiny
+    gens, _ = rollout(model, tokenizer, train[:4], 3, SamplingParams(max_new_tokens=10), "t")
+    return pack(gens, tokenizer.pad_token_id)
+
+
+def _context_from_model(model, batch):
+    """A TokenContext like the trainer's: fresh policy logits (with grad), a perturbed pi_old."""
+    from rlvr.training.grpo import TokenContext, response_logits, token_logprobs
+
+    rows = torch.arange(batch.ids.shape[0])
+    tokens = batch.ids[:, batch.prompt_width :]
+    logits = response_logits(model, batch, rows)
+    logp = token_logprobs(logits, tokens)
+    ref_logits = logits.detach() * 0.5  # a different "base" model
+    gen = torch.Generator().manual_seed(0)
+    return TokenContext(
+        logprobs=logp, old_logprobs=(logp + 0.2 * torch.randn(logp.shape, generator=gen))
+        .detach(), ref_logprobs=token_logprobs(ref_logits, tokens), logits=logits,
+        ref_logits=ref_logits, mask=batch.mask, advantages=torch.randn(len(rows), generator=gen),
+    )
+
+
+@pytest.mark.parametrize("name", ["k3_old", "js_base", "delta_base"])
+def test_zero_scale_gives_the_unweighted_loss_and_gradients_exactly(
+    name, trained_tiny, rollout_batch
+):
+    from rlvr.training.grpo import grpo_loss
+
+    model = trained_tiny[0]
+    results = {}
+    for label, s in (("plain", None), ("s0", 0.0), ("s1", 1.0)):
+        model.zero_grad(set_to_none=True)
+        ctx = _context_from_model(model, rollout_batch)
+        w = None if s is None else make_weight_hook(name, s, 5.0)(ctx)
+        loss = grpo_loss(ctx.logprobs, ctx.old_logprobs, ctx.advantages, ctx.mask, 0.2, 0.28, w)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        results[label] = (loss.detach(), grads)
+    assert torch.equal(results["plain"][0], results["s0"][0])
+    assert all(torch.equal(a, b) for a, b in zip(results["plain"][1], results["s0"][1],
+                                                  strict=True))
+    # the comparison can fail: a real weighting changes the gradients
+    assert not all(torch.equal(a, b) for a, b in zip(results["plain"][1], results["s1"][1],
+                                                      strict=True))
+    model.zero_grad(set_to_none=True)
+
+
+def test_zero_scale_hook_trains_exactly_like_the_plain_trainer(trained_tiny, tokenizer):
+    import copy
+
+    from rlvr.training.grpo import GRPOParams, train_grpo
+
+    model, train, _ = trained_tiny
+    params = GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10,
+                        minibatches=2, save_every=100, seed=1)
+    plain, zero, weighted = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    log = train_grpo(plain, tokenizer, train, params)
+    assert any(row["dropped_share"] < 1 for row in log), "no informative group: test is vacuous"
+    train_grpo(zero, tokenizer, train, params, weight_hook=make_weight_hook("k3_old", 0.0, 50.0))
+    train_grpo(weighted, tokenizer, train, params,
+               weight_hook=make_weight_hook("js_base", 1.0, 50.0), need_reference=True)
+    pairs = list(zip(plain.parameters(), zero.parameters(), weighted.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b, _ in pairs)
+    assert not all(torch.equal(a, c) for a, _, c in pairs)
+
+
+def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
+    import pandas as pd
+
+    from rlvr.config import WeightedConfig
+    from rlvr.models.loading import save_model
+    from tasks.weighted import plan_runs, summarize_runs, train_run
+
+    model, train, evals = trained_tiny
+    save_model(model, tokenizer, tmp_path / "base")
+    (tmp_path / "task").mkdir()
+    for split, problems in (("train", train), ("eval", evals)):
+        pd.DataFrame({"prompt": [p.prompt for p in problems]}).to_parquet(
+            tmp_path / "task" / f"{split}.parquet")
+    cfg = WeightedConfig(
+        base_model=str(tmp_path / "base"), task_dir=str(tmp_path / "task"),
+        out_dir=str(tmp_path / "weighted"), metrics_file=str(tmp_path / "metrics.json"),
+        plots_dir=str(tmp_path / "plots"),
+        variants={"baseline": {"divergence": "none"},
+                  "k3_old_high": {"divergence": "k3_old", "alpha": 50.0}},
+        s=1.0, seeds=2, steps=2, eval_every=1, prompts_per_step=4, group_size=4,
+        max_new_tokens=10, eval_prompts=8, eval_samples=2,
+    )
+    # the flow's recipe with each task's function (`.fn`): no Prefect API server is started
+    names, seeds = plan_runs.fn(cfg, None)
+    assert list(zip(names, seeds, strict=True)) == [
+        ("baseline", 0), ("baseline", 1), ("k3_old_high", 0), ("k3_old_high", 1)]
+    finals = [train_run.fn(cfg, v, s) for v, s in zip(names, seeds, strict=True)]
+    assert all(0 <= f["accuracy"] <= 1 for f in finals)
+    summarize_runs.fn(cfg)
+
+    training = pd.read_parquet(tmp_path / "weighted" / "training.parquet")
+    assert list(training.columns) == ["variant", "divergence", "alpha", "s", "seed", "step",
+                                      "metric", "value"]
+    acc = training[training.metric == "eval_accuracy"]
+    assert sorted(acc.step.unique()) == [0, 1, 2] and len(acc) == 2 * 2 * 3
+    # step 0 is the base model under shared eval streams: the same for every run
+    assert acc[acc.step == 0].value.nunique() == 1
+    weights = training[training.metric.str.startswith("weight_")]
+    assert set(weights.variant) == {"k3_old_high"}, "the weighted runs computed weights"
+    w = weights.pivot_table(index="seed", columns="metric", values="value")
+    assert ((w.weight_min >= 1.0) & (w.weight_max < 1.5)).all()  # alpha > 0, k3 >= 0
+
+    results = pd.read_csv(tmp_path / "weighted" / "results.csv")
+    assert list(results.variant) == ["baseline", "k3_old_high"]
+    finals = acc[acc.step == 2].groupby("variant").value
+    np.testing.assert_allclose(results.set_index("variant")["mean"], finals.mean()[results.variant])
+    np.testing.assert_allclose(results.set_index("variant")["std"], finals.std()[results.variant])
+    assert math.isnan(results["diff"][0]) and results["n_seeds"].tolist() == [2, 2]
+    plots = pd.read_csv(tmp_path / "plots" / "weighted_accuracy.csv")
+    assert list(plots.columns) == ["step", "baseline", "k3_old_high"] and len(plots) == 3
+    import json
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi"}
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([0.5, 0.6, 0.7], [0.4, 0.45, 0.5]),  # unequal variances
+        ([0.1, 0.3, 0.2, 0.25], [0.2, 0.21]),  # unequal sizes
+    ],
+)
+def test_welch_interval_matches_scipy(a, b):
+    from scipy import stats
+
+    from rlvr.weighted.grid import welch_interval
+
+    diff, low, high, df, p = welch_interval(np.array(a), np.array(b))
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    np.testing.assert_allclose([low, high, df, p], [ci.low, ci.high, ref.df, ref.pvalue])
+    assert diff == pytest.approx(np.mean(a) - np.mean(b))
+
+
+def test_paired_interval_matches_scipy():
+    from scipy import stats
+
+    from rlvr.weighted.grid import paired_interval
+
+    a, b = np.array([0.5, 0.62, 0.7]), np.array([0.4, 0.45, 0.66])
+    low, high, p = paired_interval(a - b)
+    ref = stats.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    np.testing.assert_allclose([low, high, p], [ci.low, ci.high, ref.pvalue])
