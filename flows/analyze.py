@@ -1,38 +1,37 @@
 """Analyze stage: the study's analyses as SQL over the token table.
 
-Run: `python -m flows.analyze` (what `dvc repro analyze` runs); reads the `analyze` section of
-params.yaml and the complete tables under data/, writes data/analysis/<query>.parquet, the curves
-to data/plots/analysis_*.csv and the headline numbers to data/metrics/analysis.json.
+Run: `python -m flows.analyze` (what `dvc repro analyze` runs); reads params.yaml `analyze` and
+the complete tables under data/, writes data/analysis/<query>.parquet, the curves to
+data/plots/analysis_*.csv and the headline numbers to data/metrics/analysis.json.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
 
-from rlvr.config import AnalyzeConfig, from_section, load_params
+from rlvr.config import from_section, load_params, run_main
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.tokens.analysis import AnalyzeParams
 from tasks.analyze import run_analyses_task, write_metrics_task
 
 
 @flow(name="analyze")
-def analyze(
-    params: dict[str, Any],
-    data_dir: str = "data",
-    out_dir: str = "data/analysis",
-    plots_dir: str = "data/plots",
-    metrics_path: str = "data/metrics/analysis.json",
-) -> dict[str, int]:
-    """Run every sql/agg_* file with `params` (the analyze section) and save the results."""
+def analyze(cfg: AnalyzeParams, data_root: str = DATA_ROOT) -> dict[str, int]:
+    """Run every sql/analyze/agg_* file with the analyze knobs and save the results."""
     logger = get_run_logger()
+    layout = Layout(data_root)
     # aggregate the token table: one parquet result per query, curves as plot CSVs
-    rows = run_analyses_task(data_dir, out_dir, plots_dir, params)
+    rows = run_analyses_task(layout, cfg)
     logger.info("analyses: %s", rows)
     # headline numbers for `dvc metrics`
-    n_pairs = write_metrics_task(out_dir, metrics_path, params["tau"])
-    logger.info("metrics for %d pairs -> %s", n_pairs, metrics_path)
+    n_pairs = write_metrics_task(layout, cfg.tau)
+    logger.info("metrics for %d pairs -> %s", n_pairs, layout.metrics("analysis"))
     return rows
 
 
+def main() -> None:
+    analyze(from_section(AnalyzeParams, load_params(), "analyze"))
+
+
 if __name__ == "__main__":
-    analyze(params=from_section(AnalyzeConfig, load_params(), "analyze").sql_params())
+    run_main(main)

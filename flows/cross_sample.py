@@ -1,9 +1,11 @@
 """Budgeted cross-sampling sweep: every (direction, rule, threshold, seed) cell, then the curves.
 
 Run:   python -m flows.cross_sample        (what `dvc repro cross_sample` runs)
-Settings come from params.yaml `cross_sample`. Writes data/cross/{samples,tokens}/ (views
-`cross_samples`, `cross_tokens`), data/plots/cross_accuracy_by_budget.csv and
-data/metrics/cross.json. Finished cells are kept on a rerun with the same settings.
+Reads params.yaml `cross_sample`, `models` (which checkpoints the pair loads) and
+`sample.prompts`/`sample.grader` (the prompts asked and how answers are graded). Writes
+data/cross/{samples,tokens}/ (views `cross_samples`, `cross_tokens`),
+data/plots/cross_accuracy_by_budget.csv and data/metrics/cross.json. Finished cells are kept on
+a rerun with the same settings.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlvr.config import CrossSampleConfig, from_section, load_params
+from rlvr.config import from_section, load_params, run_main
+from rlvr.cross.sweep import CrossParams
+from rlvr.generation.samples import SampleParams
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.models.specs import ModelsParams
 from tasks.cross_sample import (
-    load_prompts,
+    load_prompts_task,
     plan_grid,
     plan_matched_random,
     publish,
@@ -23,25 +29,35 @@ from tasks.cross_sample import (
 
 
 @flow(name="cross_sample", log_prints=True)
-def cross_sample(config: CrossSampleConfig) -> dict:
+def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader: str,
+                 data_root: str = DATA_ROOT) -> dict:
     """Decode the fixed-threshold grid, then random cells matched to the js budgets."""
-    # inputs: prompts and the fixed grid
-    records = load_prompts(config.prompts, config.n_prompts)
-    cells = plan_grid(config)
+    layout = Layout(data_root)
+    # inputs: prompts, the pair's models and the fixed grid
+    records = load_prompts_task(prompts, config.n_prompts, layout)
+    cells, specs = plan_grid(config, models, layout)
+    shared = [unmapped(x) for x in (specs, records, config, grader, layout)]
     # fixed thresholds: one task per cell
-    summaries = [f.result() for f in sample_cell.map(cells, unmapped(config), unmapped(records))]
+    summaries = [f.result() for f in sample_cell.map(cells, *shared)]
     # random control: rates matched to the budget each js threshold reached
     if config.match_random:
-        random_cells = plan_matched_random(config, cells)
-        futures = sample_cell.map(random_cells, unmapped(config), unmapped(records))
-        summaries += [f.result() for f in futures]
+        random_cells = plan_matched_random(layout, cells)
+        summaries += [f.result() for f in sample_cell.map(random_cells, *shared)]
         cells = cells + random_cells
     # outputs: tables, curve and metrics
-    counts = publish(config, cells)
-    metrics = summarize(config)
+    counts = publish(layout, cells)
+    metrics = summarize(layout, config)
     return {"cells": summaries, "rows": counts, "metrics": metrics}
 
 
+def main() -> None:
+    params = load_params()
+    cfg = from_section(CrossParams, params, "cross_sample")
+    asked = from_section(SampleParams, params, "sample")
+    runner = ThreadPoolTaskRunner(max_workers=cfg.resources.max_parallel)
+    cross_sample.with_options(task_runner=runner)(
+        cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader)
+
+
 if __name__ == "__main__":
-    cfg = from_section(CrossSampleConfig, load_params(), "cross_sample")
-    cross_sample.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.max_parallel))(cfg)
+    run_main(main)

@@ -1,26 +1,32 @@
 """Prepare stage: the deterministic train/eval split of the digit-sum task.
 
-Run: `python -m flows.prepare` (what `dvc repro prepare` runs); reads the `task` section of
-params.yaml and writes data/task/train.parquet and data/task/eval.parquet.
+Run: `python -m flows.prepare` (what `dvc repro prepare` runs); reads params.yaml `task` and
+writes data/task/train.parquet and data/task/eval.parquet.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from rlvr.config import TaskConfig, from_section, load_params
+from rlvr.config import from_section, load_params, run_main
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.testbed.split import TaskParams
 from tasks.prepare import prepare_split_task
 
 
 @flow(name="prepare")
-def prepare(task_cfg: TaskConfig, out_dir: str = "data/task") -> dict[str, int]:
-    """Draw the split and write it under `out_dir`."""
+def prepare(cfg: TaskParams, data_root: str = DATA_ROOT) -> dict[str, int]:
+    """Draw the split and write it."""
     logger = get_run_logger()
     # split (a user eval file, if any, is checked against train)
-    summary = prepare_split_task(task_cfg, out_dir)
+    summary = prepare_split_task(cfg, Layout(data_root))
     logger.info("split: %(n_train)s train / %(n_eval)s eval prompts", summary)
     return summary
 
 
+def main() -> None:
+    prepare(from_section(TaskParams, load_params(), "task"))
+
+
 if __name__ == "__main__":
-    prepare(from_section(TaskConfig, load_params(), "task"))
+    run_main(main)

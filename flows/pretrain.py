@@ -1,35 +1,37 @@
 """Pretrain stage: the base model, next-token training on the task corpus.
 
-Run: `python -m flows.pretrain` (what `dvc repro pretrain` runs); reads the `task`, `model` and
-`pretrain` sections of params.yaml, writes data/models/base and data/plots/pretrain_loss.csv.
+Run: `python -m flows.pretrain` (what `dvc repro pretrain` runs); reads params.yaml `task`,
+`model` and `pretrain`, writes data/models/base and data/plots/pretrain_loss.csv.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from rlvr.config import ModelConfig, PretrainConfig, TaskConfig, from_section, load_params
+from rlvr.config import from_section, load_params, run_main
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.testbed.model import ModelShape
+from rlvr.testbed.split import TaskParams
+from rlvr.training.lm import PretrainParams
 from tasks.pretrain import pretrain_base_task
 
 
 @flow(name="pretrain")
-def pretrain(
-    task_cfg: TaskConfig,
-    model_cfg: ModelConfig,
-    cfg: PretrainConfig,
-    train_path: str = "data/task/train.parquet",
-    out_dir: str = "data/models/base",
-    loss_path: str = "data/plots/pretrain_loss.csv",
-) -> dict[str, float]:
+def pretrain(task_cfg: TaskParams, shape: ModelShape, cfg: PretrainParams,
+             data_root: str = DATA_ROOT) -> dict[str, float]:
     """Build and pretrain the base model."""
     logger = get_run_logger()
     # train and save the base model with its loss curve
-    summary = pretrain_base_task(train_path, out_dir, loss_path, task_cfg, model_cfg, cfg)
+    summary = pretrain_base_task(Layout(data_root), task_cfg, shape, cfg)
     logger.info("base: %(n_params)s params, final loss %(final_loss).4f, %(seconds).0f s", summary)
     return summary
 
 
-if __name__ == "__main__":
+def main() -> None:
     params = load_params()
-    pretrain(from_section(TaskConfig, params, "task"), from_section(ModelConfig, params, "model"),
-             from_section(PretrainConfig, params, "pretrain"))
+    pretrain(from_section(TaskParams, params, "task"), from_section(ModelShape, params, "model"),
+             from_section(PretrainParams, params, "pretrain"))
+
+
+if __name__ == "__main__":
+    run_main(main)

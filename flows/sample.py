@@ -1,7 +1,7 @@
 """Sample stage: n graded responses per eval prompt from every model of the study.
 
-Run: `python -m flows.sample` (what `dvc repro sample` runs); reads the `sample`, `models` and
-`backend` sections of params.yaml (and `runner` for where shards run), and writes
+Run: `python -m flows.sample` (what `dvc repro sample` runs); reads params.yaml `sample`,
+`models` and `backend` (and `runner` for where shards run), and writes
 data/samples/model=<name>/part-<shard>.parquet, the gate results
 data/quality/samples/<model>.json and data/metrics/sample.json. One task per (model, prompt
 shard); a rerun keeps finished shards.
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, unmapped
 
-from rlvr.config import (
-    BackendConfig,
-    ModelsConfig,
-    RunnerConfig,
-    SampleConfig,
-    from_section,
-    load_params,
-)
-from tasks.runners import make_runner
+from rlvr.config import from_section, load_params, run_main
+from rlvr.generation.backends import BackendParams
+from rlvr.generation.samples import SampleParams
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.models.specs import ModelsParams
+from tasks.runners import RunnerParams, make_runner
 from tasks.sample import (
     finalize_samples_task,
     gate_samples_task,
@@ -29,33 +26,32 @@ from tasks.sample import (
 
 
 @flow(name="sample")
-def sample(
-    cfg: SampleConfig,
-    models: ModelsConfig,
-    backend: BackendConfig,
-    out_dir: str = "data/samples",
-    quality_dir: str = "data/quality/samples",
-    metrics_path: str = "data/metrics/sample.json",
-) -> dict:
+def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
+           data_root: str = DATA_ROOT) -> dict:
     """Sample every (model, shard), gate each model's rows, then mark the table complete."""
     logger = get_run_logger()
+    layout = Layout(data_root)
     # plan: models (named + RL checkpoints) x prompt shards
-    plan = plan_sampling_task(cfg, models, out_dir)
+    plan = plan_sampling_task(cfg, models, layout)
     logger.info("sampling models %s: %d shard jobs", plan["models"], len(plan["shards"]))
     # sample: one task and one part file per (model, shard)
     parts = sample_shard_task.map(plan["entries"], plan["shards"], unmapped(cfg),
-                                  unmapped(backend), unmapped(out_dir)).result()
+                                  unmapped(backend), unmapped(layout)).result()
     # gate: one Great Expectations validation per model
-    gate_samples_task.map(plan["models"], unmapped(out_dir), unmapped(quality_dir)).result()
+    gate_samples_task.map(plan["models"], unmapped(layout)).result()
     # finalize: stale parts out, metrics, completion marker last
-    metrics = finalize_samples_task(parts, out_dir, metrics_path)
+    metrics = finalize_samples_task(parts, layout)
     logger.info("samples: %s", metrics)
     return metrics
 
 
-if __name__ == "__main__":
+def main() -> None:
     params = load_params()
-    runner = make_runner(from_section(RunnerConfig, params, "runner"))
+    runner = make_runner(from_section(RunnerParams, params, "runner"))
     sample.with_options(task_runner=runner)(
-        from_section(SampleConfig, params, "sample"), from_section(ModelsConfig, params, "models"),
-        from_section(BackendConfig, params, "backend"))
+        from_section(SampleParams, params, "sample"), from_section(ModelsParams, params, "models"),
+        from_section(BackendParams, params, "backend"))
+
+
+if __name__ == "__main__":
+    run_main(main)

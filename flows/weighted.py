@@ -3,7 +3,9 @@
 Whole grid and summary:   python -m flows.weighted
 One variant's seeds:      python -m flows.weighted --variant k3_old_high --no-summary
 Summary of finished runs: python -m flows.weighted --summary-only
-Settings come from params.yaml `weighted`; `dvc repro weighted_summary` runs it all through DVC.
+
+Reads params.yaml `weighted` and `models` (which checkpoint `weighted.model` loads);
+`dvc repro weighted_summary` runs it all through DVC.
 """
 
 from __future__ import annotations
@@ -13,38 +15,50 @@ import argparse
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlvr.config import WeightedConfig, from_section, load_params
+from rlvr.config import from_section, load_params, run_main
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.models.specs import ModelsParams
+from rlvr.weighted.grid import WeightedParams
 from tasks.weighted import plan_runs, summarize_runs, train_run
 
 
 @flow(name="weighted", log_prints=True)
 def weighted(
-    config: WeightedConfig,
+    config: WeightedParams,
+    models: ModelsParams,
     variants: list[str] | None = None,
     train: bool = True,
     summarize: bool = True,
+    data_root: str = DATA_ROOT,
 ) -> dict:
     """Train the runs of `variants` (all when None), then summarise the full grid."""
+    layout = Layout(data_root)
     out: dict = {}
-    # plan: one run per (variant, seed)
+    # plan: one run per (variant, seed), all from the same model
     names, seeds = plan_runs(config, variants) if train else ([], [])
-    # train and evaluate: one task per run, all from the base model
-    futures = train_run.map(unmapped(config), names, seeds)
+    base = models.spec(config.model, layout)
+    # train and evaluate: one task per run
+    futures = train_run.map(unmapped(config), unmapped(base), unmapped(layout), names, seeds)
     out["runs"] = [future.result() for future in futures]
     # compare: tables, plots and metrics over every run of the grid
     if summarize:
-        out["metrics"] = summarize_runs(config)
+        out["metrics"] = summarize_runs(config, layout)
     return out
 
 
-if __name__ == "__main__":
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", help="train only this variant (repeatable)")
     parser.add_argument("--no-summary", action="store_true", help="skip the summary")
     parser.add_argument("--summary-only", action="store_true", help="only summarise runs")
     args = parser.parse_args()
-    cfg = from_section(WeightedConfig, load_params(), "weighted")
-    runner = ThreadPoolTaskRunner(max_workers=cfg.workers)
+    params = load_params()
+    cfg = from_section(WeightedParams, params, "weighted")
+    runner = ThreadPoolTaskRunner(max_workers=cfg.resources.workers)
     weighted.with_options(task_runner=runner)(
-        cfg, variants=args.variant, train=not args.summary_only, summarize=not args.no_summary
-    )
+        cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
+        train=not args.summary_only, summarize=not args.no_summary)
+
+
+if __name__ == "__main__":
+    run_main(main)

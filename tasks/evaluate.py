@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from prefect import task
 
-from rlvr.config import EvaluateConfig
+from rlvr.layout import Layout
+from rlvr.models.specs import ModelsParams
+from rlvr.training.evaluation import EvaluateParams
 from rlvr.training.family import evaluate_family
 
 
 @task(name="evaluate-models")
-def evaluate_models_task(models_root: str, eval_path: str, metrics_path: str, cfg: EvaluateConfig,
-                         checkpoints_dir: str, checkpoint_plot: str) -> dict[str, float]:
+def evaluate_models_task(layout: Layout, cfg: EvaluateParams,
+                         models: ModelsParams) -> dict[str, float]:
     """Held-out accuracy of every family model and RL checkpoint."""
-    return evaluate_family(models_root, eval_path, metrics_path, cfg, checkpoints_dir,
-                           checkpoint_plot, progress=True)
+    return evaluate_family(layout, cfg, models, progress=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from prefect import task
 
-from rlvr.config import TaskConfig
-from rlvr.testbed.split import prepare_split
-from tasks.retry import retry_transient
+from rlvr.layout import Layout
+from rlvr.testbed.split import TaskParams, prepare_split
+from tasks.retry import TRANSIENT_RETRIES
 
 
-@task(name="prepare-split", retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_transient)
-def prepare_split_task(task_cfg: TaskConfig, out_dir: str) -> dict[str, int]:
+@task(name="prepare-split", **TRANSIENT_RETRIES)
+def prepare_split_task(cfg: TaskParams, layout: Layout) -> dict[str, int]:
     """Write the deterministic train/eval split as parquet."""
-    return prepare_split(task_cfg, out_dir)
+    return prepare_split(cfg, layout)

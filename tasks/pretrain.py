@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from prefect import task
 
-from rlvr.config import ModelConfig, PretrainConfig, TaskConfig
+from rlvr.layout import Layout
+from rlvr.testbed.model import ModelShape
+from rlvr.testbed.split import TaskParams
 from rlvr.training.family import pretrain_base
+from rlvr.training.lm import PretrainParams
+
+# training is deterministic CPU work with no transient failure mode: no retries
 
 
 @task(name="pretrain-base")
-def pretrain_base_task(train_path: str, out_dir: str, loss_path: str, task_cfg: TaskConfig,
-                       model_cfg: ModelConfig, cfg: PretrainConfig) -> dict[str, float]:
+def pretrain_base_task(layout: Layout, task_cfg: TaskParams, shape: ModelShape,
+                       cfg: PretrainParams) -> dict[str, float]:
     """Pretrain the base model on the task corpus."""
-    return pretrain_base(train_path, out_dir, loss_path, task_cfg, model_cfg, cfg, progress=True)
+    return pretrain_base(layout, task_cfg, shape, cfg, progress=True)

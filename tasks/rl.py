@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from prefect import task
 
-from rlvr.config import RLConfig
+from rlvr.layout import Layout
 from rlvr.training.family import train_rl
+from rlvr.training.grpo import GRPOParams
 
 
 @task(name="train-rl")
-def train_rl_task(base_dir: str, train_path: str, out_dir: str, steps_dir: str, log_path: str,
-                  cfg: RLConfig) -> dict[str, float]:
+def train_rl_task(layout: Layout, cfg: GRPOParams) -> dict[str, float]:
     """GRPO/DAPO from the base model, saving checkpoints."""
-    return train_rl(base_dir, train_path, out_dir, steps_dir, log_path, cfg, progress=True)
+    return train_rl(layout, cfg, progress=True)

@@ -2,7 +2,7 @@
 
 Sharded flows (sample, score) map one task per shard; the runner decides where those tasks run:
 
-    flow.with_options(task_runner=make_runner(from_section(RunnerConfig, params, "runner")))
+    flow.with_options(task_runner=make_runner(from_section(RunnerParams, params, "runner")))
 
 `thread` is a local thread pool; `dask` and `ray` start a local cluster of `n_workers` processes,
 or join an existing cluster when `runner.address` is set. Outputs are identical across runners:
@@ -11,12 +11,35 @@ each shard is a pure function of its inputs and seed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from rlvr.config import RunnerConfig
+from rlvr.config import require
 
 
-def make_runner(cfg: RunnerConfig) -> TaskRunner:
+@dataclass(frozen=True)
+class RunnerParams:
+    """`runner`: where sharded tasks (sample, score) run; results do not depend on it.
+
+    `thread` runs shards on a local thread pool; `dask`/`ray` start a local cluster with
+    `n_workers` processes, or connect to an existing one when `address` is set (for example
+    `tcp://10.0.0.5:8786` for a Dask scheduler, `ray://10.0.0.5:10001` or `auto` for Ray).
+    """
+
+    kind: Literal["thread", "dask", "ray"] = "thread"
+    address: str = ""
+    n_workers: int = 2
+
+    def __post_init__(self) -> None:
+        require(self.n_workers >= 1, "n_workers", f"must be >= 1, got {self.n_workers}",
+                "use the number of worker processes (or threads) to start")
+        require(not (self.kind == "thread" and self.address), "address",
+                "is only used by `dask` and `ray`", "clear it or set runner.kind")
+
+
+def make_runner(cfg: RunnerParams) -> TaskRunner:
     """The Prefect task runner that `cfg` describes (cluster engines are imported lazily)."""
     if cfg.kind == "thread":
         return ThreadPoolTaskRunner(max_workers=cfg.n_workers)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from prefect import task
 
-from rlvr.config import SFTConfig
+from rlvr.layout import Layout
 from rlvr.training.family import train_rft, train_sft
+from rlvr.training.lm import SFTParams
 
 
 @task(name="train-sft")
-def train_sft_task(base_dir: str, train_path: str, out_dir: str, loss_path: str,
-                   cfg: SFTConfig) -> dict[str, float]:
+def train_sft_task(layout: Layout, cfg: SFTParams) -> dict[str, float]:
     """Fine-tune the base on reference solutions."""
-    return train_sft(base_dir, train_path, out_dir, loss_path, cfg, progress=True)
+    return train_sft(layout, cfg, progress=True)
 
 
 @task(name="train-rft")
-def train_rft_task(base_dir: str, train_path: str, out_dir: str, loss_path: str,
-                   cfg: SFTConfig) -> dict[str, float]:
+def train_rft_task(layout: Layout, cfg: SFTParams) -> dict[str, float]:
     """Fine-tune the base on its own correct samples."""
-    return train_rft(base_dir, train_path, out_dir, loss_path, cfg, progress=True)
+    return train_rft(layout, cfg, progress=True)

@@ -1,28 +1,31 @@
-"""Prefect tasks of the divergence-weighted advantage grid (wrappers of rlvr.weighted.grid)."""
+"""Prefect tasks of the divergence-weighted advantage grid (`rlvr.weighted`)."""
 
 from __future__ import annotations
 
 from prefect import task
 
-from rlvr.config import WeightedConfig
-from rlvr.weighted import grid
+from rlvr.layout import Layout
+from rlvr.models.specs import ModelSpec
+from rlvr.weighted import grid, summary
+from rlvr.weighted.grid import WeightedParams
 from tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="plan-weighted-runs")
-def plan_runs(config: WeightedConfig, variants: list[str] | None) -> tuple[list[str], list[int]]:
+def plan_runs(config: WeightedParams, variants: list[str] | None) -> tuple[list[str], list[int]]:
     """Variant names and seeds of every run to do, as two aligned lists."""
     runs = grid.grid_runs(config, variants)
     return [v for v, _ in runs], [s for _, s in runs]
 
 
 @task(name="train-weighted-run", task_run_name="{variant}-seed{seed}")
-def train_run(config: WeightedConfig, variant: str, seed: int) -> dict[str, float]:
+def train_run(config: WeightedParams, base: ModelSpec, layout: Layout, variant: str,
+              seed: int) -> dict[str, float]:
     """Train one (variant, seed) from the base model and evaluate it; returns final accuracy."""
-    return grid.run_grid_cell(config, variant, seed)
+    return grid.run_grid_cell(config, base, layout, variant, seed)
 
 
 @task(name="summarize-weighted-grid", **TRANSIENT_RETRIES)
-def summarize_runs(config: WeightedConfig) -> dict:
+def summarize_runs(config: WeightedParams, layout: Layout) -> dict:
     """Write the training/results tables, plot CSVs and metrics; returns the metrics."""
-    return grid.summarize_grid(config)
+    return summary.summarize_grid(config, layout)

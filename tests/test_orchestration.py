@@ -17,9 +17,9 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.reproduce import reproduce
 from rlvr import dvc
-from rlvr.config import RunnerConfig, from_section, load_params
+from rlvr.config import from_section, load_params
 from tasks.retry import TRANSIENT_RETRIES, is_transient
-from tasks.runners import make_runner
+from tasks.runners import RunnerParams, make_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -75,19 +75,19 @@ def test_retries_transient_failures_only(prefect_backend, tmp_path):
 
 def test_runner_config_and_make_runner():
     params = load_params(ROOT / "params.yaml")
-    cfg = from_section(RunnerConfig, params, "runner")
+    cfg = from_section(RunnerParams, params, "runner")
     assert cfg.kind == "thread"  # the committed default runs anywhere
     assert isinstance(make_runner(cfg), ThreadPoolTaskRunner)
     from prefect_dask import DaskTaskRunner
     from prefect_ray import RayTaskRunner
 
-    dask = make_runner(RunnerConfig(kind="dask", address="tcp://10.0.0.5:8786"))
+    dask = make_runner(RunnerParams(kind="dask", address="tcp://10.0.0.5:8786"))
     assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://10.0.0.5:8786"
-    assert isinstance(make_runner(RunnerConfig(kind="ray", address="auto")), RayTaskRunner)
+    assert isinstance(make_runner(RunnerParams(kind="ray", address="auto")), RayTaskRunner)
     for bad, key in [({"kind": "spark"}, "runner.kind"), ({"n_workers": 0}, "runner.n_workers"),
                      ({"address": "tcp://x:1"}, "runner.address")]:
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-            from_section(RunnerConfig, {"runner": bad}, "runner")
+            from_section(RunnerParams, {"runner": bad}, "runner")
 
 
 def test_param_overrides_and_command():

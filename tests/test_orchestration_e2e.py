@@ -57,6 +57,15 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], check: bool = True,
     return proc
 
 
+def _merge(params: dict, tiny: dict) -> None:
+    """Deep-merge `tiny` into `params` (keys params.yaml no longer has are ignored)."""
+    for key, value in tiny.items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            _merge(params[key], value)
+        elif key in params:
+            params[key] = value
+
+
 def _copy_repo(dst: Path, remote: Path) -> Path:
     """The working tree as a fresh repository (everything committed), with tiny params."""
     shutil.copytree(ROOT, dst, ignore=lambda d, names: [
@@ -65,10 +74,7 @@ def _copy_repo(dst: Path, remote: Path) -> Path:
     (dst / ".venv").symlink_to(ROOT / ".venv")
     params = yaml.safe_load((dst / "params.yaml").read_text())
     tiny = yaml.safe_load((ROOT / "tests/data/tiny_params.yaml").read_text())
-    for section, values in tiny.items():
-        for key, value in values.items():
-            if key in (params.get(section) or {}):
-                params[section][key] = value
+    _merge(params, tiny)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     env = _env(dst.parent)

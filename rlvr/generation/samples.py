@@ -9,26 +9,54 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.config import BackendConfig
-from rlvr.generation.backends import check_lengths, load_tokenizer, make_backend
+from rlvr.config import require
+from rlvr.generation.backends import BackendParams, make_backend
 from rlvr.generation.sampler import Generation, SamplingParams, sample
-from rlvr.models.specs import LOAD_LOCK, ModelEntry, model_stamp
-from rlvr.store.tables import (
-    SAMPLES_SCHEMA,
-    fingerprint,
-    part_is_current,
-    to_table,
-    write_part,
-)
+from rlvr.models.loading import check_lengths, load_tokenizer
+from rlvr.models.specs import ModelEntry
+from rlvr.store.hashing import fingerprint
+from rlvr.store.tables import SAMPLES_SCHEMA, part_is_current, to_table, write_part
+from rlvr.testbed.graders import GRADERS, get_grader
 from rlvr.testbed.prompts import PromptRecord, encode_prompts
 
 Grader = Callable[[str, str], int]
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    """`sample`: which models answer which prompts, and how responses are drawn and graded."""
+
+    models: list[str] = field(default_factory=lambda: ["base", "rl", "sft", "rft"])
+    checkpoints: bool = True  # also every RL checkpoint rl_step_<N>
+    prompts: str = ""  # "": the testbed's eval split; or a .jsonl/.parquet (prompt, answer)
+    grader: str = "toy"  # rlvr.testbed.graders.GRADERS (cross_sample grades with it too)
+    n_per_prompt: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0  # the study sampled with 0.7
+    max_new_tokens: int = 24
+    seed: int = 0
+    shard_size: int = 64  # prompts per shard: one task and one part file per (model, shard)
+
+    def __post_init__(self) -> None:
+        require(bool(self.models) and len(set(self.models)) == len(self.models), "models",
+                "must be a non-empty list of distinct model names", "e.g. [base, rl]")
+        for key in ("n_per_prompt", "max_new_tokens", "shard_size"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+        require(self.temperature >= 0, "temperature", "must be >= 0", "use e.g. 1.0")
+        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]", "use e.g. 1.0 or 0.7")
+        require(self.grader in GRADERS, "grader", f"unknown grader {self.grader!r}",
+                f"use one of {sorted(GRADERS)}")
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(self.temperature, self.top_p, self.max_new_tokens, self.seed)
 
 
 def sample_keys(records: Sequence[PromptRecord], n: int) -> tuple[list[int], list[str]]:
@@ -103,32 +131,31 @@ def sample_shard(
     records: Sequence[PromptRecord],
     n: int,
     params: SamplingParams,
-    grader: Grader,
-    backend: BackendConfig,
+    grader: str,
+    backend: BackendParams,
     out_path: str | Path,
     progress: bool = False,
 ) -> dict:
     """Sample one shard of prompts with one model into an atomic part file.
 
-    A part file written from the same model files, prompts and parameters is kept as is.
+    A part file written from the same model contents, prompts and parameters is kept as is.
     Returns a small summary (path, rows, mean reward, skipped).
     """
-    key = fingerprint(model=model_stamp(entry.spec.path), spec=dataclasses.asdict(entry.spec),
-                      prompts=[dataclasses.astuple(r) for r in records], n=n,
-                      params=dataclasses.asdict(params), backend=backend.name)
+    key = fingerprint(model=entry.spec.identity(), name=entry.name, kind=entry.kind,
+                      rl_step=entry.rl_step, prompts=[dataclasses.astuple(r) for r in records],
+                      n=n, params=dataclasses.asdict(params), backend=backend.name,
+                      grader=grader)
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,
                 "skipped": True}
     tokenizer = load_tokenizer(entry.spec)
-    prompt_ids = encode_prompts(records, tokenizer)
+    prompt_ids = encode_prompts(records, tokenizer, entry.spec.chat_template)
     check_lengths(prompt_ids, params.max_new_tokens, entry.spec)
-    with LOAD_LOCK:
-        engine = make_backend(backend.name, entry.spec, tokenizer, backend.batch_size,
-                              backend.vllm_python, backend.vllm_kv_cache_gb,
-                              backend.vllm_gpu_memory_utilization)
+    engine = make_backend(backend, entry.spec, tokenizer)
     index, keys = sample_keys(records, n)
     generations = engine.generate([prompt_ids[i] for i in index], keys, params, progress)
-    table = generation_rows(entry, records, n, generations, tokenizer, grader, params)
+    table = generation_rows(entry, records, n, generations, tokenizer, get_grader(grader),
+                            params)
     rows = write_part([table], out_path, SAMPLES_SCHEMA, key)
     rewards = table.column("reward").to_pylist()
     return {"path": str(out_path), "rows": rows, "skipped": False,

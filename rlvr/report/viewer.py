@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import pyarrow.dataset as ds
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.models.loading import load_model
+from rlvr.models.loading import load_spec
+from rlvr.models.specs import ModelSpec
 from rlvr.warehouse.views import complete_files
 
 # JS colour bins (nats): the edges of the study's threshold sweep; last bin ends at ln 2
@@ -174,17 +175,6 @@ def legend_html() -> str:
     return '<div class="legend">JS (nats): ' + " ".join(items) + "</div>"
 
 
-def model_dir(models_dir: str | Path, name: str, paths: dict[str, str] | None = None) -> Path:
-    """Where model `name` lives: `paths[name]` when given, else `<models_dir>/<name>`, RL
-    checkpoints `rl_step_<N>` also under `<models_dir>/rl_steps/`."""
-    if paths and name in paths:
-        return Path(paths[name])
-    path = Path(models_dir) / name
-    if not path.exists() and name.startswith("rl_step_"):
-        return Path(models_dir) / "rl_steps" / name
-    return path
-
-
 def sample_ids(samples_dir: str | Path, chosen: pd.DataFrame) -> pd.DataFrame:
     """Exact prompt/response ids of the chosen responses' prompts: model, prompt_id, sample_id,
     prompt_token_ids, response_token_ids."""
@@ -205,30 +195,29 @@ class ViewerResult:
 def render_viewer(
     tokens_dir: str | Path,
     samples_dir: str | Path | None,
-    models_dir: str | Path,
+    resolve: Callable[[str], ModelSpec],
     per_group: int,
     pairs: Sequence[str] = (),
     top_k: int = 5,
-    model_paths: dict[str, str] | None = None,
 ) -> ViewerResult:
     """HTML blocks of the chosen responses (see `select_responses`), with top-k candidates on
     hover when the samples (for the exact prompt ids) and both models of the pair are present.
 
-    Models are loaded once per name; responses are the few the report shows, so the teacher-forced
-    forwards are cheap.
+    Models are resolved by name through `resolve` (the `models` section) and loaded once each;
+    responses are the few the report shows, so the teacher-forced forwards are cheap.
     """
     data = token_dataset(tokens_dir)
     chosen = select_responses(data, per_group, pairs)
     rows = load_response_tokens(data, chosen)
     ids = sample_ids(samples_dir, chosen) if samples_dir is not None else None
-    loaded: dict[Path, tuple] = {}
+    loaded: dict[ModelSpec, tuple] = {}
     missing: set[str] = set()
     blocks = []
     keys = ["pair", "generator", "prompt_id", "sample_id"]
     for (pair, gen, pid, sid), resp in rows.groupby(keys, sort=False):
         names = str(pair).split("__", 1)
-        paths = [model_dir(models_dir, n, model_paths) for n in names]
-        absent = [str(p) for p in paths if not (p / "config.json").exists()]
+        specs = [resolve(n) for n in names]
+        absent = [s.path for s in specs if not (Path(s.path) / "config.json").exists()]
         missing.update(absent)
         sample = None
         if ids is not None:
@@ -237,10 +226,10 @@ def render_viewer(
                          & (ids["sample_id"] == sid)]
         candidates, prompt_text = None, str(pid)
         if sample is not None and len(sample) and not absent:
-            for p in paths:
-                if p not in loaded:
-                    loaded[p] = load_model(p)
-            (base, tokenizer), (tuned, _) = loaded[paths[0]], loaded[paths[1]]
+            for spec in specs:
+                if spec not in loaded:
+                    loaded[spec] = load_spec(spec)
+            (base, tokenizer), (tuned, _) = loaded[specs[0]], loaded[specs[1]]
             prompt_ids = [int(i) for i in sample["prompt_token_ids"].iloc[0]]
             response_ids = resp["token_id"].astype(int).tolist()
             candidates = top_candidates(base, tuned, tokenizer, prompt_ids, response_ids, top_k)

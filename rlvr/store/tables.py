@@ -15,7 +15,6 @@ A dataset directory gets the `_COMPLETE` marker last, once every part is in and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -97,9 +96,9 @@ def part_path(directory: str | Path, shard: int) -> Path:
     return Path(directory) / f"part-{shard:05d}.parquet"
 
 
-def fingerprint(**inputs: object) -> str:
-    """A stable text key of everything a part file depends on."""
-    return json.dumps(inputs, sort_keys=True, default=str)
+def part_fingerprint(path: str | Path) -> str:
+    """The fingerprint a part file was written with ("" if none)."""
+    return ((pq.read_schema(path).metadata or {}).get(FINGERPRINT_KEY) or b"").decode()
 
 
 def part_is_current(path: str | Path, key: str) -> bool:

@@ -151,8 +151,8 @@ def grade_math(response: str, answer: int | str, timeout_s: float = DEFAULT_TIME
 GRADERS: dict[str, Grader] = {"toy": grade_toy, "math": grade_math}
 
 
-def get_grader(name: str, key: str = "grader") -> Grader:
-    """The grader registered under `name`; `key` names the params.yaml key in the error."""
+def get_grader(name: str, key: str = "sample.grader") -> Grader:
+    """The grader registered under `name` (the one registry every grading stage uses)."""
     if name not in GRADERS:
         raise ValueError(
             f"params.yaml `{key}`: unknown grader {name!r}; use one of {sorted(GRADERS)}"

@@ -7,6 +7,7 @@ pair takes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
@@ -19,6 +20,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from rlvr.config import require
 from rlvr.testbed.digits import KEYWORDS, MAX_NUMBER, SPECIAL_TOKENS
 
 ARCHITECTURES = {"llama": LlamaConfig, "qwen2": Qwen2Config}
@@ -26,14 +28,22 @@ ARCHITECTURES = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 
 @dataclass(frozen=True)
 class ModelShape:
-    """Shape of a toy decoder; the defaults give a ~0.3M-parameter model."""
+    """`model`: the toy decoder every model of the family shares, and its init seed."""
 
-    architecture: str = "llama"  # "llama" or "qwen2": both are served by vLLM
+    architecture: Literal["llama", "qwen2"] = "llama"  # both are served by vLLM
     hidden_size: int = 64
     num_layers: int = 4
     num_heads: int = 2  # head_dim 32: the smallest vLLM's CPU attention serves
     intermediate_size: int = 256
     max_length: int = 64  # prompt + response tokens
+    seed: int = 0  # weight initialisation
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length"):
+            require(getattr(self, key) > 0, key, "must be positive", "use an integer >= 1")
+        require(self.hidden_size % self.num_heads == 0, "hidden_size",
+                f"{self.hidden_size} is not divisible by num_heads={self.num_heads}",
+                "make hidden_size a multiple of num_heads")
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -56,14 +66,10 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_model(
-    shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int
+    shape: ModelShape, tokenizer: PreTrainedTokenizerBase, seed: int | None = None
 ) -> PreTrainedModel:
-    """A randomly initialised causal LM of `shape` over `tokenizer`'s vocabulary."""
-    if shape.architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"model.architecture: unknown architecture {shape.architecture!r}; "
-            f"use one of {sorted(ARCHITECTURES)} in params.yaml"
-        )
+    """A randomly initialised causal LM of `shape` over `tokenizer`'s vocabulary (init seed:
+    `seed`, else the shape's)."""
     config = ARCHITECTURES[shape.architecture](
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
@@ -77,6 +83,6 @@ def build_model(
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(shape.seed if seed is None else seed)
     return AutoModelForCausalLM.from_config(config)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerBase
 
+from rlvr.layout import Layout
 from rlvr.testbed.digits import make_split
 
-BUILTIN_PROMPTS = Path("data/task/eval.parquet")
 REQUIRED = ("prompt", "answer")
 
 
@@ -31,7 +31,7 @@ class PromptRecord:
     answer: str
 
 
-def _read_rows(path: Path) -> list[dict]:
+def _read_rows(path: Path, where: str) -> list[dict]:
     if path.suffix == ".parquet":
         return pq.read_table(path).to_pylist()
     if path.suffix in (".jsonl", ".json"):
@@ -42,43 +42,54 @@ def _read_rows(path: Path) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {line_no}: not valid JSON ({err.msg})") from err
+                raise ValueError(f"{where}{path} line {line_no}: not valid JSON ({err.msg}); "
+                                 "write one JSON object per line") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path} line {line_no}: expected a JSON object per line")
+                raise ValueError(f"{where}{path} line {line_no}: expected a JSON object per line")
             rows.append(row)
         return rows
-    raise ValueError(f"{path}: unknown prompt file type {path.suffix!r}; use .jsonl or .parquet")
+    raise ValueError(f"{where}{path}: unknown prompt file type {path.suffix!r}; use .jsonl or "
+                     ".parquet")
 
 
-def load_prompt_file(path: str | Path) -> list[PromptRecord]:
-    """Read and validate a prompt file; any bad row raises a ValueError naming the file and row."""
+def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[PromptRecord]:
+    """Read and validate a prompt file; any bad row raises a ValueError naming the params key
+    `key`, the file and the row."""
     path = Path(path)
+    where = f"params.yaml `{key}`: " if key else ""
     if not path.exists():
-        raise FileNotFoundError(f"prompt file {path} does not exist; fix the path in params.yaml")
-    rows = _read_rows(path)
+        raise FileNotFoundError(f"{where}prompt file {path} does not exist; fix the path (or "
+                                "leave it empty for the testbed's eval split)")
+    rows = _read_rows(path, where)
     if not rows:
-        raise ValueError(f"{path}: no prompts in the file")
+        raise ValueError(f"{where}{path}: no prompts in the file")
     records, first_row = [], {}
     for n, row in enumerate(rows, start=1):
+        at = f"{where}{path} row {n}"
         missing = [c for c in REQUIRED if c not in row]
         if missing:
-            raise ValueError(f"{path} row {n}: missing column(s) {missing}; every row needs "
+            raise ValueError(f"{at}: missing column(s) {missing}; every row needs "
                              f"`prompt` and `answer` (and optionally `prompt_id`)")
         prompt, answer = row["prompt"], row["answer"]
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"{path} row {n}: empty prompt")
+            raise ValueError(f"{at}: empty prompt")
         if answer is None or str(answer).strip() == "":
-            raise ValueError(f"{path} row {n}: empty answer")
+            raise ValueError(f"{at}: empty answer")
         pid = row.get("prompt_id")
         pid = f"p{n:06d}" if pid is None else str(pid)
         if not pid:
-            raise ValueError(f"{path} row {n}: empty prompt_id")
+            raise ValueError(f"{at}: empty prompt_id")
         if pid in first_row:
-            raise ValueError(f"{path} row {n}: duplicate prompt_id {pid!r} "
-                             f"(first seen at row {first_row[pid]})")
+            raise ValueError(f"{at}: duplicate prompt_id {pid!r} (first seen at row "
+                             f"{first_row[pid]})")
         first_row[pid] = n
         records.append(PromptRecord(pid, prompt, str(answer)))
     return records
+
+
+def load_prompts(path: str, layout: Layout, key: str = "sample.prompts") -> list[PromptRecord]:
+    """The prompts a run asks: the user file `path`, or the testbed's eval split when empty."""
+    return load_prompt_file(path or layout.split("eval"), key if path else "")
 
 
 def task_prompts(n_eval: int, seed: int, min_digits: int, max_digits: int) -> list[PromptRecord]:
@@ -88,10 +99,11 @@ def task_prompts(n_eval: int, seed: int, min_digits: int, max_digits: int) -> li
 
 
 def encode_prompts(
-    records: Sequence[PromptRecord], tokenizer: PreTrainedTokenizerBase
+    records: Sequence[PromptRecord], tokenizer: PreTrainedTokenizerBase, chat_template: bool = True
 ) -> list[list[int]]:
-    """Token ids fed to the model for each prompt, BOS and chat template included."""
-    if tokenizer.chat_template:
+    """Token ids fed to the model for each prompt: through the tokenizer's chat template when it
+    has one and `chat_template` (a model spec's), else the tokenizer's own special tokens."""
+    if chat_template and tokenizer.chat_template:
         texts = [
             tokenizer.apply_chat_template(
                 [{"role": "user", "content": r.prompt}], tokenize=False, add_generation_prompt=True

@@ -6,13 +6,49 @@ The split is stored as parquet with columns prompt_id, prompt, answer (string), 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from rlvr.config import TaskConfig
+from rlvr.config import require
+from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file
-from rlvr.testbed.digits import Problem, make_split
+from rlvr.testbed.digits import CorpusStyle, Problem, make_split
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    """`task`: the synthetic problem set, its split, and the pretraining corpus styles."""
+
+    seed: int = 0
+    n_train: int = 6000
+    n_eval: int = 256
+    min_digits: int = 3
+    max_digits: int = 5
+    p_chain: float = 0.5  # share of corpus solutions using the reliable running-total method
+    slip_chain: float = 0.03  # slip rate per running total (reliable method)
+    slip_pairs: float = 0.08  # slip rate per pair sum (error-prone method)
+    slip_pairs_total: float = 0.3  # slip rate of the error-prone method's final sum
+    p_bad_format: float = 0.3  # share of answers written `answer ~ N`, which the grader rejects
+    eval_prompts: str = ""  # optional user eval file (`prompt` column); must not overlap train
+
+    def __post_init__(self) -> None:
+        for key in ("n_train", "n_eval"):
+            require(getattr(self, key) > 0, key, "must be positive", "use at least 1")
+        require(1 <= self.min_digits <= self.max_digits <= 9, "min_digits",
+                f"need 1 <= min <= max <= 9, got {self.min_digits}..{self.max_digits}",
+                "pick a digit range inside 1..9")
+        for key in ("p_chain", "slip_chain", "slip_pairs", "slip_pairs_total", "p_bad_format"):
+            value = getattr(self, key)
+            require(0.0 <= value <= 1.0, key, f"is a probability, got {value}",
+                    "use a value in [0, 1]")
+
+    @property
+    def style(self) -> CorpusStyle:
+        """The pretraining corpus's solution styles and slip rates."""
+        return CorpusStyle(self.p_chain, self.slip_chain, self.slip_pairs, self.slip_pairs_total,
+                           self.p_bad_format)
 
 
 def problem_table(problems: Sequence[Problem]) -> pd.DataFrame:
@@ -68,7 +104,7 @@ def check_disjoint(train: Sequence[Problem], evaluation: Sequence[Problem], key:
         )
 
 
-def prepare_split(task: TaskConfig, out_dir: str | Path) -> dict[str, int]:
+def prepare_split(task: TaskParams, layout: Layout) -> dict[str, int]:
     """Write train.parquet and eval.parquet; a user eval file replaces the generated eval split."""
     train, evaluation = make_split(task.n_train, task.n_eval, task.seed,
                                    task.min_digits, task.max_digits)
@@ -76,7 +112,7 @@ def prepare_split(task: TaskConfig, out_dir: str | Path) -> dict[str, int]:
         evaluation = read_problems(task.eval_prompts, "params.yaml `task.eval_prompts`")
     check_disjoint(train, evaluation, "task.eval_prompts" if task.eval_prompts else "task.seed")
     for name, problems in (("train", train), ("eval", evaluation)):
-        with atomic_file(Path(out_dir) / f"{name}.parquet") as tmp:
+        with atomic_file(layout.split(name)) as tmp:
             problem_table(problems).to_parquet(tmp, index=False)
     return {"n_train": len(train), "n_eval": len(evaluation)}
 

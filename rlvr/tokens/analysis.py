@@ -1,6 +1,6 @@
 """The study's analyses: run the `sql/agg_*` files on the warehouse and save what they find.
 
-Each query's result goes to `<out_dir>/<name>.parquet`; the curves the report and DVC plot go to
+Each query's result goes to `data/analysis/<name>.parquet`; the curves the report and DVC plot go to
 CSV files; `headline_metrics` picks the few numbers worth tracking with `dvc metrics diff`.
 Queries over tables of other stages (cross-sampling, weighted training) are run by those stages.
 """
@@ -8,6 +8,7 @@ Queries over tables of other stages (cross-sampling, weighted training) are run 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,66 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from rlvr.config import require
+from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_dir, atomic_file, write_json
 from rlvr.warehouse.sql import SQL_DIR, list_queries, run_sql
 from rlvr.warehouse.views import connect, views
+
+
+@dataclass(frozen=True)
+class AnalyzeParams:
+    """`analyze`: the study's analyses over the token table (sql/agg_*.sql parameters)."""
+
+    thresholds: list[float] = field(
+        default_factory=lambda: [0.001, 0.01, 0.05, 0.1, 0.2, 0.3])  # js sparsity sweep
+    tau: float = 0.1  # js above this is "divergent" (the study's reallocation cut)
+    quantiles: list[float] = field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99])
+    hist_min: float = 1e-6  # js histogram: lowest log bin edge (zeros land in the lowest bin)
+    hist_bins_per_decade: int = 4
+    entropy_edges: list[float] = field(
+        default_factory=lambda: [0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.0, 3.0])  # fixed bins, nats
+    n_entropy_bins: int = 10  # equal-count entropy bins
+    high_entropy_quantile: float = 0.8  # "high entropy" = top 20% (forking-token convention)
+    n_position_bins: int = 10  # normalised position bins
+    n_edge_positions: int = 8  # first/last N absolute positions
+    low_prob: float = 0.01  # "base probability below" cut for the tuned top-1 token
+    max_rank: int = 10  # rank histogram: ranks above this share one bucket
+    min_token_count: int = 20  # token identity: occurrences a token needs to be ranked
+    top_tokens: int = 20
+    final_pair: str = "base__rl"  # checkpoint evolution compares every checkpoint to this pair
+    decisive_roles: list[str] = field(
+        default_factory=lambda: ["method", "intermediate", "format", "final_answer"])
+
+    def __post_init__(self) -> None:
+        ln2 = 0.6931471805599453
+        require(bool(self.thresholds) and all(0 < t < ln2 for t in self.thresholds),
+                "thresholds", f"need a non-empty list in (0, ln 2), got {self.thresholds}",
+                "list js cuts such as [0.001, 0.01, 0.1]")
+        require(0 < self.tau < ln2 and any(abs(t - self.tau) < 1e-12 for t in self.thresholds),
+                "tau", f"{self.tau} must be in (0, ln 2) and one of analyze.thresholds",
+                "add tau to the thresholds sweep")
+        require(all(0 <= q <= 1 for q in [*self.quantiles, self.high_entropy_quantile]),
+                "quantiles", "quantiles must lie in [0, 1]",
+                "use e.g. [0.5, 0.9, 0.95, 0.99] and 0.8")
+        edges = self.entropy_edges
+        require(len(edges) >= 2 and all(a < b for a, b in zip(edges, edges[1:], strict=False)),
+                "entropy_edges", f"need >= 2 increasing edges, got {edges}",
+                "use e.g. [0.0, 0.1, 0.5, 1.0, 2.0]")
+        for key in ("hist_bins_per_decade", "n_entropy_bins", "n_position_bins",
+                    "n_edge_positions", "max_rank", "min_token_count", "top_tokens"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use e.g. 10")
+        require(0 < self.hist_min < ln2 and 0 < self.low_prob < 1, "hist_min",
+                "must lie in (0, ln 2) and (0, 1)", "use e.g. 1e-6 and 0.01")
+        require("__" in self.final_pair, "final_pair",
+                f"{self.final_pair!r} is not `<base>__<tuned>`", "use e.g. base__rl")
+        require(bool(self.decisive_roles), "decisive_roles", "is empty",
+                "list the roles that decide correctness")
+
+    def sql_params(self) -> dict[str, object]:
+        """The `$parameters` of the sql/agg_* files."""
+        return asdict(self)
+
 
 # result name -> plot file stem under the plots directory (the curves)
 PLOTS = {
@@ -49,29 +107,25 @@ def write_table(table: pa.Table, path: str | Path) -> None:
 
 
 def run_analyses(
-    data_dir: str | Path,
-    out_dir: str | Path,
-    plots_dir: str | Path,
-    params: dict[str, Any],
-    sql_dir: str | Path = SQL_DIR,
-    progress: bool = False,
+    layout: Layout, cfg: AnalyzeParams, sql_dir: str | Path = SQL_DIR, progress: bool = False,
 ) -> dict[str, pa.Table]:
-    """Run every analysis over the tables in `data_dir`; write results and plot CSVs.
+    """Run every analysis over the layout's tables; write results and plot CSVs.
 
     Returns the results by query name (they are small: aggregates, not token rows).
     """
-    con = connect(data_dir, sql_dir)
+    con = connect(layout.root, sql_dir)
     if "tokens" not in views(con):
-        raise ValueError(f"no complete token table under {Path(data_dir) / 'tokens'}; "
+        raise ValueError(f"no complete token table under {layout.tokens_dir}; "
                          "run the score stage first (`dvc repro score`)")
+    params = cfg.sql_params()
     results = {}
     # one atomic directory: a rerun never mixes old and new results, nor keeps renamed ones
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(layout.analysis_dir) as tmp:
         for name in tqdm(analysis_queries(sql_dir), desc="analyses", disable=not progress):
             results[name] = run_sql(con, name, params, sql_dir)
             write_table(results[name], tmp / f"{name}.parquet")
     for name, stem in PLOTS.items():
-        write_table(results[name], Path(plots_dir) / f"{stem}.csv")
+        write_table(results[name], layout.plot(stem))
     return results
 
 
@@ -136,9 +190,10 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
     return {"tau": tau, "pairs": pairs, "checkpoints": checkpoints}
 
 
-def write_headline_metrics(results_dir: str | Path, metrics_path: str | Path, tau: float) -> dict:
-    """Read the saved results in `results_dir` and write `headline_metrics` as JSON."""
-    results = {p.stem: pq.read_table(p) for p in sorted(Path(results_dir).glob("agg_*.parquet"))}
+def write_headline_metrics(layout: Layout, tau: float) -> dict:
+    """Read the saved results and write `headline_metrics` as the `analysis` metrics."""
+    results = {p.stem: pq.read_table(p)
+               for p in sorted(layout.analysis_dir.glob("agg_*.parquet"))}
     metrics = headline_metrics(results, tau)
-    write_json(metrics, metrics_path)
+    write_json(metrics, layout.metrics("analysis"))
     return metrics

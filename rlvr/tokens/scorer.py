@@ -15,14 +15,13 @@ Memory is bounded by the chunk sizes, not by the dataset or the vocabulary:
   blocks of about `block_entries` (positions x vocabulary ids; at most `vocab_chunk` ids, as many
   positions as fit), and `pair_statistics` keeps about 12 such blocks of floats alive.
 The model's logits must be its output head applied to its last hidden state (true for Llama,
-Qwen2, Mistral); `check_head` verifies that before a model is scored.
+Qwen2, Mistral); `rlvr.models.loading.check_head` verifies that before a model is scored.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +32,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoConfig, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.config import require
 from rlvr.generation.sampler import left_pad
-from rlvr.models.loading import load_model
-from rlvr.models.specs import LOAD_LOCK, ModelEntry, model_stamp
+from rlvr.models.loading import check_head, check_same_vocab, load_spec
+from rlvr.models.specs import ModelEntry
+from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     TOKENS_SCHEMA,
-    fingerprint,
     pair_name,
+    part_fingerprint,
     part_is_current,
     samples_dir,
     tokens_dir,
@@ -51,20 +52,50 @@ Labeller = Callable[[Sequence[str]], list[str]]
 
 
 @dataclass(frozen=True)
-class ScoreParams:
-    """Chunk sizes (memory bounds) and the truncation of the top-p JS."""
+class ScoreResources:
+    """`score.resources`: memory bounds and speed; no result depends on them (not in part
+    fingerprints, not DVC params)."""
 
     vocab_chunk: int = 262144  # vocabulary ids per logits block; a wider vocabulary takes 2 passes
     block_entries: int | None = None  # positions x ids per block; None: 2**20 (CPU), 2**26 (GPU)
-    time_chunk: int = 512  # sequence columns per body forward
-    batch_tokens: int = 16384  # responses per batch * padded length
-    js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
+    time_chunk: int = 512  # sequence columns per body forward (KV cache between chunks)
+    batch_tokens: int = 16384  # responses per batch x (longest prompt + longest response)
     top_p_candidates: int = 128  # top-k per row for nuclei wider than the top 5; wider: a sort
+
+    def __post_init__(self) -> None:
+        for key in ("vocab_chunk", "time_chunk", "batch_tokens"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+        require(self.vocab_chunk <= 2**24, "vocab_chunk", "must be <= 16777216 (ranks are "
+                "counted in float32)", "use e.g. 262144")
+        require(self.block_entries is None or self.block_entries >= 1, "block_entries",
+                "must be null or >= 1", "use null (automatic) or e.g. 1048576")
+        require(self.top_p_candidates >= 5, "top_p_candidates", "must be >= 5", "use e.g. 128")
 
     def rows_per_block(self, vocab: int, device: torch.device) -> int:
         """Positions per logits block: cache-sized blocks on a CPU, large ones on a GPU."""
         entries = self.block_entries or (2**20 if device.type == "cpu" else 2**26)
         return max(1, entries // min(vocab, self.vocab_chunk))
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """`score`: which (base, tuned) pairs to score, what goes in the rows, and the resources."""
+
+    base: str = "base"
+    tuned: list[str] = field(default_factory=lambda: ["rl", "sft", "rft"])  # each with the base
+    checkpoints: bool = True  # also pair the base with every RL checkpoint
+    label_roles: bool = True  # the toy task's token roles (null when false, e.g. user data)
+    js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
+    resources: ScoreResources = field(default_factory=ScoreResources)
+
+    def __post_init__(self) -> None:
+        require(bool(self.tuned) and self.base not in self.tuned, "tuned",
+                "must be a non-empty list without the base model", "e.g. [rl, sft]")
+        require(0 < self.js_top_p <= 1, "js_top_p", "must be in (0, 1]", "use e.g. 0.7")
+
+    def result_fields(self) -> dict[str, object]:
+        """What of these knobs changes a token row: part of the part files' fingerprint."""
+        return {"js_top_p": self.js_top_p}
 
 
 @dataclass(frozen=True)
@@ -78,37 +109,9 @@ class Response:
     reward: int | None
 
 
-def check_same_vocab(
-    tok_base: PreTrainedTokenizerBase, tok_tuned: PreTrainedTokenizerBase,
-    path_base: str | Path, path_tuned: str | Path,
-) -> None:
-    """Raise ValueError naming both tokenizer paths and the first id whose token differs."""
-    va = {i: t for t, i in tok_base.get_vocab().items()}
-    vb = {i: t for t, i in tok_tuned.get_vocab().items()}
-    for i in range(max(len(va), len(vb), max(va, default=0) + 1, max(vb, default=0) + 1)):
-        if va.get(i) != vb.get(i):
-            raise ValueError(
-                f"models of a pair must share a vocabulary, but the tokenizers at {path_base} and "
-                f"{path_tuned} differ first at id {i}: {va.get(i)!r} vs {vb.get(i)!r}"
-            )
-
-
 def _head(model: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor | None]:
     head = model.get_output_embeddings()
     return head.weight, head.bias
-
-
-@torch.no_grad()
-def check_head(model: PreTrainedModel, path: str | Path) -> None:
-    """Check that logits == output head(last hidden state), which the chunked scorer relies on."""
-    ids = torch.arange(min(8, model.config.vocab_size), device=model.device).unsqueeze(0)
-    full = model(input_ids=ids).logits.float()
-    hidden = model.get_decoder()(input_ids=ids).last_hidden_state
-    weight, bias = _head(model)
-    mine = _logits(hidden.float(), weight, bias, 0, weight.shape[0])
-    if not torch.allclose(full, mine, atol=1e-4, rtol=1e-4):
-        raise ValueError(f"model at {path}: its logits are not its output head applied to the "
-                         f"last hidden state (soft-capping?); the chunked scorer cannot score it")
 
 
 def _logits(
@@ -237,13 +240,13 @@ def score_batches(
     wb, bb = _head(tuned)
     vocab, dev = wa.shape[0], wa.device
     assert wb.shape[0] == vocab, "output heads differ in size: check_same_vocab first"
-    block_rows = params.rows_per_block(vocab, dev)
-    for rows in tqdm(_pack(responses, params.batch_tokens), desc="scoring", unit="batch",
+    block_rows = params.resources.rows_per_block(vocab, dev)
+    for rows in tqdm(_pack(responses, params.resources.batch_tokens), desc="scoring", unit="batch",
                      disable=not progress):
         batch = _batch(responses, rows, pad_id, dev)
         rows_t = torch.tensor(rows, device=dev)
         out: dict[str, list[torch.Tensor]] = {}
-        for ha, hb, r, position in _positions(base, tuned, batch, params.time_chunk):
+        for ha, hb, r, position in _positions(base, tuned, batch, params.resources.time_chunk):
             targets = batch.ids[r, position]
             for part in torch.arange(len(r), device=dev).split(block_rows):
                 xa, xb = ha[part].float(), hb[part].float()
@@ -252,8 +255,9 @@ def score_batches(
                     ya, yb = (xa, xb) if sel is None else (xa[sel], xb[sel])
                     return _logits(ya, wa, ba, v0, v1), _logits(yb, wb, bb, v0, v1)
 
-                stats = pair_statistics(logits_fn, targets[part], vocab, params.vocab_chunk,
-                                        params.js_top_p, params.top_p_candidates)
+                res = params.resources
+                stats = pair_statistics(logits_fn, targets[part], vocab, res.vocab_chunk,
+                                        params.js_top_p, res.top_p_candidates)
                 for key, value in stats.items():
                     out.setdefault(key, []).append(value)
             out.setdefault("response", []).append(rows_t[r])
@@ -317,13 +321,6 @@ def read_responses(samples_part: str | Path) -> list[Response]:
                      r["response_token_ids"], r["reward"]) for r in rows]
 
 
-def _load(entry: ModelEntry) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    spec = entry.spec
-    with LOAD_LOCK:
-        return load_model(spec.path, dtype=spec.dtype, device=spec.device,
-                          trust_remote_code=spec.trust_remote_code, key=f"{spec.key}.path")
-
-
 def score_shard(
     base: ModelEntry, tuned: ModelEntry, generator: str, samples_part: str | Path,
     out_path: str | Path, params: ScoreParams, labeller: Labeller | None = None,
@@ -331,20 +328,19 @@ def score_shard(
 ) -> dict:
     """Score one samples part file with both models of a pair into one atomic token part file.
 
-    A part file written from the same model files, samples and parameters is kept as is.
-    Returns a small summary (path, rows, skipped).
+    A part file written from the same model contents, samples and result parameters is kept
+    as is (resources never enter the fingerprint). Returns a small summary (path, rows, skipped).
     """
     pair = pair_name(base.name, tuned.name)
-    samples_key = (pq.read_schema(samples_part).metadata or {}).get(b"rlvr.fingerprint", b"")
-    key = fingerprint(base=model_stamp(base.spec.path), tuned=model_stamp(tuned.spec.path),
-                      samples=samples_key.decode(), params=dataclasses.asdict(params),
+    key = fingerprint(base=base.spec.identity(), tuned=tuned.spec.identity(),
+                      samples=part_fingerprint(samples_part), params=params.result_fields(),
                       labeller=None if labeller is None else labeller.__name__, pair=pair,
-                      generator=generator)
+                      generator=generator, tuned_kind=tuned.kind, rl_step=tuned.rl_step)
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,
                 "skipped": True}
-    base_model, base_tok = _load(base)
-    tuned_model, tuned_tok = _load(tuned)
+    base_model, base_tok = load_spec(base.spec)
+    tuned_model, tuned_tok = load_spec(tuned.spec)
     check_same_vocab(base_tok, tuned_tok, base.spec.path, tuned.spec.path)
     check_head(base_model, base.spec.path)
     check_head(tuned_model, tuned.spec.path)

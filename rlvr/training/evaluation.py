@@ -9,12 +9,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams, sample
 from rlvr.testbed.digits import Problem, grade
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """`evaluate`: held-out accuracy of each model of the family (and of every RL checkpoint)."""
+
+    models: list[str] = field(default_factory=lambda: ["base", "rl", "sft", "rft"])
+    n_samples: int = 8  # samples per eval prompt, temperature 1
+    max_new_tokens: int = 24
+    seed: int = 0
+    checkpoints: bool = True  # also every RL checkpoint (the accuracy-vs-step plot)
+
+    def __post_init__(self) -> None:
+        require(len(self.models) > 0 and len(set(self.models)) == len(self.models), "models",
+                "must be a non-empty list of distinct names", "use e.g. [base, rl, sft, rft]")
+        require(self.n_samples >= 1, "n_samples", "must be >= 1", "use e.g. 8")
+        require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1", "use e.g. 24")
 
 
 def evaluate_model(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams, sample
 from rlvr.testbed.digits import REFERENCE_STYLE, Problem, grade, write_response
 
@@ -36,14 +37,53 @@ class Example:
 class LMParams:
     """How `train_lm` optimises: AdamW, linear warmup, cosine decay to 10% of `lr`."""
 
-    steps: int
-    batch_size: int
-    lr: float
-    warmup_steps: int = 0
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 50
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
+    log_every: int = 50  # loss-curve rows every this many steps
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "log_every"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+        require(self.lr > 0, "lr", f"must be positive, got {self.lr}", "use e.g. 3e-3")
+        require(0 <= self.warmup_steps < self.steps, "warmup_steps",
+                f"must be in [0, steps={self.steps})", "use a small fraction of steps")
+        require(self.weight_decay >= 0, "weight_decay", "must be >= 0", "use 0 or 0.01")
+        require(self.grad_clip > 0, "grad_clip", "must be positive", "use 1.0")
+
+
+@dataclass(frozen=True)
+class PretrainParams(LMParams):
+    """`pretrain`: next-token training of the base model on the task corpus (loss on all tokens)."""
+
+    corpus_copies: int = 4  # corpus responses per train problem, each with fresh styles and slips
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.corpus_copies >= 1, "corpus_copies", "must be >= 1", "use e.g. 4")
+
+
+@dataclass(frozen=True)
+class SFTParams(LMParams):
+    """`sft`: the controls from the same base, `sft` on reference solutions and `rft` on the
+    base's own correct samples (loss on response tokens only)."""
+
+    steps: int = 200  # = rl.steps x rl.minibatches x rl.epochs: a comparable number of updates
+    lr: float = 1e-3
+    warmup_steps: int = 0
     log_every: int = 10
+    rft_prompts: int = 1024  # train prompts the base samples for rft
+    rft_samples: int = 4  # samples per prompt (temperature 1); the correct ones are the rft data
+    max_new_tokens: int = 24
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("rft_prompts", "rft_samples", "max_new_tokens"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
 
 
 def encode_examples(

@@ -37,22 +37,22 @@ Files (all written atomically; columns are the contract with the report):
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
-from rlvr.config import WeightedConfig
+from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams
-from rlvr.models.loading import load_model
-from rlvr.store.atomic import atomic_file, write_json
+from rlvr.layout import Layout
+from rlvr.models.loading import load_model, load_spec
+from rlvr.models.specs import ModelSpec
+from rlvr.store.atomic import atomic_file
 from rlvr.testbed.digits import Problem
 from rlvr.testbed.split import read_problems
 from rlvr.training.evaluation import evaluate_model
@@ -82,12 +82,84 @@ class Variant:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """How every run is evaluated: the same prompts, samples and random streams for all."""
+    """`weighted.eval`: how every run is evaluated (the same prompts, samples and random
+    streams for all)."""
 
+    prompts: int = 128  # the first `prompts` problems of the eval split
     n_samples: int = 4  # n of mean@n
     max_new_tokens: int = 24
     seed: int = 1234  # eval sampling streams, shared by every run (common random numbers)
-    every: int = 10  # evaluate at step 0, every `every` steps, and at the last step
+    every: int = 4  # evaluate at step 0, every `every` steps, and at the last step
+
+    def __post_init__(self) -> None:
+        for key in ("prompts", "n_samples", "max_new_tokens", "every"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    """`weighted.variants.<name>`: α > 0 boosts high-divergence tokens, < 0 low ones."""
+
+    divergence: Literal["none", "k3_old", "js_base", "delta_base"] = NO_DIVERGENCE
+    alpha: float = 0.0
+
+
+@dataclass(frozen=True)
+class WeightedResources:
+    """`weighted.resources`: speed only (not DVC params)."""
+
+    workers: int = 1  # runs in flight at once (threads); 1 on a 2-core machine
+    torch_threads: int = 1  # intra-op threads; >1 spins badly when the cores are oversubscribed
+
+    def __post_init__(self) -> None:
+        for key in ("workers", "torch_threads"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+
+
+def _default_variants() -> dict[str, VariantParams]:
+    # alpha * p95 of the divergence ~ 2 on the toy base at lr 1e-4 (p95: k3_old ~5e-4,
+    # js_base ~0.03, delta_base ~0.15)
+    out = {BASELINE: VariantParams()}
+    for div, alpha in (("k3_old", 3000.0), ("js_base", 70.0), ("delta_base", 10.0)):
+        out[f"{div}_high"] = VariantParams(div, alpha)
+        out[f"{div}_low"] = VariantParams(div, -alpha)
+    return out
+
+
+def _default_rl() -> GRPOParams:
+    return GRPOParams(steps=16, prompts_per_step=8, group_size=4, max_new_tokens=24, lr=1e-4,
+                      save_every=4, track_kl=False)
+
+
+@dataclass(frozen=True)
+class WeightedParams:
+    """`weighted`: variants x seeds of GRPO/DAPO from one model, all with the same knobs.
+
+    `rl` holds the trainer's knobs of every run (its `seed` is replaced by the run's seed, its
+    `save_every` by `eval.every`, and a reference model is kept when the divergence needs one).
+    """
+
+    model: str = "base"  # every run starts from this model (resolved through `models`)
+    variants: dict[str, VariantParams] = field(default_factory=_default_variants)
+    s: float = 1.0  # weights lie in (1 - s/2, 1 + s/2)
+    seeds: int = 3  # seeds 0..seeds-1 for every variant
+    rl: GRPOParams = field(default_factory=_default_rl)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    resources: WeightedResources = field(default_factory=WeightedResources)
+
+    def __post_init__(self) -> None:
+        require(BASELINE in self.variants, "variants", "needs a `baseline` entry",
+                "add `baseline: {divergence: none}`")
+        for name, entry in self.variants.items():
+            key = f"variants.{name}"
+            require(name.replace("_", "").isalnum() and name.islower(), key,
+                    "is not a lowercase [a-z0-9_] name", "rename it (it names a directory)")
+            require((entry.divergence == NO_DIVERGENCE) == (name == BASELINE),
+                    f"{key}.divergence", "only `baseline` may (and must) use divergence none",
+                    "give weighted variants a divergence")
+        require(0.0 <= self.s < 2.0, "s", f"{self.s} is outside [0, 2)",
+                "use 0 <= s < 2 so that weights stay positive")
+        require(self.seeds >= 1, "seeds", "must be >= 1", "use e.g. 3")
 
 
 class _RecordingHook:
@@ -117,35 +189,13 @@ class _RecordingHook:
         }
 
 
-def variants_of(config: WeightedConfig) -> list[Variant]:
+def variants_of(config: WeightedParams) -> list[Variant]:
     """The grid's variants in params order, baseline first (its s and α are 0)."""
-    out = [Variant("baseline")]
+    out = [Variant(BASELINE)]
     for name, entry in config.variants.items():
         if name != BASELINE:
-            out.append(Variant(name, entry["divergence"], float(entry.get("alpha", 0.0)),
-                               config.s))
+            out.append(Variant(name, entry.divergence, entry.alpha, config.s))
     return out
-
-
-def grpo_params(config: WeightedConfig) -> GRPOParams:
-    """The trainer knobs every run shares; the seed is set per run."""
-    return GRPOParams(
-        steps=config.steps, prompts_per_step=config.prompts_per_step,
-        group_size=config.group_size, max_new_tokens=config.max_new_tokens, lr=config.lr,
-        clip_low=config.clip_low, clip_high=config.clip_high, kl_coef=0.0,
-        minibatches=config.minibatches, epochs=config.epochs, dynamic_sampling=True,
-        save_every=config.eval_every,
-    )
-
-
-def eval_spec(config: WeightedConfig) -> EvalSpec:
-    return EvalSpec(n_samples=config.eval_samples, max_new_tokens=config.max_new_tokens,
-                    seed=config.eval_seed, every=config.eval_every)
-
-
-def run_path(out_dir: str | Path, variant: str, seed: int) -> Path:
-    """Where run (variant, seed) writes its rows: `<out_dir>/runs/<variant>/seed_<seed>.parquet`."""
-    return Path(out_dir) / "runs" / variant / f"seed_{seed}.parquet"
 
 
 def _rows(variant: Variant, seed: int, step: int, metrics: dict[str, float]) -> list[dict]:
@@ -162,7 +212,7 @@ def _eval_metrics(summary: dict[str, float | int]) -> dict[str, float]:
 
 
 def train_and_evaluate(
-    base_dir: str | Path,
+    base: ModelSpec,
     train_problems: Sequence[Problem],
     eval_problems: Sequence[Problem],
     variant: Variant,
@@ -177,7 +227,7 @@ def train_and_evaluate(
     Returns a small summary: final accuracy and wall seconds.
     """
     start = time.perf_counter()
-    policy, tokenizer = load_model(base_dir, made_by="pretrain")
+    policy, tokenizer = load_spec(base, made_by="pretrain")
     sampling = SamplingParams(temperature=1.0, top_p=1.0,
                               max_new_tokens=evaluation.max_new_tokens, seed=evaluation.seed)
 
@@ -187,13 +237,13 @@ def train_and_evaluate(
 
     rows = _rows(variant, seed, 0, evaluate(policy))
     hook = None if variant.is_baseline else _RecordingHook(variant)
-    params = replace(grpo, seed=seed, save_every=evaluation.every)
+    params = replace(grpo, seed=seed, save_every=evaluation.every,
+                     track_kl=needs_reference(variant.divergence))
     with tempfile.TemporaryDirectory(prefix="weighted-ckpt-") as ckpt:
         log = train_grpo(policy, tokenizer, train_problems, params, weight_hook=hook,
-                         need_reference=needs_reference(variant.divergence),
                          checkpoint_dir=ckpt, progress=progress)
         for step, path in list_checkpoints(ckpt):
-            model, _ = load_model(path)
+            model, _ = load_model(path, dtype=base.dtype, device=base.device)
             rows += _rows(variant, seed, step, evaluate(model))
     for entry in log:
         metrics = {f"train_{k}": v for k, v in entry.items() if k != "step"}
@@ -208,137 +258,7 @@ def train_and_evaluate(
     return {"accuracy": float(final.value.iloc[0]), "seconds": totals["run_seconds"]}
 
 
-def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """Concatenate run files into the `training` table, sorted by run, step and metric."""
-    missing = [str(p) for p in paths if not Path(p).exists()]
-    if missing:
-        raise FileNotFoundError(f"missing run files {missing}: run their `weighted_run` stages")
-    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return table.sort_values(["variant", "seed", "step", "metric"]).reset_index(drop=True)
-
-
-def final_accuracy(training: pd.DataFrame) -> pd.DataFrame:
-    """Held-out accuracy of each run at its last eval step: variant, seed, step, accuracy."""
-    acc = training[training.metric == ACCURACY]
-    last = acc.groupby(["variant", "seed"]).step.transform("max")
-    out = acc[acc.step == last][["variant", "seed", "step", "value"]]
-    return out.rename(columns={"value": "accuracy"}).reset_index(drop=True)
-
-
-def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, ...]:
-    """mean(a) − mean(b) with its Welch t interval: (diff, low, high, df, p). NaN if undefined."""
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, math.nan, math.nan, math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, math.nan, math.nan, math.nan, math.nan
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.5 + level / 2, df) * se
-    p = 2 * stats.t.sf(abs(diff) / se, df)
-    return diff, diff - half, diff + half, float(df), float(p)
-
-
-def paired_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Paired t interval of the mean per-seed difference `d`: (low, high, p); NaN if undefined."""
-    if len(d) < 2 or d.std(ddof=1) == 0:
-        return math.nan, math.nan, math.nan
-    se = d.std(ddof=1) / math.sqrt(len(d))
-    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * se
-    p = 2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1)
-    return float(d.mean() - half), float(d.mean() + half), float(p)
-
-
-def summarize(training: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFrame:
-    """Results table (see the module docstring): final accuracy per variant against baseline."""
-    final = final_accuracy(training)
-    base = final[final.variant == BASELINE].set_index("seed").accuracy
-    if base.empty:
-        raise ValueError("the training table has no `baseline` runs: add `baseline` to "
-                         "weighted.variants in params.yaml")
-    rows = []
-    for v in variants:
-        acc = final[final.variant == v.name].set_index("seed").accuracy
-        row = {"variant": v.name, "divergence": v.divergence, "alpha": v.alpha, "s": v.s,
-               "n_seeds": len(acc), "step": int(final[final.variant == v.name].step.max()),
-               "mean": float(acc.mean()),
-               "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan}
-        nan5 = (math.nan,) * 5
-        diff, low, high, df, p = nan5 if v.is_baseline else welch_interval(acc.values, base.values)
-        shared = acc.index.intersection(base.index)
-        pl, ph, pp = (math.nan,) * 3 if v.is_baseline else paired_interval(
-            (acc[shared] - base[shared]).values)
-        row |= {"diff": diff, "diff_lo": low, "diff_hi": high, "df": df, "p_value": p,
-                "paired_ci_low": pl, "paired_ci_high": ph, "paired_p_value": pp,
-                "distinguishable": bool(low > 0 or high < 0)}
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def accuracy_curves(training: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std (over seeds) held-out accuracy per variant and eval step (long format)."""
-    acc = training[training.metric == ACCURACY]
-    curves = acc.groupby(["variant", "step"]).value.agg(["mean", "std", "count"]).reset_index()
-    return curves.rename(columns={"mean": "accuracy_mean", "std": "accuracy_std",
-                                  "count": "n_seeds"})
-
-
-def wide_curves(curves: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFrame:
-    """`step, <variant>...` mean accuracy, one column per variant in grid order (DVC plots)."""
-    wide = curves.pivot(index="step", columns="variant", values="accuracy_mean")
-    return wide[[v.name for v in variants]].reset_index()
-
-
-def metrics_summary(results: pd.DataFrame, training: pd.DataFrame) -> dict:
-    """DVC metrics: per variant mean/std accuracy and the difference to baseline with its CI."""
-    out: dict = {"runs": int(training.groupby(["variant", "seed"]).ngroups)}
-    seconds = training[training.metric == "run_seconds"].value
-    out["run_seconds_mean"] = round(float(seconds.mean()), 2)
-    for r in results.itertuples():
-        entry = {"accuracy_mean": r.mean, "accuracy_std": r.std}
-        if r.variant != BASELINE:
-            entry |= {"diff": r.diff, "diff_lo": r.diff_lo, "diff_hi": r.diff_hi,
-                      "distinguishable": r.distinguishable}
-        out[r.variant] = {k: (None if isinstance(v, float) and math.isnan(v) else
-                              (round(v, 4) if isinstance(v, float) else v))
-                          for k, v in entry.items()}
-    return out
-
-
-def write_summary(
-    run_files: Sequence[str | Path],
-    variants: Sequence[Variant],
-    out_dir: str | Path,
-    metrics_path: str | Path,
-    plots_dir: str | Path,
-) -> dict:
-    """Aggregate the run files into every output of the grid; returns the DVC metrics dict.
-
-    Writes `<out_dir>/training.parquet`, `results.parquet`, `results.csv`, `curves.parquet`,
-    `<plots_dir>/weighted_accuracy.csv` (wide curves), `weighted_final.csv` (variant, mean, std)
-    and the metrics JSON.
-    """
-    training = collect_runs(run_files)
-    results = summarize(training, variants)
-    curves = accuracy_curves(training)
-    out_dir, plots_dir = Path(out_dir), Path(plots_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("training", training), ("results", results), ("curves", curves)):
-        with atomic_file(out_dir / f"{name}.parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
-    with atomic_file(out_dir / "results.csv") as tmp:
-        results.to_csv(tmp, index=False)
-    with atomic_file(plots_dir / "weighted_accuracy.csv") as tmp:
-        wide_curves(curves, variants).to_csv(tmp, index=False)
-    with atomic_file(plots_dir / "weighted_final.csv") as tmp:
-        results[["variant", "mean", "std"]].to_csv(tmp, index=False)
-    metrics = metrics_summary(results, training)
-    write_json(metrics, metrics_path)
-    return metrics
-
-
-def grid_runs(config: WeightedConfig, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
+def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
     """(variant, seed) of every run of the named variants (all when `names` is None)."""
     known = [v.name for v in variants_of(config)]
     unknown = sorted(set(names or ()) - set(known))
@@ -349,26 +269,18 @@ def grid_runs(config: WeightedConfig, names: Sequence[str] | None = None) -> lis
 
 
 def run_grid_cell(
-    config: WeightedConfig, variant: str, seed: int, progress: bool = False
+    config: WeightedParams, base: ModelSpec, layout: Layout, variant: str, seed: int,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """Train and evaluate run (variant, seed) of the grid; writes `run_path(...)`.
+    """Train and evaluate run (variant, seed) of the grid from `base`; writes its run file.
 
-    Sets torch's (process-wide) intra-op thread count to `config.torch_threads` first.
+    Sets torch's (process-wide) intra-op thread count to `resources.torch_threads` first.
     """
-    torch.set_num_threads(config.torch_threads)
+    torch.set_num_threads(config.resources.torch_threads)
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
-    task_dir = Path(config.task_dir)
     return train_and_evaluate(
-        config.base_model,  # every run starts from the same base checkpoint
-        read_problems(task_dir / "train.parquet"),
-        read_problems(task_dir / "eval.parquet")[: config.eval_prompts],
-        chosen, seed, grpo_params(config), eval_spec(config),
-        run_path(config.out_dir, variant, seed), progress=progress,
+        base, read_problems(layout.split("train")),
+        read_problems(layout.split("eval"))[: config.eval.prompts],
+        chosen, seed, config.rl, config.eval, layout.weighted_run(variant, seed),
+        progress=progress,
     )
-
-
-def summarize_grid(config: WeightedConfig) -> dict:
-    """Aggregate every run of the grid into the tables, plots and metrics (`write_summary`)."""
-    files = [run_path(config.out_dir, v, s) for v, s in grid_runs(config)]
-    return write_summary(files, variants_of(config), config.out_dir, config.metrics_file,
-                         config.plots_dir)

@@ -104,7 +104,7 @@ def token_divergence(name: str, batch: _TokenBatch) -> torch.Tensor:
         return k3_old(batch.logprobs, batch.old_logprobs)
     if name in REFERENCE_DIVERGENCES and (batch.ref_logprobs is None or batch.ref_logits is None):
         raise ValueError(f"divergence {name!r} needs the frozen base model: train with "
-                         "need_reference=True")
+                         "GRPOParams(track_kl=True)")
     if name == "js_base":
         assert batch.ref_logits is not None
         return js_base(batch.logits, batch.ref_logits)

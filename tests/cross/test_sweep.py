@@ -11,11 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from rlvr.config import CrossSampleConfig, from_section
-from rlvr.cross import sweep
-from rlvr.cross.sweep import CrossCell, budget_metrics, half_gain_budget
-from rlvr.generation.sampler import SamplingParams
+from rlvr.config import from_section
+from rlvr.cross import budgets, sweep
+from rlvr.cross.budgets import budget_metrics, half_gain_budget
+from rlvr.cross.sweep import CrossCell, CrossParams, CrossResources
+from rlvr.layout import Layout
 from rlvr.models.loading import save_model
+from rlvr.models.specs import ModelsParams
 from rlvr.testbed.prompts import task_prompts
 from rlvr.warehouse.sql import run_sql
 from rlvr.warehouse.views import connect
@@ -115,23 +117,29 @@ def test_accuracy_by_budget_sql_matches_pandas(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def family_dir(tmp_path_factory, tiny_pair, tokenizer):
-    root = tmp_path_factory.mktemp("models")
+def family(tmp_path_factory, tiny_pair, tokenizer):
+    """A layout whose models directory holds the tiny pair, and the pair's resolved specs."""
+    layout = Layout(tmp_path_factory.mktemp("data"))
     for name, model in zip(("base", "rl"), tiny_pair, strict=True):
-        save_model(model, tokenizer, root / name)
-    return root
+        save_model(model, tokenizer, layout.model_dir(name))
+    return layout, {n: ModelsParams().spec(n, layout) for n in ("base", "rl")}
 
 
-def test_cells_on_disk_match_random_publish_and_summarize(family_dir, tmp_path):
+def _cfg(**kw) -> CrossParams:
+    return CrossParams(**{"max_new_tokens": 8, "samples_per_prompt": 2,
+                          "rules": {"js": [1.0, -1.0]}, **kw})
+
+
+def test_cells_on_disk_match_random_publish_and_summarize(family):
+    layout, specs = family
     records = task_prompts(6, 0, 2, 4)
-    params = SamplingParams(max_new_tokens=8)
-    out = tmp_path / "cross"
+    cfg = _cfg()
+    out = layout.cross_dir
     rules = {"js": [1.0, 0.0015, -1.0]}
     cells = sweep.grid_cells(["forward", "backward"], "base", "rl", rules, [0, 1])
-    summaries = [sweep.run_cell(c, family_dir, records, 2, params, out, "base__rl")
-                 for c in cells]
+    summaries = [sweep.run_cell(c, specs, records, cfg, "toy", layout) for c in cells]
     assert len(summaries) == 12 and all(s["n_responses"] == 12 for s in summaries)
-    random_cells = sweep.matched_random_cells(out, cells)
+    random_cells = sweep.matched_random_cells(layout, cells)
     # one per (direction, seed) for the only js threshold that switched some but not all tokens
     assert sorted((c.direction, c.seed, c.matched_threshold) for c in random_cells) == [
         ("backward", 0, 0.0015), ("backward", 1, 0.0015),
@@ -140,13 +148,13 @@ def test_cells_on_disk_match_random_publish_and_summarize(family_dir, tmp_path):
         js_rows = pd.concat(pq.read_table(out / "samples" / f"part-{k.name}.parquet").to_pandas()
                             for k in cells if k.direction == c.direction and k.threshold == 0.0015)
         assert c.threshold == pytest.approx(js_rows.n_switched.sum() / js_rows.n_tokens.sum())
-        sweep.run_cell(c, family_dir, records, 2, params, out, "base__rl")
+        sweep.run_cell(c, specs, records, cfg, "toy", layout)
     stale = CrossCell("forward", "base", "rl", "js", 0.5, 0)
-    sweep.run_cell(stale, family_dir, records, 2, params, out, "base__rl")
-    counts = sweep.publish_cross(out, cells + random_cells)
+    sweep.run_cell(stale, specs, records, cfg, "toy", layout)
+    counts = sweep.publish_cross(layout, cells + random_cells)
     assert not (out / "samples" / f"part-{stale.name}.parquet").exists()
 
-    con = connect(tmp_path)  # the analysis warehouse finds both views
+    con = connect(layout.root)  # the analysis warehouse finds both views
     samples = con.sql("select * from cross_samples").df()
     tokens = con.sql("select * from cross_tokens").df()
     assert counts == {"samples": len(samples), "tokens": len(tokens)} and len(samples) == 16 * 12
@@ -165,46 +173,46 @@ def test_cells_on_disk_match_random_publish_and_summarize(family_dir, tmp_path):
     # a rerun with the same settings keeps every part; new settings redo it
     part = out / "samples" / f"part-{cells[1].name}.parquet"
     before = part.stat().st_mtime_ns
-    sweep.run_cell(cells[1], family_dir, records, 2, params, out, "base__rl")
+    # the speed knobs are not part of a cell's fingerprint
+    fast = _cfg(resources=CrossResources(batch_size=3, torch_threads=1))
+    sweep.run_cell(cells[1], specs, records, fast, "toy", layout)
     assert part.stat().st_mtime_ns == before
-    sweep.run_cell(cells[1], family_dir, records, 3, params, out, "base__rl")
+    sweep.run_cell(cells[1], specs, records, _cfg(samples_per_prompt=3), "toy", layout)
     assert part.stat().st_mtime_ns != before
+    sweep.run_cell(cells[1], specs, records, cfg, "toy", layout)
 
-    sweep.publish_cross(out, cells + random_cells)
-    metrics = sweep.write_budget_outputs(out, tmp_path / "plots" / "c.csv",
-                                              tmp_path / "m.json", 200, 0.05, 0)
-    assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(metrics))
-    curve = pd.read_csv(tmp_path / "plots" / "c.csv")
+    sweep.publish_cross(layout, cells + random_cells)
+    metrics = budgets.write_budget_outputs(layout, CrossParams(n_bootstrap=200))
+    assert json.loads(layout.metrics("cross").read_text()) == json.loads(json.dumps(metrics))
+    curve = pd.read_csv(layout.plot("cross_accuracy_by_budget"))
     assert set(curve.rule) == {"js", "random"} and len(curve) == 2 * 4
     assert {"forward", "backward"} <= set(metrics)
 
 
 def test_config_requires_baselines_and_known_rules():
     with pytest.raises(ValueError, match="cross_sample.rules.js"):
-        from_section(CrossSampleConfig, {"cross_sample": {"rules": {"js": [0.1]}}},
-                     "cross_sample")
+        from_section(CrossParams, {"cross_sample": {"rules": {"js": [0.1]}}}, "cross_sample")
     with pytest.raises(ValueError, match="unknown rule"):
-        from_section(CrossSampleConfig, {"cross_sample": {"rules": {"js": [1, -1], "kl": [1]}}},
+        from_section(CrossParams, {"cross_sample": {"rules": {"js": [1, -1], "kl": [1]}}},
                      "cross_sample")
     with pytest.raises(ValueError, match="cross_sample.seeds"):
-        from_section(CrossSampleConfig, {"cross_sample": {"seeds": [0, 0]}}, "cross_sample")
+        from_section(CrossParams, {"cross_sample": {"seeds": [0, 0]}}, "cross_sample")
 
 
 @pytest.mark.slow
-def test_flow_runs_the_grid_with_matched_random(family_dir, tmp_path):
+def test_flow_runs_the_grid_with_matched_random(family, tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.cross_sample import cross_sample
 
+    layout, _ = family
     records = task_prompts(4, 0, 2, 4)
     pd.DataFrame([r.__dict__ for r in records]).to_parquet(tmp_path / "eval.parquet")
-    config = CrossSampleConfig(
-        models_dir=str(family_dir), prompts=str(tmp_path / "eval.parquet"), n_prompts=4,
-        samples_per_prompt=2, seeds=[0], max_new_tokens=6, n_bootstrap=50,
-        rules={"js": [1.0, 0.0015, -1.0], "entropy": [4.7]}, out_dir=str(tmp_path / "cross"),
-        plot_csv=str(tmp_path / "c.csv"), metrics_json=str(tmp_path / "m.json"))
+    config = CrossParams(n_prompts=4, samples_per_prompt=2, seeds=[0], max_new_tokens=6,
+                         n_bootstrap=50, rules={"js": [1.0, 0.0015, -1.0], "entropy": [4.7]})
     with prefect_test_harness():
-        out = cross_sample(config)
+        out = cross_sample(config, ModelsParams(), str(tmp_path / "eval.parquet"), "toy",
+                           str(layout.root))
     assert len(out["cells"]) == 2 * (3 + 1 + 1)  # js, entropy, one matched random per direction
     assert out["rows"]["samples"] == 10 * 8
-    assert json.loads((tmp_path / "m.json").read_text())["forward"]["accuracy_primary"] >= 0
+    assert json.loads(layout.metrics("cross").read_text())["forward"]["accuracy_primary"] >= 0

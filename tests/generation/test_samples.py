@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rlvr.config import BackendConfig, ModelsConfig, ModelSpec
+from rlvr.generation.backends import BackendParams, BackendResources
 from rlvr.generation.sampler import SamplingParams
 from rlvr.generation.samples import sample_rows, sample_shard
+from rlvr.layout import Layout
 from rlvr.models.loading import save_model
-from rlvr.models.specs import ModelEntry, plan_models
+from rlvr.models.specs import ModelEntry, ModelsParams, ModelSpec, plan_models
 from rlvr.store.tables import SAMPLES_SCHEMA
 from rlvr.testbed.digits import grade, label_roles
 from rlvr.testbed.prompts import task_prompts
-from rlvr.tokens.scorer import ScoreParams, score_shard
+from rlvr.tokens.scorer import ScoreParams, ScoreResources, score_shard
 
 ENTRY = ModelEntry("base", "base", None, ModelSpec(name="base", path="in-memory"))
 PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=10, seed=3)
@@ -56,20 +59,20 @@ def test_batching_does_not_change_samples(tiny_model, tokenizer, records) -> Non
 
 def test_shards_resume_and_redo(tiny_pair, tokenizer, records, tmp_path) -> None:
     """A rerun keeps finished part files; changed inputs redo them; no duplicate rows."""
+    layout = Layout(tmp_path / "data")
     for name, model in zip(["base", "rl"], tiny_pair, strict=True):
-        save_model(model, tokenizer, tmp_path / "models" / name)
-    save_model(tiny_pair[1], tokenizer, tmp_path / "models" / "rl_steps" / "rl_step_7")
-    entries = plan_models(["base", "rl"], ModelsConfig(root=str(tmp_path / "models")),
-                          tmp_path / "models" / "rl_steps")
+        save_model(model, tokenizer, layout.model_dir(name))
+    save_model(tiny_pair[1], tokenizer, layout.model_dir("rl_step_7"))
+    entries = plan_models(["base", "rl"], ModelsParams(), layout, checkpoints=True)
     assert [(e.name, e.kind, e.rl_step) for e in entries] == \
         [("base", "base", None), ("rl", "rl", None), ("rl_step_7", "checkpoint", 7)]
     base, rl = entries[:2]
     out = tmp_path / "samples" / "part-00000.parquet"
-    first = sample_shard(rl, records, 2, PARAMS, grade, BackendConfig(), out)
-    again = sample_shard(rl, records, 2, PARAMS, grade, BackendConfig(), out)
+    first = sample_shard(rl, records, 2, PARAMS, "toy", BackendParams(), out)
+    again = sample_shard(rl, records, 2, PARAMS, "toy", BackendParams(), out)
     assert not first["skipped"] and again["skipped"] and again["rows"] == first["rows"] == 10
     other = dataclasses.replace(PARAMS, seed=4)
-    assert not sample_shard(rl, records, 2, other, grade, BackendConfig(), out)["skipped"]
+    assert not sample_shard(rl, records, 2, other, "toy", BackendParams(), out)["skipped"]
     assert pq.read_table(out).num_rows == 10
     tokens = tmp_path / "tokens" / "part-00000.parquet"
     scored = score_shard(base, rl, "tuned", out, tokens, ScoreParams(), label_roles)
@@ -78,3 +81,32 @@ def test_shards_resume_and_redo(tiny_pair, tokenizer, records, tmp_path) -> None
     table = pq.read_table(tokens).to_pandas()
     assert len(table) == pq.read_table(out).to_pandas().n_tokens.sum()
     assert set(table.tuned_kind) == {"rl"} and table.rl_step.isna().all()
+
+
+def test_shards_depend_on_content_not_mtimes_or_resources(tiny_pair, tokenizer, records,
+                                                          tmp_path) -> None:
+    """Touching every model file, copying the models elsewhere (a fresh clone + `dvc pull`) or
+    changing a resources knob keeps every part, byte for byte; changed weights redo them."""
+    layout = Layout(tmp_path / "a")
+    for name, model in zip(["base", "rl"], tiny_pair, strict=True):
+        save_model(model, tokenizer, layout.model_dir(name))
+    base, rl = plan_models(["base", "rl"], ModelsParams(), layout)
+    samples, tokens = tmp_path / "s.parquet", tmp_path / "t.parquet"
+    sample_shard(rl, records, 2, PARAMS, "toy", BackendParams(), samples)
+    score_shard(base, rl, "tuned", samples, tokens, ScoreParams(), label_roles)
+    before = [samples.read_bytes(), tokens.read_bytes()]
+    for f in layout.models_dir.rglob("*"):
+        if f.is_file():
+            os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**12))
+    moved = Layout(tmp_path / "b")
+    shutil.copytree(layout.models_dir, moved.models_dir)  # new paths, new mtimes, same bytes
+    base2, rl2 = plan_models(["base", "rl"], ModelsParams(), moved)
+    small = ScoreParams(resources=ScoreResources(vocab_chunk=64, block_entries=256,
+                                                 time_chunk=4, batch_tokens=64))
+    fast = BackendParams(resources=BackendResources(batch_size=3))
+    for b, r in ((base, rl), (base2, rl2)):
+        assert sample_shard(r, records, 2, PARAMS, "toy", fast, samples)["skipped"]
+        assert score_shard(b, r, "tuned", samples, tokens, small, label_roles)["skipped"]
+    assert [samples.read_bytes(), tokens.read_bytes()] == before
+    save_model(tiny_pair[0], tokenizer, moved.model_dir("rl"))  # other weights under that name
+    assert not sample_shard(rl2, records, 2, PARAMS, "toy", fast, samples)["skipped"]

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlvr.config import ModelSpec
 from rlvr.generation.backends import VLLM_CPU_HEAD_SIZES, HFBackend, VLLMBackend
 from rlvr.generation.sampler import SamplingParams
 from rlvr.models.loading import load_model, save_model
+from rlvr.models.specs import ModelSpec
 from rlvr.testbed.digits import grade, make_split
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.tokens.scorer import Response, ScoreParams, score_batches

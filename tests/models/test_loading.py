@@ -46,11 +46,6 @@ def test_save_load_gives_identical_logits(tmp_path, tokenizer, architecture):
     assert len(loaded_tok) == len(tokenizer)
 
 
-def test_unknown_architecture_names_the_key(tokenizer):
-    with pytest.raises(ValueError, match="model.architecture"):
-        build_model(ModelShape(architecture="gpt9"), tokenizer, seed=0)
-
-
 def test_missing_model_directory_names_path_and_stage(tmp_path):
     missing = tmp_path / "models" / "base"
     with pytest.raises(FileNotFoundError) as err:

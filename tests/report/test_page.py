@@ -13,8 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
+from rlvr.layout import Layout
 from rlvr.models.loading import save_model
-from rlvr.report.page import SECTIONS, ReportOptions, build_report, render_html
+from rlvr.models.specs import ModelsParams, NamedModel
+from rlvr.report.blocks import ReportOptions, ReportParams
+from rlvr.report.page import build_report, render_html
+from rlvr.report.sections import SECTIONS
 from rlvr.store.atomic import MARKER
 
 PAIR = "base__rl"
@@ -105,8 +109,9 @@ def data_root(tmp_path_factory, tiny_pair, tokenizer) -> Path:
 
 @pytest.fixture(scope="module")
 def page(data_root) -> str:
-    options = ReportOptions(responses_per_group=1, models_dir=str(data_root / "models"))
-    summary = build_report(data_root, data_root / "report", options)
+    options = ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]), ModelsParams(),
+                            Layout(data_root))
+    summary = build_report(options)
     assert summary["figures"] >= 6
     return (data_root / "report" / "index.html").read_text()
 
@@ -158,7 +163,7 @@ def test_viewer_tooltips_show_both_models_top_candidates(page, tiny_pair, tokeni
 
 
 def test_missing_inputs_give_notices_not_figures(tmp_path):
-    page = render_html(tmp_path / "nothing", ReportOptions())
+    page = render_html(ReportOptions(ReportParams(), ModelsParams(), Layout(tmp_path / "nothing")))
     assert "<img" not in page
     for section in SECTIONS:
         body = page.split(f'<section id="{section.anchor}">')[1].split("</section>")[0]
@@ -167,14 +172,15 @@ def test_missing_inputs_give_notices_not_figures(tmp_path):
 
 
 def test_viewer_without_models_falls_back_to_top1(data_root, tmp_path):
-    page = render_html(data_root, ReportOptions(responses_per_group=1,
-                                                models_dir=str(tmp_path / "no-models")))
+    elsewhere = {n: NamedModel(path=str(tmp_path / "no-models" / n)) for n in ("base", "rl")}
+    page = render_html(ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]),
+                                     ModelsParams(named=elsewhere), Layout(data_root)))
     assert "Not produced: models for the top-k candidates" in page
     assert "top-1 base" in page and "base top: " not in page
 
 
 def test_study_table_reads_the_pair_and_generator():
-    from rlvr.report.page import study_table
+    from rlvr.report.blocks import study_table
 
     headline = {"pairs": {"base__rl": {"tuned": {"share_js_above_0.01": 0.125},
                                        "base": {"share_js_above_0.01": 0.5}}}}

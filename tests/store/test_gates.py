@@ -10,10 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from rlvr.config import ModelSpec
 from rlvr.generation.sampler import SamplingParams
 from rlvr.generation.samples import sample_rows
-from rlvr.models.specs import ModelEntry
+from rlvr.models.specs import ModelEntry, ModelSpec
 from rlvr.store.gates import GateFailed, check_samples, check_tokens
 from rlvr.testbed.digits import grade, label_roles
 from rlvr.testbed.prompts import task_prompts

@@ -13,18 +13,19 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from rlvr.config import AnalyzeConfig
+from rlvr.layout import Layout
 from rlvr.store.atomic import MARKER
 from rlvr.testbed.digits import ROLES
-from rlvr.tokens.analysis import analysis_queries
+from rlvr.tokens.analysis import AnalyzeParams, analysis_queries
 from rlvr.warehouse.sql import bind_params, load_sql, query_params, run_sql
 from rlvr.warehouse.views import connect
 
 PAIRS = ["base__rl", "base__sft", "base__rft", "base__rl_step_10", "base__rl_step_20"]
-PARAMS = AnalyzeConfig(
+CFG = AnalyzeParams(
     thresholds=[0.001, 0.01, 0.1, 0.3], n_entropy_bins=4, n_position_bins=4, n_edge_positions=3,
     min_token_count=5, top_tokens=3, max_rank=4,
-).sql_params()
+)
+PARAMS = CFG.sql_params()
 TAU = PARAMS["tau"]
 
 KEYS = {
@@ -381,13 +382,14 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
     """The stage's two tasks, as flows/analyze.py calls them (Prefect engine bypassed)."""
     from tasks.analyze import run_analyses_task, write_metrics_task
 
-    out, plots, metrics_path = tmp_path / "analysis", tmp_path / "plots", tmp_path / "m.json"
-    rows = run_analyses_task.fn(str(data_root), str(out), str(plots), PARAMS)
-    assert write_metrics_task.fn(str(out), str(metrics_path), TAU) == len(PAIRS)
+    layout = Layout(data_root)
+    out = layout.analysis_dir
+    rows = run_analyses_task.fn(layout, CFG)
+    assert write_metrics_task.fn(layout, TAU) == len(PAIRS)
     assert set(rows) == set(analysis_queries()) and (out / MARKER).exists()
     assert pq.read_table(out / "agg_sparsity.parquet").num_rows == rows["agg_sparsity"]
-    assert (plots / "analysis_sparsity.csv").exists()
-    metrics = json.loads(metrics_path.read_text())
+    assert layout.plot("analysis_sparsity").exists()
+    metrics = json.loads(layout.metrics("analysis").read_text())
     g = tokens[(tokens.pair == "base__rl") & (tokens.generator == "base")]
     got = metrics["pairs"]["base__rl"]["base"]
     assert got["share_js_above_0.1"] == pytest.approx((g.js64 > 0.1).mean(), abs=1e-6)
@@ -395,4 +397,4 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
         stats.spearmanr(g.js64, g.js_top_p.astype(float)).statistic, abs=1e-5)
     assert metrics["checkpoints"]["base__rl"]["jaccard_with_final"] == 1.0
     with pytest.raises(ValueError, match="score stage"):
-        run_analyses_task.fn(str(tmp_path / "empty"), str(out), str(plots), PARAMS)
+        run_analyses_task.fn(Layout(tmp_path / "empty"), CFG)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -9,19 +11,19 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import log_softmax
 from scipy.stats import entropy
 
-from rlvr.config import ModelSpec
 from rlvr.generation.sampler import SamplingParams
 from rlvr.generation.samples import sample_rows
-from rlvr.models.specs import ModelEntry
+from rlvr.models.loading import check_head, check_same_vocab
+from rlvr.models.specs import ModelEntry, ModelSpec
 from rlvr.store.tables import TOKENS_SCHEMA
 from rlvr.testbed.digits import grade, label_roles
 from rlvr.testbed.model import build_tokenizer
 from rlvr.testbed.prompts import task_prompts
-from rlvr.tokens.scorer import Response, ScoreParams, check_head, check_same_vocab, score_responses
+from rlvr.tokens.scorer import Response, ScoreParams, ScoreResources, score_responses
 
 # 112 ids in 3 uneven chunks, time chunks shorter than most sequences, small nuclei
-SMALL = ScoreParams(vocab_chunk=48, block_entries=16 * 48, time_chunk=8, batch_tokens=64,
-                    top_p_candidates=8)
+SMALL = ScoreParams(resources=ScoreResources(vocab_chunk=48, block_entries=16 * 48, time_chunk=8,
+                                             batch_tokens=64, top_p_candidates=8))
 
 ENTRY = ModelEntry("base", "base", None, ModelSpec(name="base", path="in-memory"))
 
@@ -138,5 +140,26 @@ def test_vocab_mismatch_names_paths_and_entry(tokenizer) -> None:
         check_same_vocab(tokenizer, other, "/m/base", "/m/rl")
 
 
-def test_check_head_accepts_plain_models(tiny_model) -> None:
+def test_check_head_accepts_plain_models_in_every_dtype(tiny_model) -> None:
     check_head(tiny_model, "tiny")
+    for dtype in (torch.bfloat16, torch.float16):  # their own head rounds; the scorer's does not
+        check_head(copy.deepcopy(tiny_model).to(dtype), "tiny")
+
+
+def test_check_head_rejects_non_finite_and_post_processed_logits(tiny_model) -> None:
+    broken = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        broken.model.norm.weight[0] = float("nan")
+    with pytest.raises(ValueError, match="model at m: its logits are not finite"):
+        check_head(broken, "m")
+    capped = copy.deepcopy(tiny_model)
+    plain = type(capped).forward
+
+    def soft_capped(self, *args, **kwargs):  # what Gemma-2-style soft-capping does to logits
+        out = plain(self, *args, **kwargs)
+        out.logits = 0.5 * torch.tanh(out.logits / 0.5)
+        return out
+
+    capped.forward = soft_capped.__get__(capped)
+    with pytest.raises(ValueError, match="not its output head applied to the last hidden state"):
+        check_head(capped, "m")

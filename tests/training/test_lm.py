@@ -6,16 +6,20 @@ import pandas as pd
 import pytest
 import torch
 
-from rlvr.config import EvaluateConfig, ModelConfig, PretrainConfig, SFTConfig, TaskConfig
 from rlvr.generation.sampler import SamplingParams
+from rlvr.layout import Layout
 from rlvr.models.loading import TOKENIZER_FILES
+from rlvr.models.specs import ModelsParams
 from rlvr.testbed.digits import grade, make_split
 from rlvr.testbed.model import ModelShape, build_model
-from rlvr.testbed.split import prepare_split
+from rlvr.testbed.split import TaskParams, prepare_split
+from rlvr.training.evaluation import EvaluateParams
 from rlvr.training.family import evaluate_family, pretrain_base, train_rft, train_sft
 from rlvr.training.lm import (
     IGNORE,
     LMParams,
+    PretrainParams,
+    SFTParams,
     collate,
     encode_examples,
     lr_at,
@@ -79,33 +83,30 @@ def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
 
 
 def test_family_stages_write_models_curves_and_metrics(tmp_path):
-    """prepare -> pretrain -> sft/rft -> evaluate on a shrunken config, through the file API."""
-    task = TaskConfig(n_train=60, n_eval=6, min_digits=2, max_digits=3)
-    prepare_split(task, tmp_path / "task")
-    split = pd.read_parquet(tmp_path / "task" / "train.parquet")
+    """prepare -> pretrain -> sft/rft -> evaluate on a shrunken config, through the layout."""
+    layout = Layout(tmp_path)
+    task = TaskParams(n_train=60, n_eval=6, min_digits=2, max_digits=3)
+    prepare_split(task, layout)
+    split = pd.read_parquet(layout.split("train"))
     assert list(split.columns) == ["prompt_id", "prompt", "answer", "n_digits"]
     assert split["answer"].map(type).eq(str).all()
-    models = tmp_path / "models"
-    model_cfg = ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                            max_length=32)
-    summary = pretrain_base(tmp_path / "task" / "train.parquet", models / "base",
-                            tmp_path / "pretrain_loss.csv", task, model_cfg,
-                            PretrainConfig(steps=20, batch_size=16, warmup_steps=2, log_every=5))
-    assert summary["n_params"] > 0 and len(pd.read_csv(tmp_path / "pretrain_loss.csv")) == 4
-    assert any((models / "base" / name).exists() for name in TOKENIZER_FILES)
-    sft_cfg = SFTConfig(steps=5, batch_size=8, rft_prompts=60, rft_samples=8, max_new_tokens=12)
-    train_sft(models / "base", tmp_path / "task" / "train.parquet", models / "sft",
-              tmp_path / "sft_loss.csv", sft_cfg)
+    shape = ModelShape(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                       max_length=32)
+    summary = pretrain_base(layout, task, shape,
+                            PretrainParams(steps=20, batch_size=16, warmup_steps=2, log_every=5))
+    assert summary["n_params"] > 0 and len(pd.read_csv(layout.plot("pretrain_loss"))) == 4
+    assert any((layout.model_dir("base") / name).exists() for name in TOKENIZER_FILES)
+    sft_cfg = SFTParams(steps=5, batch_size=8, rft_prompts=60, rft_samples=8, max_new_tokens=12)
+    train_sft(layout, sft_cfg)
     try:
-        train_rft(models / "base", tmp_path / "task" / "train.parquet", models / "rft",
-                  tmp_path / "rft_loss.csv", sft_cfg)
+        train_rft(layout, sft_cfg)
         names = ["base", "sft", "rft"]
     except ValueError as err:  # a 20-step base may get nothing right; the error says what to do
         assert "sft.rft_prompts" in str(err)
         names = ["base", "sft"]
-    accuracy = evaluate_family(models, tmp_path / "task" / "eval.parquet",
-                               tmp_path / "models.json",
-                               EvaluateConfig(models=names, n_samples=2, max_new_tokens=12))
-    metrics = pd.read_json(tmp_path / "models.json")
+    accuracy = evaluate_family(layout, EvaluateParams(models=names, n_samples=2,
+                                                      max_new_tokens=12, checkpoints=False),
+                               ModelsParams())
+    metrics = pd.read_json(layout.metrics("models"))
     assert set(metrics.columns) == set(names) and set(accuracy) == set(names)
     assert (metrics.loc["n"] == 12).all() and metrics.loc["accuracy"].between(0, 1).all()

@@ -3,6 +3,7 @@ independent references, s = 0 equivalence with the unweighted loss, and a tiny g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -147,7 +148,7 @@ def test_hook_equals_weights_of_the_named_divergence(name):
 def test_reference_divergence_without_reference_names_the_fix():
     batch = _random_batch(5)
     batch.ref_logits, batch.ref_logprobs = None, None
-    with pytest.raises(ValueError, match="need_reference=True"):
+    with pytest.raises(ValueError, match="track_kl=True"):
         make_weight_hook("js_base", 1.0, 1.0)(batch)
 
 
@@ -254,13 +255,13 @@ def test_zero_scale_hook_trains_exactly_like_the_plain_trainer(trained_tiny, tok
 
     model, train, _ = trained_tiny
     params = GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10,
-                        minibatches=2, save_every=100, seed=1)
+                        minibatches=2, save_every=100, seed=1, track_kl=False)
     plain, zero, weighted = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
     log = train_grpo(plain, tokenizer, train, params)
     assert any(row["dropped_share"] < 1 for row in log), "no informative group: test is vacuous"
     train_grpo(zero, tokenizer, train, params, weight_hook=make_weight_hook("k3_old", 0.0, 50.0))
-    train_grpo(weighted, tokenizer, train, params,
-               weight_hook=make_weight_hook("js_base", 1.0, 50.0), need_reference=True)
+    train_grpo(weighted, tokenizer, train, dataclasses.replace(params, track_kl=True),
+               weight_hook=make_weight_hook("js_base", 1.0, 50.0))
     pairs = list(zip(plain.parameters(), zero.parameters(), weighted.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b, _ in pairs)
     assert not all(torch.equal(a, c) for a, _, c in pairs)
@@ -269,32 +270,33 @@ def test_zero_scale_hook_trains_exactly_like_the_plain_trainer(trained_tiny, tok
 def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     import pandas as pd
 
-    from rlvr.config import WeightedConfig
+    from rlvr.layout import Layout
     from rlvr.models.loading import save_model
+    from rlvr.models.specs import ModelsParams
+    from rlvr.training.grpo import GRPOParams
+    from rlvr.weighted.grid import EvalSpec, VariantParams, WeightedParams
     from tasks.weighted import plan_runs, summarize_runs, train_run
 
     model, train, evals = trained_tiny
-    save_model(model, tokenizer, tmp_path / "base")
-    (tmp_path / "task").mkdir()
+    layout = Layout(tmp_path)
+    save_model(model, tokenizer, layout.model_dir("base"))
+    layout.split("train").parent.mkdir()
     for split, problems in (("train", train), ("eval", evals)):
-        pd.DataFrame({"prompt": [p.prompt for p in problems]}).to_parquet(
-            tmp_path / "task" / f"{split}.parquet")
-    cfg = WeightedConfig(
-        base_model=str(tmp_path / "base"), task_dir=str(tmp_path / "task"),
-        out_dir=str(tmp_path / "weighted"), metrics_file=str(tmp_path / "metrics.json"),
-        plots_dir=str(tmp_path / "plots"),
-        variants={"baseline": {"divergence": "none"},
-                  "k3_old_high": {"divergence": "k3_old", "alpha": 50.0}},
-        s=1.0, seeds=2, steps=2, eval_every=1, prompts_per_step=4, group_size=4,
-        max_new_tokens=10, eval_prompts=8, eval_samples=2,
+        pd.DataFrame({"prompt": [p.prompt for p in problems]}).to_parquet(layout.split(split))
+    cfg = WeightedParams(
+        variants={"baseline": VariantParams(), "k3_old_high": VariantParams("k3_old", 50.0)},
+        s=1.0, seeds=2,
+        rl=GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10),
+        eval=EvalSpec(prompts=8, n_samples=2, max_new_tokens=10, every=1),
     )
+    base = ModelsParams().spec("base", layout)
     # the flow's recipe with each task's function (`.fn`): no Prefect API server is started
     names, seeds = plan_runs.fn(cfg, None)
     assert list(zip(names, seeds, strict=True)) == [
         ("baseline", 0), ("baseline", 1), ("k3_old_high", 0), ("k3_old_high", 1)]
-    finals = [train_run.fn(cfg, v, s) for v, s in zip(names, seeds, strict=True)]
+    finals = [train_run.fn(cfg, base, layout, v, s) for v, s in zip(names, seeds, strict=True)]
     assert all(0 <= f["accuracy"] <= 1 for f in finals)
-    summarize_runs.fn(cfg)
+    summarize_runs.fn(cfg, layout)
 
     training = pd.read_parquet(tmp_path / "weighted" / "training.parquet")
     assert list(training.columns) == ["variant", "divergence", "alpha", "s", "seed", "step",
@@ -318,7 +320,7 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     assert list(plots.columns) == ["step", "baseline", "k3_old_high"] and len(plots) == 3
     import json
 
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads(layout.metrics("weighted").read_text())
     assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi"}
 
 
@@ -332,7 +334,7 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
 def test_welch_interval_matches_scipy(a, b):
     from scipy import stats
 
-    from rlvr.weighted.grid import welch_interval
+    from rlvr.weighted.summary import welch_interval
 
     diff, low, high, df, p = welch_interval(np.array(a), np.array(b))
     ref = stats.ttest_ind(a, b, equal_var=False)
@@ -344,7 +346,7 @@ def test_welch_interval_matches_scipy(a, b):
 def test_paired_interval_matches_scipy():
     from scipy import stats
 
-    from rlvr.weighted.grid import paired_interval
+    from rlvr.weighted.summary import paired_interval
 
     a, b = np.array([0.5, 0.62, 0.7]), np.array([0.4, 0.45, 0.66])
     low, high, p = paired_interval(a - b)

@@ -1,0 +1,303 @@
+"""The report's sections: one render function per section, from whatever inputs exist.
+
+A section whose inputs are missing says which stage produces them; nothing is invented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rlvr.report import experiments as E
+from rlvr.report import figures as F
+from rlvr.report import viewer
+from rlvr.report.blocks import (
+    CHECKPOINT_PAIR,
+    Inputs,
+    ReportOptions,
+    figure,
+    flatten_metrics,
+    headline_table,
+    model_table,
+    notice_html,
+    study_table,
+    table_html,
+)
+from rlvr.warehouse.views import complete_files
+
+# --- sections -------------------------------------------------------------------------------------
+
+CROSS_CURVE = "cross_accuracy_by_budget"  # plot written by the cross_sample stage
+# the family's training logs (plots written by pretrain / sft / rl / evaluate)
+TRAINING_LOGS = {  # panel -> (plot, the columns drawn)
+    "pretrain loss": ("pretrain_loss", ["loss"]),
+    "SFT / RFT loss": ("sft_loss", ["loss"]),
+    "RL train reward": ("rl_log", ["reward_mean"]),
+    "RL checkpoint accuracy": ("rl_checkpoint_accuracy", ["accuracy"]),
+}
+IDENTITY_ROWS = 5  # token identity table: top tokens by mean JS per pair and generator
+
+# analysis tables: data/analysis/<sql name>.parquet, written by the `analyze` stage
+ANALYSES = {
+    "histogram": "agg_js_histogram",
+    "quantiles": "agg_js_quantiles",
+    "sparsity": "agg_sparsity",
+    "entropy_fixed": "agg_js_by_entropy_fixed",
+    "entropy_quantile": "agg_js_by_entropy_quantile",
+    "entropy_divergent": "agg_entropy_by_divergence",
+    "position": "agg_js_by_position",
+    "position_edges": "agg_js_by_position_edges",
+    "topk": "agg_topk_overlap",
+    "rank": "agg_rank_histogram",
+    "reallocation": "agg_reallocation",
+    "identity": "agg_token_identity",
+    "evolution": "agg_checkpoint_evolution",
+    "controls": "agg_family_comparison",
+    "truncation": "agg_truncation",
+    "correctness": "agg_correctness",
+    "roles": "agg_roles",
+    "role_pr": "agg_role_detection",
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    """One report section: its anchor, title, what the study found, and how to render it."""
+
+    anchor: str
+    title: str
+    intro: str
+    render: Callable[[Inputs, ReportOptions], list[str]]
+
+
+def _analysis(inp: Inputs, key: str) -> tuple[pd.DataFrame | None, str]:
+    """An analysis table without the RL-checkpoint pairs (they have their own section)."""
+    stem = ANALYSES[key]
+    df = inp.table(inp.layout.analysis_dir / f"{stem}.parquet")
+    if df is not None and "pair" in df.columns and key != "evolution":
+        df = df[~df["pair"].astype(str).str.contains(CHECKPOINT_PAIR)].reset_index(drop=True)
+    return df, f"data/analysis/{stem}.parquet"
+
+
+def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
+    out = []
+    models = inp.json(inp.layout.metrics("models"))
+    if models is None:
+        out.append(notice_html("model accuracies (data/metrics/models.json)", "evaluate"))
+    else:
+        out.append(figure(lambda: E.model_accuracies(model_table(models)), "model accuracies",
+                           opt.params.dpi))
+    curves = {}
+    for name, (plot, columns) in TRAINING_LOGS.items():
+        df = inp.csv(inp.layout.plot(plot))
+        if df is not None:
+            curves[name] = df[[c for c in ["step", *columns] if c in df.columns]]
+    if curves:
+        out.append(figure(lambda: E.training_curves(curves), "training curves", opt.params.dpi))
+    else:
+        out.append(notice_html("training logs (data/plots/pretrain_loss.csv, rl_log.csv, ...)",
+                               "pretrain"))
+    headline = inp.json(inp.layout.metrics("analysis"))
+    if headline is None:
+        out.append(notice_html("headline analysis metrics (data/metrics/analysis.json)",
+                               "analyze"))
+    else:
+        out.append(table_html(study_table(headline), "The study's findings next to this run "
+                              "(base__rl pair, RL responses as in the study); shares in [0, 1]."))
+        out.append(table_html(headline_table(headline), "Headline numbers of the analyses per "
+                              "pair/generator (data/metrics/analysis.json; RL checkpoints in §3).",
+                              max_rows=60, fold=False))
+    return out
+
+
+def _missing(what: str, path: str) -> str:
+    return notice_html(f"{what} ({path})", "analyze")
+
+
+def _render_shift(inp: Inputs, opt: ReportOptions) -> list[str]:
+    out = []
+    for key, draw, what in (
+        ("histogram", F.js_histogram, "JS histogram"),
+        ("sparsity", F.sparsity_curve, "sparsity curve"),
+        ("entropy_fixed", lambda d: F.js_by_entropy(d, "fixed"), "JS by base entropy"),
+        ("entropy_quantile", lambda d: F.js_by_entropy(d, "quantile"), "JS by entropy quantile"),
+        ("correctness", F.correct_vs_incorrect, "correct vs incorrect"),
+    ):
+        df, path = _analysis(inp, key)
+        out.append(_missing(what, path) if df is None
+                   else figure(lambda d=df, f=draw: f(d), what, opt.params.dpi))
+    norm, path = _analysis(inp, "position")
+    edges, _ = _analysis(inp, "position_edges")
+    out.append(_missing("JS by position", path) if norm is None
+               else figure(lambda: F.js_by_position(norm, edges), "JS by position",
+                            opt.params.dpi))
+    for key, what, caption in (
+        ("quantiles", "JS quantiles", "JS quantiles and mean per pair and generator."),
+        ("entropy_divergent", "base entropy of divergent positions",
+         "Base entropy of divergent vs other positions, and their share of high-entropy "
+         "(top-quantile) positions."),
+        ("identity", "token identity", "Tokens by divergence: highest mean JS, and for frequent "
+         "tokens the share of their occurrences that are divergent."),
+    ):
+        df, path = _analysis(inp, key)
+        if df is not None and key == "identity":
+            df = df[df["rank_by_mean_js"] <= IDENTITY_ROWS]
+        if df is not None and key == "quantiles":
+            df = _quantile_table(df)
+        out.append(_missing(what, path) if df is None else table_html(df, caption, max_rows=40))
+    return out
+
+
+def _quantile_table(df: pd.DataFrame) -> pd.DataFrame:
+    """JS quantiles as one row per (pair, generator): mean_js, p50, p90, ... columns."""
+    F.require_columns(df, ["pair", "generator", "quantile", "js_value", "mean_js"], "quantiles")
+    wide = df.pivot_table(index=["pair", "generator", "mean_js"], columns="quantile",
+                          values="js_value")
+    wide.columns = [f"p{100 * q:g}" for q in wide.columns]
+    return wide.reset_index()
+
+
+def _render_mass(inp: Inputs, opt: ReportOptions) -> list[str]:
+    topk, path = _analysis(inp, "topk")
+    out = [_missing("top-k overlap", path) if topk is None
+           else figure(lambda: F.topk_overlap(topk), "top-k overlap", opt.params.dpi)]
+    rank, path = _analysis(inp, "rank")
+    realloc, realloc_path = _analysis(inp, "reallocation")
+    out.append(_missing("rank histogram", path) if rank is None
+               else figure(lambda: F.rank_histogram(rank, realloc), "rank histogram",
+                            opt.params.dpi))
+    out.append(_missing("reallocation summary", realloc_path) if realloc is None else
+               table_html(realloc, "Where the tuned top-1 sits under the base model, over all "
+                                   "and over divergent positions."))
+    return out
+
+
+def _single(key: str, draw: Callable[[pd.DataFrame], tuple[Figure, str]], what: str,
+            stage: str = "analyze") -> Callable[[Inputs, ReportOptions], list[str]]:
+    def render(inp: Inputs, opt: ReportOptions) -> list[str]:
+        df, path = _analysis(inp, key)
+        if df is None:
+            return [notice_html(f"{what} ({path})", stage)]
+        return [figure(lambda: draw(df), what, opt.params.dpi)]
+    return render
+
+
+def _render_roles(inp: Inputs, opt: ReportOptions) -> list[str]:
+    shares, path = _analysis(inp, "roles")
+    if shares is None:
+        return [_missing("role ground truth", path)]
+    pr, _ = _analysis(inp, "role_pr")
+    return [figure(lambda: F.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
+
+
+def _render_cross(inp: Inputs, opt: ReportOptions) -> list[str]:
+    curve = inp.csv(inp.layout.plot(CROSS_CURVE))
+    if curve is None:
+        return [notice_html(f"cross-sampling accuracy vs budget (data/{CROSS_CURVE})",
+                            "cross_sample")]
+    models = model_table(inp.json(inp.layout.metrics("models")) or {})
+    ref = dict(zip(models["model"], models["accuracy"], strict=True))
+    ref = {m: ref[m] for m in ("base", "rl") if m in ref}
+    out = [figure(lambda: E.cross_budget(curve, ref), "cross-sampling curves", opt.params.dpi)]
+    metrics = inp.json(inp.layout.metrics("cross"))
+    if metrics is not None:
+        out.append(table_html(pd.DataFrame(flatten_metrics(metrics), columns=["metric", "value"]),
+                              "Cross-sampling headline numbers (data/metrics/cross.json): the "
+                              "budget at which forward reaches / backward loses half the RL gain.",
+                              max_rows=40))
+    keep = [c for c in ("direction", "rule", "threshold", "matched_threshold", "n_responses",
+                        "budget_share", "budget_tokens", "accuracy", "accuracy_low",
+                        "accuracy_high", "accuracy_seed_std") if c in curve.columns]
+    out.append(table_html(curve[keep], "Cross-sampling points: accuracy and effective budget per "
+                                       "rule, direction and threshold, with bootstrap CIs.",
+                          max_rows=60))
+    return out
+
+
+def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
+    out = []
+    results = inp.table(inp.layout.weighted_dir / "results.parquet")
+    if results is not None:
+        # older writers named the columns after the docstring of rlvr.weighted.grid
+        results = results.rename(columns={"accuracy_mean": "mean", "accuracy_std": "std",
+                                          "ci_low": "diff_lo", "ci_high": "diff_hi"})
+    if results is None:
+        out.append(notice_html("weighted-advantage results (data/weighted/results.parquet)",
+                               "weighted_summary"))
+    else:
+        out.append(figure(lambda: E.weighted_summary(results), "weighted summary", opt.params.dpi))
+        out.append(table_html(results, "Per variant: mean ± std over seeds and the difference "
+                                        "to baseline with its CI."))
+    training = inp.first_table(inp.layout.weighted_dir / "training.parquet",
+                               inp.layout.weighted_dir / "training")
+    if training is None:
+        out.append(notice_html("training curves (data/weighted/training)", "weighted_summary"))
+    else:
+        out.append(figure(lambda: E.weighted_curves(training, "accuracy"), "training curves",
+                           opt.params.dpi))
+    return out
+
+
+def _render_viewer(inp: Inputs, opt: ReportOptions) -> list[str]:
+    layout = inp.layout
+    if not complete_files(layout.tokens_dir):
+        return [notice_html("token table (data/tokens)", "score")]
+    have_samples = bool(complete_files(layout.samples_dir))
+    result = viewer.render_viewer(layout.tokens_dir, layout.samples_dir if have_samples
+                                  else None, lambda name: opt.models.spec(name, layout),
+                                  opt.params.responses_per_group, opt.params.viewer_pairs,
+                                  opt.params.top_k)
+    out = [viewer.legend_html()]
+    if not have_samples:
+        out.append(notice_html("samples with token ids (data/samples): hover shows only each "
+                               "model's top-1", "sample"))
+    if result.missing_models:
+        out.append(notice_html("models for the top-k candidates (" +
+                               ", ".join(result.missing_models) + "): hover shows only each "
+                               "model's top-1", "rl"))
+    return out + result.blocks
+
+
+SECTIONS = (
+    Section("family", "The model family",
+            "Held-out accuracy of each model and the headline numbers of every analysis.",
+            _render_family),
+    Section("shift", "1. Token-level distribution shift",
+            "Study: >83% (DAPO) / >98% (SimpleRL) of positions have near-zero JS; low-JS positions "
+            "are mostly low base entropy; JS is highest at the start of a response, lowest in the "
+            "middle, slightly higher at the end.", _render_shift),
+    Section("mass", "2. Probability-mass reallocation",
+            "Study (JS > 0.1): top-k overlap low at k=1 but >80% for k ≥ 2; ~30% of RL top-1 "
+            "tokens are already base top-1 and >80–90% within base top-3; few have base "
+            "probability < 0.01.", _render_mass),
+    Section("evolution", "3. Evolution over RL checkpoints",
+            "Study: JS rises over training, the 95th/99th percentiles faster than the rest, and "
+            "the divergent set converges to the final one (Jaccard → 1).",
+            _single("evolution", F.checkpoint_evolution, "checkpoint evolution")),
+    Section("controls", "4. RL vs SFT vs RFT",
+            "Study: an SFT model's shifts are denser and more spread out than RL's.",
+            _single("controls", F.tuned_comparison, "RL vs SFT vs RFT")),
+    Section("truncation", "5. Truncation error of top-p JS",
+            "The study computed JS on top-p (0.7) truncated supports; this measures what that "
+            "approximation costs against exact full-vocabulary JS.",
+            _single("truncation", F.truncation_error, "truncation error")),
+    Section("roles", "6. Ground truth: decisive token roles",
+            "The toy task knows which tokens decide correctness (method, intermediate results, "
+            "answer format, final answer): does JS find them?", _render_roles),
+    Section("cross", "7. Cross-sampling: accuracy vs budget",
+            "Forward (base primary, RL intervenes) tests sufficiency; backward (RL primary, base "
+            "intervenes) tests necessity. Study: forward DAPO 8.2% → >44% switching 7.8% of "
+            "tokens; backward 44.8% → <8.5% switching 10.1%. Random/entropy/Δ rules at matched "
+            "budget are the controls the study lacked.", _render_cross),
+    Section("weighted", "8. Divergence-weighted advantage",
+            "Study (3 runs): DAPO 42.48 ± 1.35, low-KL boost 44.92 ± 0.05, high-KL boost "
+            "45.05 ± 0.79. Here: every variant with several seeds, mean ± std.",
+            _render_weighted),
+    Section("viewer", "9. Token viewer",
+            "Responses of both generators, correct and incorrect, each token coloured by JS; "
+            "hover a token for both models' top candidates at that position.", _render_viewer),
+)
+

@@ -1,0 +1,152 @@
+"""The weighted grid's comparison: every run's rows into tables, curves, intervals and metrics.
+
+Columns are the contract with the report (see `rlvr.weighted.grid` for the files). Differences
+to the baseline get a Welch interval (seeds as independent samples) and a paired interval over
+the shared seeds (a seed gives every variant the same first rollout batch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rlvr.layout import Layout
+from rlvr.store.atomic import atomic_file, write_json
+from rlvr.weighted.grid import ACCURACY, BASELINE, Variant, WeightedParams, grid_runs, variants_of
+
+
+def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Concatenate run files into the `training` table, sorted by run, step and metric."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"missing run files {missing}: run their `weighted_run` stages")
+    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return table.sort_values(["variant", "seed", "step", "metric"]).reset_index(drop=True)
+
+
+def final_accuracy(training: pd.DataFrame) -> pd.DataFrame:
+    """Held-out accuracy of each run at its last eval step: variant, seed, step, accuracy."""
+    acc = training[training.metric == ACCURACY]
+    last = acc.groupby(["variant", "seed"]).step.transform("max")
+    out = acc[acc.step == last][["variant", "seed", "step", "value"]]
+    return out.rename(columns={"value": "accuracy"}).reset_index(drop=True)
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, ...]:
+    """mean(a) − mean(b) with its Welch t interval: (diff, low, high, df, p). NaN if undefined."""
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, math.nan, math.nan, math.nan, math.nan
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    p = 2 * stats.t.sf(abs(diff) / se, df)
+    return diff, diff - half, diff + half, float(df), float(p)
+
+
+def paired_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Paired t interval of the mean per-seed difference `d`: (low, high, p); NaN if undefined."""
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return math.nan, math.nan, math.nan
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * se
+    p = 2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1)
+    return float(d.mean() - half), float(d.mean() + half), float(p)
+
+
+def summarize(training: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFrame:
+    """Results table (see the module docstring): final accuracy per variant against baseline."""
+    final = final_accuracy(training)
+    base = final[final.variant == BASELINE].set_index("seed").accuracy
+    if base.empty:
+        raise ValueError("the training table has no `baseline` runs: add `baseline` to "
+                         "weighted.variants in params.yaml")
+    rows = []
+    for v in variants:
+        acc = final[final.variant == v.name].set_index("seed").accuracy
+        row = {"variant": v.name, "divergence": v.divergence, "alpha": v.alpha, "s": v.s,
+               "n_seeds": len(acc), "step": int(final[final.variant == v.name].step.max()),
+               "mean": float(acc.mean()),
+               "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan}
+        nan5 = (math.nan,) * 5
+        diff, low, high, df, p = nan5 if v.is_baseline else welch_interval(acc.values, base.values)
+        shared = acc.index.intersection(base.index)
+        pl, ph, pp = (math.nan,) * 3 if v.is_baseline else paired_interval(
+            (acc[shared] - base[shared]).values)
+        row |= {"diff": diff, "diff_lo": low, "diff_hi": high, "df": df, "p_value": p,
+                "paired_ci_low": pl, "paired_ci_high": ph, "paired_p_value": pp,
+                "distinguishable": bool(low > 0 or high < 0)}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def accuracy_curves(training: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std (over seeds) held-out accuracy per variant and eval step (long format)."""
+    acc = training[training.metric == ACCURACY]
+    curves = acc.groupby(["variant", "step"]).value.agg(["mean", "std", "count"]).reset_index()
+    return curves.rename(columns={"mean": "accuracy_mean", "std": "accuracy_std",
+                                  "count": "n_seeds"})
+
+
+def wide_curves(curves: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFrame:
+    """`step, <variant>...` mean accuracy, one column per variant in grid order (DVC plots)."""
+    wide = curves.pivot(index="step", columns="variant", values="accuracy_mean")
+    return wide[[v.name for v in variants]].reset_index()
+
+
+def metrics_summary(results: pd.DataFrame, training: pd.DataFrame) -> dict:
+    """DVC metrics: per variant mean/std accuracy and the difference to baseline with its CI."""
+    out: dict = {"runs": int(training.groupby(["variant", "seed"]).ngroups)}
+    seconds = training[training.metric == "run_seconds"].value
+    out["run_seconds_mean"] = round(float(seconds.mean()), 2)
+    for r in results.itertuples():
+        entry = {"accuracy_mean": r.mean, "accuracy_std": r.std}
+        if r.variant != BASELINE:
+            entry |= {"diff": r.diff, "diff_lo": r.diff_lo, "diff_hi": r.diff_hi,
+                      "distinguishable": r.distinguishable}
+        out[r.variant] = {k: (None if isinstance(v, float) and math.isnan(v) else
+                              (round(v, 4) if isinstance(v, float) else v))
+                          for k, v in entry.items()}
+    return out
+
+
+def write_summary(
+    run_files: Sequence[str | Path], variants: Sequence[Variant], layout: Layout
+) -> dict:
+    """Aggregate the run files into every output of the grid; returns the DVC metrics dict.
+
+    Writes `weighted/training.parquet`, `results.parquet`, `results.csv`, `curves.parquet`,
+    the plots `weighted_accuracy` (wide curves) and `weighted_final` (variant, mean, std), and
+    the `weighted` metrics.
+    """
+    training = collect_runs(run_files)
+    results = summarize(training, variants)
+    curves = accuracy_curves(training)
+    out_dir = layout.weighted_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("training", training), ("results", results), ("curves", curves)):
+        with atomic_file(out_dir / f"{name}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
+    with atomic_file(out_dir / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
+    with atomic_file(layout.plot("weighted_accuracy")) as tmp:
+        wide_curves(curves, variants).to_csv(tmp, index=False)
+    with atomic_file(layout.plot("weighted_final")) as tmp:
+        results[["variant", "mean", "std"]].to_csv(tmp, index=False)
+    metrics = metrics_summary(results, training)
+    write_json(metrics, layout.metrics("weighted"))
+    return metrics
+
+
+def summarize_grid(config: WeightedParams, layout: Layout) -> dict:
+    """Aggregate every run of the grid into the tables, plots and metrics (`write_summary`)."""
+    files = [layout.weighted_run(v, s) for v, s in grid_runs(config)]
+    return write_summary(files, variants_of(config), layout)
