@@ -135,7 +135,11 @@ def run_dvc(command: list[str], repo: str | Path, on_line: Callable[[str], None]
 
 
 def failure_reason(lines: list[str]) -> str:
-    """The most telling line of a failed run: the last exception line, else DVC's error line."""
+    """The most telling line of a failed run: a stage's own one-line error (`error: ...`, see
+    `rlvr.config.one_line_errors`), else the last exception line, else DVC's error line."""
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.strip()
     for line in reversed(lines):
         if _ERROR_LINE.match(line.strip()):
             return line.strip()

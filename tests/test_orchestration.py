@@ -115,6 +115,9 @@ def test_failure_reason_picks_the_library_message():
              "ERROR: failed to reproduce 'prepare': failed to run: python -m flows.prepare"]
     assert dvc.failure_reason(lines).startswith("ValueError: params.yaml `task.n_train`")
     assert dvc.failure_reason(lines[-1:]).startswith("ERROR: failed to reproduce")
+    # a stage's own one-line error (what `one_line_errors` prints) wins over a traceback
+    ours = "error: params.yaml `task.n_train`: 'x' is not a whole number"
+    assert dvc.failure_reason(lines[:1] + [ours] + lines[1:]) == ours
 
 
 def test_prefect_yaml_has_a_deployment_per_stage():

@@ -145,7 +145,7 @@ def test_deployment_run_via_worker(served):
     assert bad.returncode != 0 and "Failed" in bad.stdout
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", bad.stdout).group(1)
     logs = _run(["prefect", "flow-run", "logs", run_id], repo, env).stdout
-    assert "ValueError: params.yaml `task.n_train" in logs  # the library's own message
+    assert "error: params.yaml `task.n_train`: must be positive" in logs  # the library's line
     _run(["git", "checkout", "--", "params.yaml"], repo, env)  # `dvc exp run -S` edited it
 
 
