@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
@@ -40,7 +39,7 @@ from rlvr.cross.decoder import CrossGeneration, SwitchRule, cross_sample
 from rlvr.generation.sampler import SamplingParams
 from rlvr.generation.samples import Grader, sample_keys
 from rlvr.layout import Layout
-from rlvr.models.loading import check_pair, load_spec
+from rlvr.models.loading import check_pair, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelSpec
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
@@ -106,11 +105,10 @@ class CrossResources:
     """`cross_sample.resources`: speed only (not fingerprinted, not DVC params)."""
 
     batch_size: int = 256  # rows decoded in lock-step at once
-    torch_threads: int = 1  # per cell; tiny models decode fastest single-threaded
-    max_parallel: int = 2  # cells decoded at once (threads)
+    max_parallel: int = 2  # cells decoded at once (threads), each single-threaded
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "torch_threads", "max_parallel"):
+        for key in ("batch_size", "max_parallel"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
 
 
@@ -265,10 +263,9 @@ def run_cell(
     """Cross-sample one cell and write its part files (kept if current); returns a summary.
 
     The primary's tokenizer and chat template format the prompts (as when it samples alone);
-    the pair shares one vocabulary (checked). `cfg.resources.torch_threads` sets torch's
-    process-wide intra-op thread count: tiny models decode fastest with 1, cells in parallel.
+    the pair shares one vocabulary (checked). Runs torch single-threaded (`pin_torch_threads`).
     """
-    torch.set_num_threads(cfg.resources.torch_threads)
+    pin_torch_threads()
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cell.seed)
     primary_spec, intervention_spec = specs[cell.primary], specs[cell.intervention]
     name = f"part-{cell.name}.parquet"

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.config import require
 from rlvr.generation.backends import BackendParams, make_backend
 from rlvr.generation.sampler import Generation, SamplingParams, sample
-from rlvr.models.loading import check_lengths, load_tokenizer
+from rlvr.models.loading import check_lengths, load_tokenizer, pin_torch_threads
 from rlvr.models.specs import ModelEntry
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import SAMPLES_SCHEMA, part_is_current, to_table, write_part
@@ -148,6 +148,7 @@ def sample_shard(
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,
                 "skipped": True}
+    pin_torch_threads()
     tokenizer = load_tokenizer(entry.spec)
     prompt_ids = encode_prompts(records, tokenizer, entry.spec.chat_template)
     check_lengths(prompt_ids, params.max_new_tokens, entry.spec)

@@ -91,6 +91,14 @@ def load_model(
     return model.to(device).eval(), tokenizer
 
 
+def pin_torch_threads() -> None:
+    """Compute single-threaded on a CPU: float results depend on torch's intra-op thread count
+    (measured: sampled log-probs differ in their last bits between 1 and 2 threads), so every
+    stage runs one thread per task and parallelises across tasks. Results are then the same on
+    any runner (threads, Dask or Ray workers) and machine load."""
+    torch.set_num_threads(1)
+
+
 def load_spec(
     spec: ModelSpec, made_by: str = ""
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -34,7 +34,7 @@ from transformers import AutoConfig, DynamicCache, PreTrainedModel, PreTrainedTo
 
 from rlvr.config import require
 from rlvr.generation.sampler import left_pad
-from rlvr.models.loading import check_head, check_same_vocab, load_spec
+from rlvr.models.loading import check_head, check_same_vocab, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelEntry
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
@@ -339,6 +339,7 @@ def score_shard(
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,
                 "skipped": True}
+    pin_torch_threads()
     base_model, base_tok = load_spec(base.spec)
     tuned_model, tuned_tok = load_spec(tuned.spec)
     check_same_vocab(base_tok, tuned_tok, base.spec.path, tuned.spec.path)

@@ -14,7 +14,7 @@ import torch
 
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import load_model, load_spec, save_model
+from rlvr.models.loading import load_model, load_spec, pin_torch_threads, save_model
 from rlvr.models.specs import ModelsParams, checkpoint_names, plan_models
 from rlvr.store.atomic import atomic_dir, atomic_file, write_json
 from rlvr.testbed.digits import make_corpus
@@ -34,12 +34,6 @@ from rlvr.training.lm import (
 MADE_BY = {"base": "pretrain", "rl": "rl", "sft": "sft", "rft": "sft"}  # model -> DVC stage
 
 
-def use_one_thread() -> None:
-    """Run torch single-threaded: the toy models are tiny, and on a shared 2-core machine a
-    second intra-op thread spin-waits (measured: 4.4 s vs 0.29 s per pretraining step)."""
-    torch.set_num_threads(1)
-
-
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
     """A list of dicts as CSV (a DVC plot), atomically."""
@@ -57,7 +51,7 @@ def pretrain_base(
     progress: bool = False,
 ) -> dict[str, float]:
     """Build a random model and train it on `corpus_copies` corpus responses per train problem."""
-    use_one_thread()
+    pin_torch_threads()
     problems = read_problems(layout.split("train"))
     prompts, responses = [], []
     for copy in range(cfg.corpus_copies):
@@ -81,7 +75,7 @@ def _load_base(layout: Layout) -> tuple[torch.nn.Module, object]:
 
 def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[str, float]:
     """GRPO/DAPO from the base model; checkpoints `rl_step_<N>` go under the rl_steps dir."""
-    use_one_thread()
+    pin_torch_threads()
     model, tokenizer = _load_base(layout)
     problems = read_problems(layout.split("train"))
     # the checkpoint directory is one DVC output: build it whole, then move it into place
@@ -97,7 +91,7 @@ def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[st
 
 def train_sft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
     """SFT control: fine-tune the base on reference solutions of the train problems."""
-    use_one_thread()
+    pin_torch_threads()
     model, tokenizer = _load_base(layout)
     examples = reference_examples(tokenizer, read_problems(layout.split("train")), cfg.seed)
     curve = _fine_tune(model, tokenizer, examples, cfg, layout, "sft", progress)
@@ -116,7 +110,7 @@ def _fine_tune(model: torch.nn.Module, tokenizer, examples: list, cfg: SFTParams
 
 def train_rft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
     """RFT control: fine-tune the base on its own correct samples of `rft_prompts` problems."""
-    use_one_thread()
+    pin_torch_threads()
     model, tokenizer = _load_base(layout)
     problems = read_problems(layout.split("train"))[: cfg.rft_prompts]
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
@@ -138,7 +132,7 @@ def evaluate_family(
     Writes {"<model>": {"accuracy": ..., "n": ..., ...}} to the `models` metrics; checkpoint
     accuracies (with the base as step 0) go to the `rl_checkpoint_accuracy` plot.
     """
-    use_one_thread()
+    pin_torch_threads()
     problems = read_problems(layout.split("eval"))
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.seed)

@@ -50,7 +50,7 @@ import torch
 from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import load_model, load_spec
+from rlvr.models.loading import load_model, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelSpec
 from rlvr.store.atomic import atomic_file
 from rlvr.testbed.digits import Problem
@@ -108,12 +108,10 @@ class VariantParams:
 class WeightedResources:
     """`weighted.resources`: speed only (not DVC params)."""
 
-    workers: int = 1  # runs in flight at once (threads); 1 on a 2-core machine
-    torch_threads: int = 1  # intra-op threads; >1 spins badly when the cores are oversubscribed
+    workers: int = 1  # runs in flight at once (threads), each single-threaded
 
     def __post_init__(self) -> None:
-        for key in ("workers", "torch_threads"):
-            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+        require(self.workers >= 1, "workers", "must be >= 1", "use a positive integer")
 
 
 def _default_variants() -> dict[str, VariantParams]:
@@ -274,9 +272,9 @@ def run_grid_cell(
 ) -> dict[str, float]:
     """Train and evaluate run (variant, seed) of the grid from `base`; writes its run file.
 
-    Sets torch's (process-wide) intra-op thread count to `resources.torch_threads` first.
+    Runs torch single-threaded (see `pin_torch_threads`).
     """
-    torch.set_num_threads(config.resources.torch_threads)
+    pin_torch_threads()
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
     return train_and_evaluate(
         base, read_problems(layout.split("train")),
