@@ -40,7 +40,15 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 from rlvr.generation.sampler import left_pad
 from rlvr.testbed.digits import label_roles
 from rlvr.testbed.model import ModelShape, build_tokenizer
-from rlvr.tokens.scorer import Response, ScoreParams, _batch, _pack, _positions, score_responses
+from rlvr.tokens.scorer import (
+    Response,
+    ScoreParams,
+    ScoreResources,
+    _batch,
+    _pack,
+    _positions,
+    score_responses,
+)
 
 LN2 = float(np.log(2))
 
@@ -136,10 +144,10 @@ def floor(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
     responses after it; output heads at every scored position, in the scorer's blocks), with
     nothing computed from the logits."""
     wa, wb = base.get_output_embeddings().weight, tuned.get_output_embeddings().weight
-    block = params.rows_per_block(wa.shape[0], wa.device)
-    for rows in _pack(responses, params.batch_tokens):
+    block = params.resources.rows_per_block(wa.shape[0], wa.device)
+    for rows in _pack(responses, params.resources.batch_tokens):
         for ha, hb, _, _ in _positions(base, tuned, _batch(responses, rows, pad_id, base.device),
-                                       params.time_chunk):
+                                       params.resources.time_chunk):
             for part in torch.arange(len(ha)).split(block):
                 F.linear(ha[part], wa), F.linear(hb[part], wb)
 
@@ -148,7 +156,7 @@ def floor(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
 def plain_forwards(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
     """Plain full forwards of both models on prompt + response, same batches: what scoring
     costs at least without sharing prompts."""
-    for rows in _pack(responses, params.batch_tokens):
+    for rows in _pack(responses, params.resources.batch_tokens):
         ids, mask, pos = left_pad([responses[i].prompt_ids + responses[i].response_ids
                                    for i in rows], pad_id)
         base(input_ids=ids, attention_mask=mask, position_ids=pos)
@@ -164,7 +172,7 @@ def child(mode: str, n: int, n_naive: int, threads: int, vocab: int, logit_std: 
     tok, base, tuned = pair(vocab, logit_std)
     responses = workload(n, vocab or 112)
     # wide vocabularies: smaller batches, so the floor's full (B, L, V) logits stay ~256 MB
-    params = ScoreParams(batch_tokens=16384 if vocab == 0 else 2048)
+    params = ScoreParams(resources=ScoreResources(batch_tokens=16384 if vocab == 0 else 2048))
     out = {"mode": mode, "responses": n, "tokens": sum(len(r.response_ids) for r in responses)}
 
     def scorer(rs):
