@@ -53,39 +53,41 @@ def _set(df: pd.DataFrame, row: int, col: str, value) -> pd.DataFrame:
 
 
 PLANTED = [
-    # (how to break one row, column named by the failing expectation, expectation type)
-    (lambda df: _set(df, 3, "js", np.nan), "js", "expect_column_values_to_not_be_null"),
-    (lambda df: _set(df, 2, "js_top_p", 0.8), "js_top_p", "expect_column_values_to_be_between"),
-    (lambda df: _set(df, 2, "kl_base_tuned", -0.1), "kl_base_tuned", "to_be_between"),
-    (lambda df: _set(df, 1, "logprob_tuned", 0.5), "logprob_tuned", "to_be_between"),
-    (lambda df: _set(df, 1, "rank_base", 0), "rank_base", "to_be_between"),
-    (lambda df: _set(df, 0, "entropy_base", 5.0), "entropy_base", "to_be_between"),
-    (lambda df: _set(df, 0, "reward", 2), "reward", "to_be_in_set"),
-    (lambda df: pd.concat([df, df.iloc[[4]]]), "column_list", "compound_columns_to_be_unique"),
+    # (how to break one row, the start of the failure line it must produce)
+    (lambda df: _set(df, 3, "js", np.nan), "js is null: 1 of"),
+    (lambda df: _set(df, 2, "js_top_p", 0.8), "js_top_p outside [0.0, 0.69"),
+    (lambda df: _set(df, 2, "kl_base_tuned", -0.1), "kl_base_tuned outside [0.0, 10000.0]"),
+    (lambda df: _set(df, 1, "logprob_tuned", 0.5), "logprob_tuned outside [-10000.0, 0.0]"),
+    (lambda df: _set(df, 1, "rank_base", 0), "rank_base outside [1.0, 112.0]"),
+    (lambda df: _set(df, 0, "entropy_base", 5.0), "entropy_base outside [0.0, 4.71"),
+    (lambda df: _set(df, 0, "reward", 2), "reward not in [0, 1]"),
+    (lambda df: pd.concat([df, df.iloc[[4]]]), "duplicate key ['pair', 'generator', 'prompt_id'"),
     # a gap in the positions of the last response, and a wrong n_tokens in the first one
-    (lambda df: df.drop(df.index[df.position == 1][-1]), "response_check", "in_set"),
-    (lambda df: _set(df, 0, "n_tokens", 99), "response_check", "in_set"),
+    (lambda df: df.drop(df.index[df.position == 1][-1]), "response_check: "),
+    (lambda df: _set(df, 0, "n_tokens", 99), "response_check: "),
 ]
 
 
 def test_each_planted_bad_row_fails_the_token_gate(tokens, tmp_path) -> None:
     """All plants in one table (one GX run, for speed); each must produce its own failure."""
     bad = tokens
-    for breaker, _, _ in PLANTED:
+    for breaker, _ in PLANTED:
         bad = breaker(bad)
     with pytest.raises(GateFailed) as err:
         check_tokens(bad, "tokens", 112, tmp_path / "t.json")
     lines = str(err.value).splitlines()[1:]
-    for _, column, expectation in PLANTED:
-        hits = [ln for ln in lines if expectation in ln and f"'{column}'" in ln]
-        assert hits, f"no failure for {column} / {expectation} in:\n{err.value}"
-        assert re.search(r": \d+ of \d+ rows fail; e\.g\. .+", hits[0]), hits[0]
+    for _, start in PLANTED:
+        hits = [ln for ln in lines if ln.startswith(f"- {start}")]
+        assert hits, f"no failure {start!r} in:\n{err.value}"
+        assert re.search(r": \d+ of \d+ rows( fail)?; e\.g\. .+", hits[0]), hits[0]
+    assert "sum-" in [ln for ln in lines if "duplicate key" in ln][0]  # names the row
     gap = [ln for ln in lines if "response_check" in ln][0]
     assert "n_tokens 8..99" in gap or "n_tokens 99" in gap or "distinct" in gap
     assert json.loads((tmp_path / "t.json").read_text())["success"] is False
-    # a cross-row check alone fails too
-    with pytest.raises(GateFailed, match="response_check"):
+    # a cross-row check alone fails too, on one line
+    with pytest.raises(GateFailed, match="response_check") as err:
         check_tokens(PLANTED[-2][0](tokens), "tokens", 112, tmp_path / "t.json")
+    assert len(str(err.value).splitlines()) == 1
 
 
 def test_planted_bad_rows_fail_the_samples_gate(samples, tmp_path) -> None:
@@ -94,9 +96,10 @@ def test_planted_bad_rows_fail_the_samples_gate(samples, tmp_path) -> None:
     bad = pd.concat([bad, bad.iloc[[2]]])
     with pytest.raises(GateFailed) as err:
         check_samples(bad, "samples", tmp_path / "s.json")
-    for needle in ("finish_reason", "length_check", "compound_columns_to_be_unique"):
+    for needle in ("finish_reason not in ['eos', 'length']", "length_check: 1 of 7 rows",
+                   "duplicate key ['model', 'prompt_id', 'sample_id']: 2 of 7 rows",
+                   "sample_id_check: 3 of 7 rows fail; e.g. sum-"):
         assert needle in str(err.value), needle
-
 
 
 def test_saved_result_is_stable_across_runs(samples, tmp_path) -> None:
