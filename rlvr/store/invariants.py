@@ -66,6 +66,17 @@ def _close(a: pd.Series, b: pd.Series, rtol: float = 1e-5) -> np.ndarray:
     return np.abs(a - b) <= TOL * 0.01 + rtol * np.maximum(np.abs(a), np.abs(b))
 
 
+def bound_rules(df: pd.DataFrame, required: Sequence[str],
+                bounds: Sequence[tuple[str, float | None, float | None]]) -> list[Rule]:
+    """Required columns are not null (NaN included); bounded ones lie in [lo, hi]."""
+    rules: list[Rule] = [(df[c].isna().values, f"{c} is null", [c]) for c in required]
+    for c, lo, hi in bounds:
+        x = df[c].astype(np.float64)
+        bad = ((x < lo) if lo is not None else False) | ((x > hi) if hi is not None else False)
+        rules.append((np.asarray(bad), f"{c} outside [{lo}, {hi}]", [c]))
+    return rules
+
+
 def delta_rules(df: pd.DataFrame) -> list[Rule]:
     diff = df.logprob_tuned.astype(np.float64) - df.logprob_base.astype(np.float64)
     return [(~_close(df.delta_logprob, diff), "delta_logprob != logprob_tuned - logprob_base",
