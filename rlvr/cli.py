@@ -68,13 +68,15 @@ def _query_text(query: str) -> str:
 
 
 def _check_read_only(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Refuse anything but one read statement: the connection's lock stops writes to new files,
+    not a COPY over one of the views' own files (see rlvr.warehouse.views.LOCKDOWN)."""
     statements = con.extract_statements(text)
     if len(statements) != 1:
         raise ValueError(f"rlvr sql runs one query at a time; got {len(statements)} statements")
-    kind = statements[0].type
-    if kind not in READ_STATEMENTS:
-        raise ValueError(f"the warehouse is read-only and this is a {kind.name} statement: "
-                         "rlvr sql runs queries only; save a result with "
+    if statements[0].type not in READ_STATEMENTS:
+        verb = re.sub(r"--[^\n]*|/\*.*?\*/", "", statements[0].query, flags=re.S).split()[0]
+        raise ValueError(f"the warehouse is read-only: rlvr sql runs queries (SELECT, EXPLAIN, "
+                         f"PRAGMA, CALL), not {verb.upper()}; save a result with "
                          "--format csv|json|parquet --output FILE")
 
 

@@ -50,10 +50,13 @@ def _response_check(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
     consistent = (agg.n_lo == agg.n_hi) & (agg.n_hi == agg.rows)
     msg = pd.Series("ok", index=agg.index, dtype=object)
     for key, row in agg[~(contiguous & consistent) | (agg.rewards > 1)].iterrows():
-        shape = (f"{row.rows} rows, positions {row.lo}..{row.hi} ({row.distinct} distinct), "
-                 f"n_tokens {row.n_lo}..{row.n_hi}")
-        msg[key] = f"{'/'.join(map(str, np.atleast_1d(key)))}: " + (
-            f"{row.rewards} rewards in one response; {shape}" if row.rewards > 1 else shape)
+        where = "/".join(map(str, np.atleast_1d(key)[-2:]))  # the gate names pair and generator
+        if row.rewards > 1:
+            msg[key] = f"{where}: {row.rewards} different rewards in one response"
+        else:
+            msg[key] = (f"{where}: {row.rows} rows at positions {row.lo}..{row.hi} "
+                        f"({row.distinct} distinct) with n_tokens {row.n_lo}..{row.n_hi}; a "
+                        "response has positions 0..n_tokens-1, once each")
     return df[keys].merge(msg.rename("check").reset_index(), on=keys, how="left")["check"].values
 
 
@@ -223,7 +226,8 @@ def read_parts(directory: str | Path, columns: list[str] | None = None) -> pd.Da
 
 def gate_samples_dir(directory: str | Path, result_path: str | Path) -> dict:
     """Gate every part file of one samples partition (one model)."""
-    return check_samples(read_parts(directory), f"samples_{Path(directory).name}", result_path)
+    model = Path(directory).name.removeprefix("model=")
+    return check_samples(read_parts(directory), f"samples_{model}", result_path)
 
 
 def gate_tokens_dir(
@@ -235,5 +239,6 @@ def gate_tokens_dir(
     pair's tokenizer when given."""
     samples = None if samples_dir is None else read_parts(
         samples_dir, ["prompt_id", "sample_id", "response_token_ids", "n_tokens", "reward"])
-    name = f"tokens_{Path(directory).parent.name}_{Path(directory).name}"
+    pair, generator = (p.split("=", 1)[-1] for p in Path(directory).parts[-2:])
+    name = f"tokens_{pair}_{generator}"
     return check_tokens(read_parts(directory), name, vocab_size, result_path, samples, tokenizer)

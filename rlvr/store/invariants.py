@@ -73,7 +73,8 @@ def bound_rules(df: pd.DataFrame, required: Sequence[str],
     for c, lo, hi in bounds:
         x = df[c].astype(np.float64)
         bad = ((x < lo) if lo is not None else False) | ((x > hi) if hi is not None else False)
-        rules.append((np.asarray(bad), f"{c} outside [{lo}, {hi}]", [c]))
+        span = f"[{'-inf' if lo is None else _fmt(lo)}, {'inf' if hi is None else _fmt(hi)}]"
+        rules.append((np.asarray(bad), f"{c} outside {span}", [c]))
     return rules
 
 
