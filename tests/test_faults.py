@@ -249,7 +249,7 @@ def test_planted_token_fault_is_caught(fault, pristine, tokenizer, tmp_path):
     result = tmp_path / "quality" / "t.json"
     with pytest.raises(GateFailed) as err:
         _gate(data, result, tokenizer)
-    head = f"quality gate `tokens_base__rl_base` failed"
+    head = "quality gate `tokens_base__rl_base` failed"
     want = (f"{head} ({result}): {lines[0]}" if len(lines) == 1 else
             f"{head} {len(lines)} checks ({result}):\n" + "\n".join(f"- {x}" for x in lines))
     assert str(err.value) == want
