@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from rlvr.report import figures as F
 from rlvr.report import viewer
 from rlvr.store.atomic import atomic_dir
 from rlvr.warehouse.views import complete_files
+from rlvr.weighted.grid import ACCURACY
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;
@@ -124,18 +126,33 @@ def table_html(df: pd.DataFrame, caption: str, max_rows: int = 30, fold: bool = 
     return f"<figure>{body}<figcaption>{text}</figcaption></figure>"
 
 
-def _mismatch_html(what: str, err: Exception) -> str:
-    return f'<div class="notice">Could not draw {html.escape(what)}: {html.escape(str(err))}</div>'
+FAILURE = "Could not draw"  # how a notice of a figure that failed to render starts
+
+
+def _mismatch_html(what: str, err: Exception | str) -> str:
+    return f'<div class="notice">{FAILURE} {html.escape(what)}: {html.escape(str(err))}</div>'
 
 
 def _figure(make: Callable[[], tuple[Figure, str]], what: str, dpi: int) -> str:
-    """Render one figure; a producer/report schema mismatch becomes a visible notice."""
+    """Render one figure; a producer/report schema mismatch, or a figure with nothing drawn in
+    it, becomes a visible notice."""
     try:
         fig, caption = make()
     except F.SchemaError as err:
         plt.close("all")
         return _mismatch_html(what, err)
+    if not any(ax.has_data() for ax in fig.axes):
+        plt.close(fig)
+        return _mismatch_html(what, "its input has no rows to plot")
     return figure_html(fig, caption, dpi)
+
+
+def failures(page: str) -> list[str]:
+    """The failure notices of a rendered page, as plain text: what a reader would see in place
+    of a figure (a schema mismatch between producer and report, or an empty figure)."""
+    notices = re.findall(r'<div class="notice">(.*?)</div>', page, flags=re.S)
+    texts = [html.unescape(re.sub(r"<[^>]+>", "", n)) for n in notices]
+    return [t for t in texts if t.startswith(FAILURE)]
 
 
 # --- derived tables ------------------------------------------------------------------------------
@@ -416,7 +433,7 @@ def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
     if training is None:
         out.append(notice_html("training curves (data/weighted/training)", "weighted_summary"))
     else:
-        out.append(_figure(lambda: E.weighted_curves(training, "accuracy"), "training curves",
+        out.append(_figure(lambda: E.weighted_curves(training, ACCURACY), "training curves",
                            opt.dpi))
     return out
 
@@ -505,9 +522,10 @@ def render_html(data_dir: str | Path, options: ReportOptions, progress: bool = F
 def build_report(
     data_dir: str | Path, out_dir: str | Path, options: ReportOptions, progress: bool = False
 ) -> dict[str, int]:
-    """Write `out_dir/index.html` atomically; returns counts of figures and notices."""
+    """Write `out_dir/index.html` atomically; returns counts of figures, notices and failures
+    (notices of figures that could not be drawn: `failures`)."""
     page = render_html(data_dir, options, progress)
     with atomic_dir(out_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return {"figures": page.count("<img "), "notices": page.count('class="notice"'),
-            "bytes": len(page.encode("utf-8"))}
+            "failures": len(failures(page)), "bytes": len(page.encode("utf-8"))}

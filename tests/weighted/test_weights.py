@@ -321,6 +321,14 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi"}
 
+    # the report's section 8 draws what this stage wrote, as a reader sees it
+    from rlvr.report.page import ReportOptions, failures, render_html
+
+    page = render_html(tmp_path, ReportOptions())
+    section = page.split('<section id="weighted">')[1].split("</section>")[0]
+    assert failures(page) == [] and section.count("<img ") == 2
+    assert "eval_accuracy over training" in section
+
 
 @pytest.mark.parametrize(
     "a, b",
