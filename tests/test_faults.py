@@ -1,7 +1,7 @@
-"""Fault injection: each data fault planted in tables the sample and score stages wrote is
-caught by its gate with one exact line per failed check, the gate changes nothing, and the
-edited part no longer passes as current; every write attempt through the warehouse is refused
-with a clear message and writes nothing."""
+"""Fault injection: each data fault planted in tables the sample and score stages wrote
+(conftest's `scored_data`) is caught by its gate with one exact line per failed check, the gate
+changes nothing, and the edited part no longer passes as current; every write attempt through
+the warehouse is refused with a clear message and writes nothing."""
 
 from __future__ import annotations
 
@@ -19,51 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlvr.cli import main
-from rlvr.config import BackendConfig, ModelsConfig
-from rlvr.generation.sampler import SamplingParams
-from rlvr.generation.samples import sample_shard
-from rlvr.models.loading import save_model
+from rlvr.config import ModelsConfig
 from rlvr.models.specs import plan_models
 from rlvr.store.atomic import MARKER
 from rlvr.store.gates import GateFailed, gate_samples_dir, gate_tokens_dir
-from rlvr.store.tables import (
-    FINGERPRINT_KEY,
-    finalize_dataset,
-    part_is_current,
-    part_path,
-    samples_dir,
-    tokens_dir,
-)
-from rlvr.testbed.digits import ROLES, grade, label_roles
-from rlvr.testbed.prompts import task_prompts
+from rlvr.store.tables import FINGERPRINT_KEY, part_is_current
+from rlvr.testbed.digits import ROLES, label_roles
 from rlvr.tokens.scorer import ScoreParams, score_shard
 from rlvr.warehouse.views import connect
 
 VOCAB = 112  # the task tokenizer's size (conftest's tiny models)
 TOKENS = Path("tokens/pair=base__rl/generator=base")
 SAMPLES = Path("samples/model=base")
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory, tiny_pair, tokenizer) -> Path:
-    """data/ as the sample and score stages write it: 6 prompts x 3 responses of `base` in two
-    shards, scored against `rl`, both tables complete."""
-    root = tmp_path_factory.mktemp("faults")
-    for name, model in zip(("base", "rl"), tiny_pair, strict=True):
-        save_model(model, tokenizer, root / "models" / name)
-    base, rl = plan_models(["base", "rl"], ModelsConfig(root=str(root / "models")), None)
-    records = task_prompts(n_eval=6, seed=0, min_digits=3, max_digits=5)
-    data, samples, tokens = root / "data", [], []
-    for shard in (0, 1):
-        samples.append(part_path(samples_dir(data / "samples", "base"), shard))
-        sample_shard(base, records[3 * shard: 3 * shard + 3], 3,
-                     SamplingParams(max_new_tokens=12, seed=0), grade, BackendConfig(),
-                     samples[-1])
-        tokens.append(part_path(tokens_dir(data / "tokens", "base__rl", "base"), shard))
-        score_shard(base, rl, "base", samples[-1], tokens[-1], ScoreParams(), label_roles)
-    finalize_dataset(data / "samples", samples)
-    finalize_dataset(data / "tokens", tokens)
-    return data
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -75,18 +42,18 @@ def _gate(data: Path, result: Path, tokenizer) -> dict:
     return gate_tokens_dir(data / TOKENS, VOCAB, result, data / SAMPLES, tokenizer)
 
 
-def test_clean_tables_pass(pristine, tokenizer, tiny_pair, tmp_path):
+def test_clean_tables_pass(scored_data, tokenizer, tiny_pair, tmp_path):
     """No false alarm on what the stages wrote, nor on the scorer's two-pass (streamed
     vocabulary) path, whose floats differ in the last bits."""
-    assert _gate(pristine, tmp_path / "t.json", tokenizer)["rows"] > 150
-    gate_samples_dir(pristine / SAMPLES, tmp_path / "s.json")
-    base, rl = plan_models(["base", "rl"], ModelsConfig(root=str(pristine.parent / "models")),
+    assert _gate(scored_data, tmp_path / "t.json", tokenizer)["rows"] > 150
+    gate_samples_dir(scored_data / SAMPLES, tmp_path / "s.json")
+    base, rl = plan_models(["base", "rl"], ModelsConfig(root=str(scored_data.parent / "models")),
                            None)
     streamed = tmp_path / "tokens/pair=base__rl/generator=base"
-    for part in sorted((pristine / SAMPLES).glob("part-*.parquet")):
+    for part in sorted((scored_data / SAMPLES).glob("part-*.parquet")):
         score_shard(base, rl, "base", part, streamed / part.name, ScoreParams(vocab_chunk=48),
                     label_roles)
-    gate_tokens_dir(streamed, VOCAB, tmp_path / "t2.json", pristine / SAMPLES, tokenizer)
+    gate_tokens_dir(streamed, VOCAB, tmp_path / "t2.json", scored_data / SAMPLES, tokenizer)
 
 
 def _write_back(df: pd.DataFrame, part: Path) -> None:
@@ -233,10 +200,10 @@ FAULTS: list[Fault] = [
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f[0] for f in FAULTS])
-def test_planted_token_fault_is_caught(fault, pristine, tokenizer, tmp_path):
+def test_planted_token_fault_is_caught(fault, scored_data, tokenizer, tmp_path):
     name, plant, expected = fault
     data = tmp_path / "data"
-    shutil.copytree(pristine, data)
+    shutil.copytree(scored_data, data)
     part = data / TOKENS / "part-00000.parquet"
     key = pq.read_metadata(part).metadata[FINGERPRINT_KEY].decode()
     before = pq.read_table(part).to_pandas()
@@ -261,10 +228,10 @@ def test_planted_token_fault_is_caught(fault, pristine, tokenizer, tmp_path):
     assert part_is_current(other, pq.read_metadata(other).metadata[FINGERPRINT_KEY].decode())
 
 
-def test_planted_samples_fault_is_caught(pristine, tmp_path):
+def test_planted_samples_fault_is_caught(scored_data, tmp_path):
     """The 24th fault: a whole sampled response dropped from the samples table."""
     data = tmp_path / "data"
-    shutil.copytree(pristine, data)
+    shutil.copytree(scored_data, data)
     part = data / SAMPLES / "part-00000.parquet"
     before = pq.read_table(part).to_pandas()
     _write_back(before.drop(index=1), part)
@@ -294,8 +261,8 @@ WRITES = [
 
 @pytest.mark.parametrize("statement, verb", WRITES, ids=[w[1] + str(i) for i, w in
                                                           enumerate(WRITES)])
-def test_rlvr_sql_refuses_writes(statement, verb, pristine, capsys):
-    data = pristine
+def test_rlvr_sql_refuses_writes(statement, verb, scored_data, capsys):
+    data = scored_data
     part = data / TOKENS / "part-00000.parquet"
     state = _digests(data.parent)
     code = main(["--data", str(data), "sql", statement.format(data=data, part=part)])
@@ -308,9 +275,9 @@ def test_rlvr_sql_refuses_writes(statement, verb, pristine, capsys):
 
 
 @pytest.mark.parametrize("statement", [w[0] for w in WRITES[:2] + WRITES[3:8]])
-def test_the_connection_itself_refuses_new_files_and_extensions(statement, pristine):
+def test_the_connection_itself_refuses_new_files_and_extensions(statement, scored_data):
     """What `rlvr shell` and the analyses get: DuckDB's own lock, not just the CLI's check."""
-    data = pristine
+    data = scored_data
     state = _digests(data.parent)
     con = connect(data)
     with pytest.raises(duckdb.Error, match="disabled|locked"):
@@ -319,9 +286,9 @@ def test_the_connection_itself_refuses_new_files_and_extensions(statement, prist
     assert con.sql("select count(*) from tokens").fetchall()[0][0] > 150  # still reads
 
 
-def test_output_inside_a_table_is_refused(pristine, capsys):
-    code = main(["--data", str(pristine), "sql", "--format", "parquet", "--output",
-                 str(pristine / "tokens" / "evil.parquet"), "select 1"])
+def test_output_inside_a_table_is_refused(scored_data, capsys):
+    code = main(["--data", str(scored_data), "sql", "--format", "parquet", "--output",
+                 str(scored_data / "tokens" / "evil.parquet"), "select 1"])
     err = capsys.readouterr().err
     assert code == 1 and "inside the table" in err and "score stage" in err
-    assert not (pristine / "tokens" / "evil.parquet").exists()
+    assert not (scored_data / "tokens" / "evil.parquet").exists()
