@@ -55,7 +55,7 @@ def _set(df: pd.DataFrame, row: int, col: str, value) -> pd.DataFrame:
 PLANTED = [
     # (how to break one row, the check that must flag it, the start of that row's verdict)
     (lambda df: _set(df, 3, "js", np.nan), "bounds_check", "js is null"),
-    (lambda df: _set(df, 2, "js_top_p", 0.8), "bounds_check", "js_top_p outside [0.0, 0.69"),
+    (lambda df: _set(df, 2, "js_top_p", 0.8), "bounds_check", "js_top_p outside [0, 0.69"),
     (lambda df: _set(df, 5, "kl_base_tuned", -0.1), "bounds_check", "kl_base_tuned outside"),
     (lambda df: _set(df, 1, "logprob_tuned", 0.5), "bounds_check", "logprob_tuned outside"),
     (lambda df: _set(df, 6, "rank_base", 0), "bounds_check", "rank_base outside [1, 112]"),
