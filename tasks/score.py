@@ -7,10 +7,17 @@ from pathlib import Path
 from prefect import task
 
 from rlvr.layout import Layout
+from rlvr.models.loading import load_tokenizer
 from rlvr.models.specs import ModelsParams, plan_models, resolve
 from rlvr.store.atomic import write_json
 from rlvr.store.gates import gate_tokens_dir
-from rlvr.store.tables import clear_complete, finalize_dataset, pair_name, tokens_dir
+from rlvr.store.tables import (
+    clear_complete,
+    finalize_dataset,
+    pair_name,
+    samples_dir,
+    tokens_dir,
+)
 from rlvr.testbed.digits import label_roles
 from rlvr.tokens.scorer import (
     ScoreJob,
@@ -29,12 +36,14 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
     base = resolve(cfg.base, models, layout)
     tuned = [e for e in plan_models(cfg.tuned, models, layout, cfg.checkpoints)
              if e.name != cfg.base]
-    partitions = [(pair_name(base.name, t.name), g) for t in tuned for g in ("base", "tuned")]
+    # each partition is gated against its generator's samples, with the pair's tokenizer
+    partitions = [{"dir": str(tokens_dir(layout.tokens_dir, pair_name(base.name, t.name), g)),
+                   "samples": str(samples_dir(layout.samples_dir, m.name)), "spec": base.spec}
+                  for t in tuned for g, m in (("base", base), ("tuned", t))]
     jobs = plan_score_jobs(base, tuned, layout.samples_dir, layout.tokens_dir)
     vocab = vocab_size_of(base)
     clear_complete(layout.tokens_dir)
-    return {"jobs": jobs, "vocab_size": vocab,
-            "partitions": [str(tokens_dir(layout.tokens_dir, p, g)) for p, g in partitions]}
+    return {"jobs": jobs, "vocab_size": vocab, "partitions": partitions}
 
 
 @task(**TRANSIENT_RETRIES)
@@ -45,11 +54,13 @@ def score_shard_task(job: ScoreJob, cfg: ScoreParams) -> dict:
 
 
 @task
-def gate_tokens_task(partition: str, vocab_size: int, layout: Layout) -> dict:
+def gate_tokens_task(partition: dict, vocab_size: int, layout: Layout) -> dict:
     """Great Expectations gate on one (pair, generator) partition of the token table."""
-    pair, generator = (part.split("=", 1)[1] for part in Path(partition).parts[-2:])
-    return gate_tokens_dir(partition, vocab_size,
-                           layout.quality_dir("tokens") / f"{pair}_{generator}.json")
+    pair, generator = (part.split("=", 1)[1] for part in Path(partition["dir"]).parts[-2:])
+    return gate_tokens_dir(partition["dir"], vocab_size,
+                           layout.quality_dir("tokens") / f"{pair}_{generator}.json",
+                           samples_dir=partition["samples"],
+                           tokenizer=load_tokenizer(partition["spec"]))
 
 
 @task

@@ -246,3 +246,24 @@ def test_params_change_reruns_only_dependents(built):
     assert set(_ran(out)) <= expected and name in _ran(out), out
     shown = _run(["dvc", "exp", "show", "--json"], repo, env).stdout
     assert key.split(".")[-1] in shown
+
+
+def viewer_responses(page: str) -> list[tuple[str, str]]:
+    """(pair · generator · prompt, the token texts) of each response the token viewer shows."""
+    viewer = page.split('<section id="viewer">')[1]
+    blocks = re.findall(r'<div class="resp-head">(.*?) #\d+ .*?<div class="toks">(.*?)</div>',
+                        viewer, flags=re.S)
+    return [(head, " ".join(re.findall(r">([^<]*)</span>", toks))) for head, toks in blocks]
+
+
+def test_report_reads_clean(built):
+    """The report of a whole tiny run as a reader sees it: every figure drawn (no failure notice
+    in its place, none empty) and the token viewer showing each distinct response once."""
+    from rlvr.report.blocks import failures
+
+    repo, _, _ = built
+    page = (repo / "data" / "report" / "index.html").read_text()
+    assert failures(page) == []
+    assert page.count("<img ") >= 12
+    shown = viewer_responses(page)
+    assert shown and len(shown) == len(set(shown)), shown

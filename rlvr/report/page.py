@@ -11,7 +11,7 @@ import html
 from tqdm.auto import tqdm
 
 from rlvr.report import figures as F
-from rlvr.report.blocks import CSS, Inputs, ReportOptions, mismatch_html
+from rlvr.report.blocks import CSS, Inputs, ReportOptions, failures, mismatch_html
 from rlvr.report.sections import SECTIONS
 from rlvr.store.atomic import atomic_dir
 
@@ -40,9 +40,10 @@ def render_html(options: ReportOptions, progress: bool = False) -> str:
 
 
 def build_report(options: ReportOptions, progress: bool = False) -> dict[str, int]:
-    """Write `report/index.html` atomically; returns counts of figures and notices."""
+    """Write `report/index.html` atomically; returns counts of figures, notices and failures
+    (notices of figures that could not be drawn: `failures`)."""
     page = render_html(options, progress)
     with atomic_dir(options.layout.report_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return {"figures": page.count("<img "), "notices": page.count('class="notice"'),
-            "bytes": len(page.encode("utf-8"))}
+            "failures": len(failures(page)), "bytes": len(page.encode("utf-8"))}

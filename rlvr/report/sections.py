@@ -28,6 +28,7 @@ from rlvr.report.blocks import (
     table_html,
 )
 from rlvr.warehouse.views import complete_files
+from rlvr.weighted.grid import ACCURACY
 
 # --- sections -------------------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
     if training is None:
         out.append(notice_html("training curves (data/weighted/training)", "weighted_summary"))
     else:
-        out.append(figure(lambda: E.weighted_curves(training, "accuracy"), "training curves",
+        out.append(figure(lambda: E.weighted_curves(training, ACCURACY), "training curves",
                            opt.params.dpi))
     return out
 

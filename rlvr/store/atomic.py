@@ -2,13 +2,16 @@
 
 Files are written to a temporary sibling and renamed; directories are built in a temporary
 sibling, get a `_COMPLETE` marker last, and are renamed into place. A directory without the
-marker is an interrupted write and is redone, never read.
+marker is an interrupted write and is redone, never read. A killed writer leaves its temporary
+(`.<name>.tmp-<hex>`, or `.<name>.old-<hex>` mid-swap) behind: `sweep_debris`, called by the
+stage that owns a path before it writes there, removes them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 MARKER = "_COMPLETE"
+# the temporary names atomic_dir and atomic_file use: `.<name>.tmp-<8 hex>`, `.<name>.old-<8 hex>`
+_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{8}$")
 
 
 def is_complete(path: str | Path) -> bool:
@@ -67,3 +72,27 @@ def write_json(obj: Any, path: str | Path) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def sweep_debris(path: str | Path) -> list[Path]:
+    """Remove what killed atomic writes of `path` left: its temporary siblings and every
+    temporary below it. Returns what was removed.
+
+    Only the stage that owns `path` may call this, before it writes (a temporary of a write in
+    progress looks the same as one of a killed write).
+    """
+    path = Path(path)
+    siblings = path.parent.iterdir() if path.parent.is_dir() else []
+    found = [p for p in siblings if (m := _DEBRIS.match(p.name)) and m["name"] == path.name]
+    if path.is_dir():
+        found += [p for p in path.rglob(".*") if _DEBRIS.match(p.name)]
+    removed = []
+    for p in sorted(found, key=lambda p: len(p.parts)):  # a directory before what it holds
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue  # inside a directory removed above
+        removed.append(p)
+    return removed

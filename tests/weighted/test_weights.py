@@ -323,6 +323,15 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     metrics = json.loads(layout.metrics("weighted").read_text())
     assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi"}
 
+    # the report's section 8 draws what this stage wrote, as a reader sees it
+    from rlvr.report.blocks import ReportOptions, ReportParams, failures
+    from rlvr.report.page import render_html
+
+    page = render_html(ReportOptions(ReportParams(), ModelsParams(), layout))
+    section = page.split('<section id="weighted">')[1].split("</section>")[0]
+    assert failures(page) == [] and section.count("<img ") == 2
+    assert "eval_accuracy over training" in section
+
 
 @pytest.mark.parametrize(
     "a, b",
