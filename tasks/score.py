@@ -18,7 +18,7 @@ from rlvr.store.tables import (
     samples_dir,
     tokens_dir,
 )
-from rlvr.testbed.digits import label_roles
+from rlvr.testbed.graders import LABELLERS
 from rlvr.tokens.scorer import (
     ScoreJob,
     ScoreParams,
@@ -50,7 +50,7 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
 def score_shard_task(job: ScoreJob, cfg: ScoreParams) -> dict:
     """Score one (pair, generator, shard) into its own part file."""
     return score_shard(job.base, job.tuned, job.generator, job.samples_part, job.out_path, cfg,
-                       label_roles if cfg.label_roles else None)
+                       LABELLERS[cfg.labeller] if cfg.label_roles else None)
 
 
 @task

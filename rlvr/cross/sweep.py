@@ -244,7 +244,7 @@ def cell_rows(
         tokens["sample_id"] += [row % n] * k
         tokens["position"] += list(range(k))
         tokens["token_id"] += ids
-        tokens["token_text"] += tokenizer.convert_ids_to_tokens(ids)
+        tokens["token_text"] += [tokenizer.decode([i]) for i in ids]  # readable, as in `tokens`
         tokens["is_switched"] += gen.switched
         tokens["source_model"] += [cell.intervention if s else cell.primary for s in gen.switched]
         for name in _TOKEN_F32:

@@ -83,6 +83,20 @@ def left_pad(
     return ids, mask, positions
 
 
+def distinct_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First occurrence of each distinct (ids, mask) row, in order, and each row's index into
+    them: (U,) and (B,) long, with rows == rows[first][expand]."""
+    slot: dict[tuple[int, ...], int] = {}
+    first, expand = [], []
+    for i, row in enumerate(torch.cat([ids, mask], 1).tolist()):
+        key = tuple(row)
+        if key not in slot:
+            slot[key] = len(first)
+            first.append(i)
+        expand.append(slot[key])
+    return torch.tensor(first, dtype=torch.long), torch.tensor(expand, dtype=torch.long)
+
+
 class CachedDecoder:
     """One model's KV cache over a left-padded batch: `prefill` once, then `step` per token."""
 
@@ -96,19 +110,27 @@ class CachedDecoder:
     def prefill(
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
-        """Run the prompts (moved to the model's device); returns next-token logits (B, V) fp32."""
+        """Run the prompts (moved to the model's device); returns next-token logits (B, V) fp32.
+
+        Rows repeating a prompt (RLVR draws several samples per prompt) share one forward: each
+        distinct row runs once and its KV cache is copied to its repeats. At a real model's
+        prompt lengths the prefill otherwise costs more than decoding the responses.
+        """
         dev = self.model.device
+        first, expand = distinct_rows(ids, mask)
         ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
+        first, expand = first.to(dev), expand.to(dev)
         out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
+            input_ids=ids[first],
+            attention_mask=mask[first],
+            position_ids=positions[first],
             cache=self.cache,
             use_cache=True,
             logits_to_keep=1,  # not B x L x V logits: 10 GB at a 152k vocabulary, 64 x 512
         )
+        self.cache.reorder_cache(expand)
         self.mask, self.next_pos = mask, positions[:, -1] + 1
-        return out.logits[:, -1, :].float()
+        return out.logits[:, -1, :].float()[expand]
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from rlvr.store import invariants as inv
 from rlvr.store.atomic import write_json
 from rlvr.store.tables import KEYS
-from rlvr.testbed.digits import ROLES
+from rlvr.testbed.graders import ROLES
 from rlvr.tokens.divergence import LN2
 
 TOKEN_FLOATS = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base",

@@ -12,7 +12,10 @@ off, in one child Python process (a plain subprocess speaking JSON lines, so it 
 in daemonic pool workers, and in scripts without a `__main__` guard); a call that overruns
 `timeout_s`, or crashes the child, kills it and counts as 0. The child starts once (~2 s).
 
-`GRADERS` maps the names `params.yaml` may use (`toy`, `math`) to grader functions.
+`GRADERS` maps the names `params.yaml` may use to grader functions: `toy` (the digit-sum
+task), `math` (math-verify, boxed answers) and `answer` (the number on the last `Answer:` line of
+natural text, `rlvr.testbed.answers`). `LABELLERS` maps a task to its token-role labeller (the
+score stage's `score.labeller`), and `ROLES` lists every role any of them gives.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from rlvr.testbed.answers import ANSWER_ROLES, grade_answer, label_answer_roles
+from rlvr.testbed.digits import ROLES as TOY_ROLES
 from rlvr.testbed.digits import grade as grade_toy
+from rlvr.testbed.digits import label_roles
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -148,7 +154,10 @@ def grade_math(response: str, answer: int | str, timeout_s: float = DEFAULT_TIME
     return grade_math_many([response], [answer], timeout_s)[0]
 
 
-GRADERS: dict[str, Grader] = {"toy": grade_toy, "math": grade_math}
+GRADERS: dict[str, Grader] = {"toy": grade_toy, "math": grade_math, "answer": grade_answer}
+LABELLERS: dict[str, Callable[[Sequence[str]], list[str]]] = {
+    "toy": label_roles, "answer": label_answer_roles}
+ROLES = TOY_ROLES + tuple(r for r in ANSWER_ROLES if r not in TOY_ROLES)
 
 
 def get_grader(name: str, key: str = "sample.grader") -> Grader:

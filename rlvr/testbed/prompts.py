@@ -1,9 +1,12 @@
 """Evaluation prompts: the built-in task's eval split or a user file, encoded for a model.
 
-A prompt file is JSONL or parquet with `prompt` and `answer` columns and an optional `prompt_id`
-(default: `p<row>`). Rows are numbered from 1 in error messages (the JSONL line number). The ids
-returned by `encode_prompts` are exactly what the sampler feeds the model: the chat template when
-the tokenizer has one, else the tokenizer's own special tokens (BOS for the toy tokenizer).
+A prompt file is JSONL or parquet with `prompt` and `answer` columns, an optional `prompt_id`
+(default: `p<row>`) and an optional `context`: chat turns before the prompt, a list of
+`{"role": ..., "content": ...}` (a system prompt, few-shot demonstrations). Rows are numbered
+from 1 in error messages (the JSONL line number). The ids returned by `encode_prompts` are
+exactly what the sampler feeds the model: the context turns and the prompt as a user turn
+through the chat template when the tokenizer has one, else the tokenizer's own special tokens
+(BOS for the toy tokenizer).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerBase
 
 from rlvr.layout import Layout
-from rlvr.testbed.digits import make_split
+from rlvr.testbed.digits import Problem, make_split
 
 REQUIRED = ("prompt", "answer")
 
@@ -29,6 +32,7 @@ class PromptRecord:
     prompt_id: str
     prompt: str
     answer: str
+    context: tuple[tuple[str, str], ...] = ()  # (role, content) chat turns before the prompt
 
 
 def _read_rows(path: Path, where: str) -> list[dict]:
@@ -50,6 +54,19 @@ def _read_rows(path: Path, where: str) -> list[dict]:
         return rows
     raise ValueError(f"{where}{path}: unknown prompt file type {path.suffix!r}; use .jsonl or "
                      ".parquet")
+
+
+def _context(turns: object, at: str) -> tuple[tuple[str, str], ...]:
+    """A row's `context` as (role, content) pairs; ValueError naming the row when malformed."""
+    if turns is None:
+        return ()
+    ok = isinstance(turns, list | tuple) and all(
+        isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str)
+        for t in turns)
+    if not ok:
+        raise ValueError(f"{at}: `context` must be a list of {{\"role\": ..., \"content\": ...}} "
+                         "turns")
+    return tuple((t["role"], t["content"]) for t in turns)
 
 
 def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[PromptRecord]:
@@ -83,7 +100,7 @@ def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[Prom
             raise ValueError(f"{at}: duplicate prompt_id {pid!r} (first seen at row "
                              f"{first_row[pid]})")
         first_row[pid] = n
-        records.append(PromptRecord(pid, prompt, str(answer)))
+        records.append(PromptRecord(pid, prompt, str(answer), _context(row.get("context"), at)))
     return records
 
 
@@ -92,26 +109,39 @@ def load_prompts(path: str, layout: Layout, key: str = "sample.prompts") -> list
     return load_prompt_file(path or layout.split("eval"), key if path else "")
 
 
+def records_of(problems: Sequence[Problem]) -> list[PromptRecord]:
+    """Toy-task problems as prompt records (what the split files hold)."""
+    return [PromptRecord(p.prompt_id, p.prompt, str(p.answer)) for p in problems]
+
+
 def task_prompts(n_eval: int, seed: int, min_digits: int, max_digits: int) -> list[PromptRecord]:
     """The built-in eval problems drawn directly from the task (what `prepare` writes)."""
     _, problems = make_split(0, n_eval, seed, min_digits, max_digits)
-    return [PromptRecord(p.prompt_id, p.prompt, str(p.answer)) for p in problems]
+    return records_of(problems)
 
 
 def encode_prompts(
     records: Sequence[PromptRecord], tokenizer: PreTrainedTokenizerBase, chat_template: bool = True
 ) -> list[list[int]]:
-    """Token ids fed to the model for each prompt: through the tokenizer's chat template when it
-    has one and `chat_template` (a model spec's), else the tokenizer's own special tokens."""
+    """Token ids fed to the model for each prompt: its context turns and the prompt as a user
+    turn through the tokenizer's chat template when it has one and `chat_template` (a model
+    spec's), else the prompt with the tokenizer's own special tokens (no context allowed)."""
     if chat_template and tokenizer.chat_template:
         texts = [
             tokenizer.apply_chat_template(
-                [{"role": "user", "content": r.prompt}], tokenize=False, add_generation_prompt=True
+                [{"role": role, "content": content} for role, content in r.context]
+                + [{"role": "user", "content": r.prompt}],
+                tokenize=False, add_generation_prompt=True,
             )
             for r in records
         ]
         # the rendered template already holds every special token it wants
         return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    with_context = [r.prompt_id for r in records if r.context]
+    if with_context:
+        raise ValueError(f"prompt {with_context[0]!r} has `context` turns, but the model has no "
+                         "chat template to put them in (or `chat_template: false`); drop the "
+                         "context or use a chat model")
     return [tokenizer(r.prompt)["input_ids"] for r in records]
 
 

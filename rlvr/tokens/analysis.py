@@ -47,6 +47,7 @@ class AnalyzeParams:
     final_pair: str = "base__rl"  # checkpoint evolution compares every checkpoint to this pair
     decisive_roles: list[str] = field(
         default_factory=lambda: ["method", "intermediate", "format", "final_answer"])
+    exclude_roles: list[str] = field(default_factory=list)  # rows left out of every analysis
 
     def __post_init__(self) -> None:
         ln2 = 0.6931471805599453
@@ -75,7 +76,9 @@ class AnalyzeParams:
 
     def sql_params(self) -> dict[str, object]:
         """The `$parameters` of the sql/agg_* files."""
-        return asdict(self)
+        params = asdict(self)
+        del params["exclude_roles"]  # applied to the `tokens` view itself (`connect`)
+        return params
 
 
 # result name -> plot file stem under the plots directory (the curves)
@@ -113,7 +116,7 @@ def run_analyses(
 
     Returns the results by query name (they are small: aggregates, not token rows).
     """
-    con = connect(layout.root, sql_dir)
+    con = connect(layout.root, sql_dir, exclude_roles=cfg.exclude_roles)
     if "tokens" not in views(con):
         raise ValueError(f"no complete token table under {layout.tokens_dir}; "
                          "run the score stage first (`dvc repro score`)")

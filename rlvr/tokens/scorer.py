@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -84,7 +85,8 @@ class ScoreParams:
     base: str = "base"
     tuned: list[str] = field(default_factory=lambda: ["rl", "sft", "rft"])  # each with the base
     checkpoints: bool = True  # also pair the base with every RL checkpoint
-    label_roles: bool = True  # the toy task's token roles (null when false, e.g. user data)
+    label_roles: bool = True  # the task's token roles (null when false, e.g. user data)
+    labeller: Literal["toy", "answer"] = "toy"  # rlvr.testbed.graders.LABELLERS: whose roles
     js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
     resources: ScoreResources = field(default_factory=ScoreResources)
 

@@ -16,7 +16,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams, sample
-from rlvr.testbed.digits import Problem, grade
+from rlvr.testbed.prompts import PromptRecord, encode_prompts
+from rlvr.training.grpo import Grader
 
 
 @dataclass(frozen=True)
@@ -39,26 +40,28 @@ class EvaluateParams:
 def evaluate_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    problems: Sequence[Problem],
+    problems: Sequence[PromptRecord],
+    grader: Grader,
     n_samples: int,
     sampling: SamplingParams,
     batch_size: int = 512,
     progress: bool = False,
+    chat_template: bool = True,
 ) -> dict[str, float | int]:
-    """Sample `n_samples` responses per problem and summarise them.
+    """Sample `n_samples` responses per problem, grade them with `grader`, summarise them.
 
     Returns accuracy (mean over all samples), n (samples), n_prompts, stderr and a 95% interval
     (normal approximation over per-prompt accuracies), pass_at_n, mean_length (response tokens,
     eos included), share_chain (responses opening with `chain`), share_eq_format (responses with
     `answer =`), share_truncated (hit the token limit).
     """
-    prompt_ids = tokenizer([p.prompt for p in problems]).input_ids
+    prompt_ids = encode_prompts(problems, tokenizer, chat_template)
     rows = [ids for ids in prompt_ids for _ in range(n_samples)]
     keys = [f"eval/{p.prompt_id}/{j}" for p in problems for j in range(n_samples)]
     gens = sample(model, rows, keys, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id,
                   batch_size=batch_size, progress=progress)
     texts = [tokenizer.decode(g.response_ids, skip_special_tokens=True) for g in gens]
-    correct = np.array([grade(t, problems[i // n_samples].answer) for i, t in enumerate(texts)],
+    correct = np.array([grader(t, problems[i // n_samples].answer) for i, t in enumerate(texts)],
                        dtype=float).reshape(len(problems), n_samples)
     per_prompt = correct.mean(axis=1)
     accuracy = float(correct.mean())

@@ -17,8 +17,9 @@ from rlvr.layout import Layout
 from rlvr.models.loading import load_model, load_spec, pin_torch_threads, save_model
 from rlvr.models.specs import ModelsParams, checkpoint_names, plan_models
 from rlvr.store.atomic import atomic_dir, atomic_file, write_json
-from rlvr.testbed.digits import make_corpus
+from rlvr.testbed.digits import grade, make_corpus
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
+from rlvr.testbed.prompts import load_prompt_file
 from rlvr.testbed.split import TaskParams, read_problems
 from rlvr.training.evaluation import EvaluateParams, evaluate_model
 from rlvr.training.grpo import GRPOParams, train_grpo
@@ -77,10 +78,10 @@ def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[st
     """GRPO/DAPO from the base model; checkpoints `rl_step_<N>` go under the rl_steps dir."""
     pin_torch_threads()
     model, tokenizer = _load_base(layout)
-    problems = read_problems(layout.split("train"))
+    records = load_prompt_file(layout.split("train"), key="")
     # the checkpoint directory is one DVC output: build it whole, then move it into place
     with atomic_dir(layout.rl_steps_dir) as tmp_steps:
-        log = train_grpo(model, tokenizer, problems, cfg, checkpoint_dir=tmp_steps,
+        log = train_grpo(model, tokenizer, records, grade, cfg, checkpoint_dir=tmp_steps,
                          progress=progress)
     save_dir(model, tokenizer, layout.model_dir("rl"))
     write_rows(log, layout.plot("rl_log"))
@@ -133,14 +134,15 @@ def evaluate_family(
     accuracies (with the base as step 0) go to the `rl_checkpoint_accuracy` plot.
     """
     pin_torch_threads()
-    problems = read_problems(layout.split("eval"))
+    problems = load_prompt_file(layout.split("eval"), key="")
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.seed)
     metrics, steps = {}, []
     for entry in plan_models(cfg.models, models, layout, cfg.checkpoints):
         model, tokenizer = load_spec(entry.spec, made_by=MADE_BY.get(entry.name, "rl"))
-        result = evaluate_model(model, tokenizer, problems, cfg.n_samples, sampling,
-                                progress=progress and entry.kind != "checkpoint")
+        result = evaluate_model(model, tokenizer, problems, grade, cfg.n_samples, sampling,
+                                progress=progress and entry.kind != "checkpoint",
+                                chat_template=entry.spec.chat_template)
         if entry.kind == "checkpoint":
             steps.append({"step": entry.rl_step, "accuracy": result["accuracy"]})
         else:

@@ -8,6 +8,11 @@ loss over all response tokens of a minibatch, and an optional k3 KL penalty to t
 
 A per-token weight hook scales each token's advantage (`Ã = w · Â`, weights detached); the
 divergence-weighted variant plugs in there. The identity hook (None) gives plain DAPO.
+
+The trainer knows no task: it takes prompt records (encoded as the sampler encodes them, chat
+template included) and a grader, the same pair the sample stage uses, so the toy family and a
+real chat model train through the same code. `trainable_layers` trains only the last decoder
+layers (and the final norm): on a 135M-parameter model that halves a step's time and memory.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +33,9 @@ from rlvr.config import require
 from rlvr.generation.sampler import Generation, SamplingParams, left_pad, sample
 from rlvr.models.loading import save_model
 from rlvr.store.atomic import atomic_dir
-from rlvr.testbed.digits import Problem, grade
+from rlvr.testbed.prompts import PromptRecord, encode_prompts
+
+Grader = Callable[[str, str], int]
 
 EPS = 1e-6  # added to the group std, so a near-constant group cannot blow up the advantages
 CHECKPOINT_PREFIX = "rl_step_"
@@ -69,6 +77,10 @@ class GRPOParams:
     save_every: int = 25  # checkpoints rl_step_<N> every this many steps (and at the last)
     seed: int = 0
     track_kl: bool = True  # keep a frozen base copy to log KL to base (one more forward)
+    trainable_layers: int = 0  # train only the last N decoder layers + final norm; 0: all
+    # pi_old of the ratio: "recompute" (a forward after sampling) or "sampler" (the sampler's
+    # own log-probs of its tokens, equal up to float rounding: one forward per step fewer)
+    old_logprobs: Literal["recompute", "sampler"] = "recompute"
 
     def __post_init__(self) -> None:
         require(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}",
@@ -87,6 +99,23 @@ class GRPOParams:
         require(self.grad_clip > 0, "grad_clip", "must be positive", "use 1.0")
         require(self.minibatches <= self.prompts_per_step * self.group_size, "minibatches",
                 "more minibatches than rollouts per step", "lower minibatches")
+        require(self.trainable_layers >= 0, "trainable_layers", "must be >= 0",
+                "use 0 (every parameter) or the number of last layers to train")
+
+
+def freeze_layers(model: PreTrainedModel, trainable_layers: int) -> int:
+    """Leave only the last `trainable_layers` decoder layers and the final norm trainable (0:
+    everything); returns the trainable parameter count. Frozen weights get no gradient, so
+    AdamW keeps no state for them and the backward stops at the first trainable layer."""
+    if trainable_layers:
+        decoder = model.get_decoder()
+        if trainable_layers > len(decoder.layers):
+            raise ValueError(f"params.yaml `trainable_layers`: {trainable_layers} > the model's "
+                             f"{len(decoder.layers)} layers; use at most that (0 = all)")
+        model.requires_grad_(False)
+        for module in [*decoder.layers[-trainable_layers:], decoder.norm]:
+            module.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
@@ -166,10 +195,12 @@ def response_logits(
     model: PreTrainedModel, batch: RolloutBatch, rows: torch.Tensor
 ) -> torch.Tensor:
     """Logits (B, T, V) predicting each response token of the selected rows."""
+    # the head runs only where it predicts a response token: at a 49k vocabulary the prompt
+    # columns' logits would cost more memory than the whole minibatch's activations
+    keep = batch.ids.shape[1] - batch.prompt_width + 1
     out = model(input_ids=batch.ids[rows], attention_mask=batch.attn[rows],
-                position_ids=batch.positions[rows])
-    p = batch.prompt_width
-    return out.logits[:, p - 1 : -1].float()
+                position_ids=batch.positions[rows], logits_to_keep=keep)
+    return out.logits[:, :-1].float()
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -181,21 +212,51 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float((x * mask).sum() / mask.sum().clamp(min=1))
 
 
+@dataclass
+class PolicyStats:
+    """Sums of the policy's entropy and exact KL to the reference over response tokens."""
+
+    entropy: float = 0.0
+    kl: float = float("nan")  # nan without a reference
+    tokens: float = 0.0
+
+    def add(self, other: PolicyStats) -> None:
+        self.kl = other.kl if self.tokens == 0 else self.kl + other.kl
+        self.entropy += other.entropy
+        self.tokens += other.tokens
+
+    def means(self) -> dict[str, float]:
+        n = self.tokens or float("nan")
+        return {"entropy": self.entropy / n, "kl_base": self.kl / n}
+
+
+def policy_stats(
+    logits: torch.Tensor, ref_logits: torch.Tensor | None, mask: torch.Tensor
+) -> PolicyStats:
+    """Entropy and KL(pi || ref) sums over the masked positions; logits (B, T, V), mask (B, T)."""
+    logp = torch.log_softmax(logits, -1)
+    p = logp.exp()
+    kl = float("nan")
+    if ref_logits is not None:
+        kl = float(((p * (logp - torch.log_softmax(ref_logits, -1))).sum(-1) * mask).sum())
+    return PolicyStats(float((-(p * logp).sum(-1) * mask).sum()), kl, float(mask.sum()))
+
+
 def rollout(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    problems: Sequence[Problem],
+    problems: Sequence[tuple[PromptRecord, list[int]]],
+    grader: Grader,
     group_size: int,
     sampling: SamplingParams,
     tag: str,
 ) -> tuple[list[Generation], torch.Tensor]:
-    """Sample `group_size` responses per problem; returns them and rewards (G, n) float."""
-    prompt_ids = tokenizer([p.prompt for p in problems]).input_ids
-    rows = [ids for ids in prompt_ids for _ in range(group_size)]
-    keys = [f"{tag}/{p.prompt_id}/{j}" for p in problems for j in range(group_size)]
+    """Sample `group_size` responses per (record, prompt ids); returns them and rewards (G, n)."""
+    rows = [ids for _, ids in problems for _ in range(group_size)]
+    keys = [f"{tag}/{r.prompt_id}/{j}" for r, _ in problems for j in range(group_size)]
     gens = sample(policy, rows, keys, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id)
     texts = [tokenizer.decode(g.response_ids, skip_special_tokens=True) for g in gens]
-    rewards = [grade(t, problems[i // group_size].answer) for i, t in enumerate(texts)]
+    rewards = [grader(t, problems[i // group_size][0].answer) for i, t in enumerate(texts)]
     return gens, torch.tensor(rewards, dtype=torch.float32).view(len(problems), group_size)
 
 
@@ -219,13 +280,18 @@ def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
 def train_grpo(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    problems: Sequence[Problem],
+    records: Sequence[PromptRecord],
+    grader: Grader,
     params: GRPOParams,
     weight_hook: WeightHook | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: bool = False,
+    chat_template: bool = True,
 ) -> list[dict[str, float]]:
-    """Train `policy` in place; returns one log row per step.
+    """Train `policy` in place on `records` graded by `grader`; returns one log row per step.
+
+    Prompts are encoded by `encode_prompts` (`chat_template` as the model spec says), exactly
+    as the sample stage encodes them.
 
     Row keys: step, reward_mean, accuracy (share of rollouts graded right: equal to reward_mean
     while the reward is the 0/1 grade), entropy (mean policy entropy over response tokens),
@@ -239,9 +305,12 @@ def train_grpo(
     ref = None
     if params.kl_coef > 0 or params.track_kl:
         ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    freeze_layers(policy, params.trainable_layers)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    problems = list(zip(records, encode_prompts(records, tokenizer, chat_template), strict=True))
     rng = random.Random(params.seed)
-    order: list[Problem] = []
+    order: list[tuple[PromptRecord, list[int]]] = []
     pad = tokenizer.pad_token_id
     log, start = [], time.perf_counter()
     bar = tqdm(range(1, params.steps + 1), desc="grpo", unit="step", disable=not progress)
@@ -254,44 +323,42 @@ def train_grpo(
         sampling = SamplingParams(temperature=1.0, top_p=1.0,
                                   max_new_tokens=params.max_new_tokens, seed=params.seed)
         policy.eval()
-        gens, rewards = rollout(policy, tokenizer, chosen, params.group_size, sampling,
+        gens, rewards = rollout(policy, tokenizer, chosen, grader, params.group_size, sampling,
                                 f"rl/{step}")
         keep = informative_groups(rewards) if params.dynamic_sampling else torch.ones(
             len(chosen), dtype=torch.bool)
         batch = pack(gens, pad)
         tokens = batch.ids[:, batch.prompt_width :]
         every = torch.arange(len(gens))
+        row = {"step": step, "reward_mean": float(rewards.mean()),
+               "accuracy": float(rewards.mean()),
+               "response_length": float(batch.mask.sum(1).mean()),
+               "dropped_share": 1.0 - float(keep.float().mean())}
         with torch.no_grad():
-            old_logits = response_logits(policy, batch, every)
-            old_logp = token_logprobs(old_logits, tokens)
-            logp_all = torch.log_softmax(old_logits, -1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-            row = {
-                "step": step,
-                "reward_mean": float(rewards.mean()),
-                "accuracy": float(rewards.mean()),
-                "entropy": masked_mean(entropy, batch.mask),
-                "response_length": float(batch.mask.sum(1).mean()),
-                "dropped_share": 1.0 - float(keep.float().mean()),
-                "kl_base": float("nan"),
-            }
-            ref_logits = ref_logp = None
-            if ref is not None:
-                ref_logits = response_logits(ref, batch, every)
-                ref_logp = token_logprobs(ref_logits, tokens)
-                ref_all = torch.log_softmax(ref_logits, -1)
-                kl = (logp_all.exp() * (logp_all - ref_all)).sum(-1)
-                row["kl_base"] = masked_mean(kl, batch.mask)
+            ref_logits = None if ref is None else response_logits(ref, batch, every)
+            ref_logp = None if ref_logits is None else token_logprobs(ref_logits, tokens)
+            if params.old_logprobs == "recompute":
+                old_logits = response_logits(policy, batch, every)
+                old_logp = token_logprobs(old_logits, tokens)
+                row.update(policy_stats(old_logits, ref_logits, batch.mask).means())
+            else:  # the sampler's own log-probs: the same pi_old, one forward fewer
+                old_logp = torch.zeros_like(batch.mask)
+                for i, g in enumerate(gens):
+                    old_logp[i, : len(g.logprobs)] = torch.tensor(g.logprobs)
+        seen = PolicyStats()  # sampler mode: entropy and KL over the rows trained on
         adv = group_advantages(rewards).view(-1)
         rows = keep.repeat_interleave(params.group_size).nonzero().squeeze(1)
         losses, clipped = [], []
         policy.train()
-        for _ in range(params.epochs if len(rows) else 0):
+        for epoch in range(params.epochs if len(rows) else 0):
             perm = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(
                 params.seed * 100003 + step))]
             for mb in perm.chunk(params.minibatches):
                 logits = response_logits(policy, batch, mb)
                 logp = token_logprobs(logits, tokens[mb])
+                if params.old_logprobs == "sampler" and epoch == 0:
+                    seen.add(policy_stats(logits.detach(), None if ref_logits is None
+                                          else ref_logits[mb], batch.mask[mb]))
                 ctx = TokenContext(
                     logprobs=logp, old_logprobs=old_logp[mb],
                     ref_logprobs=None if ref_logp is None else ref_logp[mb],
@@ -304,13 +371,15 @@ def train_grpo(
                                  ctx.ref_logprobs, params.kl_coef)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), params.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
                 opt.step()
                 ratio = torch.exp(logp.detach() - ctx.old_logprobs)
                 out = (ratio < 1 - params.clip_low) | (ratio > 1 + params.clip_high)
                 losses.append(loss.item())
                 clipped.append(masked_mean(out.float(), ctx.mask))
         policy.eval()
+        if params.old_logprobs == "sampler":
+            row.update(seen.means())
         row["loss"] = sum(losses) / len(losses) if losses else float("nan")
         row["clip_frac"] = sum(clipped) / len(clipped) if clipped else float("nan")
         row["seconds"] = time.perf_counter() - start

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -169,12 +170,17 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def view_sql(name: str, files: list[Path]) -> str:
-    """A CREATE VIEW statement reading `files` (the one place paths meet SQL)."""
+def view_sql(name: str, files: list[Path], exclude_roles: Sequence[str] = ()) -> str:
+    """A CREATE VIEW statement reading `files` (the one place paths meet SQL); rows whose
+    `role` is in `exclude_roles` are left out (e.g. chat-template tokens)."""
     hive = any("=" in part for f in files for part in f.parts)
     listing = ", ".join(_quote(str(f.resolve())) for f in files)
+    where = ""
+    if exclude_roles:
+        where = (" where role is null or role not in ("
+                 + ", ".join(_quote(r) for r in exclude_roles) + ")")
     return (f"create or replace view {name} as select * from read_parquet([{listing}], "
-            f"hive_partitioning = {str(hive).lower()}, union_by_name = true);")
+            f"hive_partitioning = {str(hive).lower()}, union_by_name = true){where};")
 
 
 def _available(data_dir: str | Path) -> dict[str, list[Path]]:
@@ -183,8 +189,11 @@ def _available(data_dir: str | Path) -> dict[str, list[Path]]:
     return {name: files for name, files in found.items() if files}
 
 
-def _statements(available: dict[str, list[Path]], sql_dir: str | Path) -> list[str]:
-    statements = [view_sql(name, files) for name, files in available.items()]
+def _statements(
+    available: dict[str, list[Path]], sql_dir: str | Path, exclude_roles: Sequence[str] = ()
+) -> list[str]:
+    statements = [view_sql(name, files, exclude_roles if name == "tokens" else ())
+                  for name, files in available.items()]
     for name, needs in STAGING.items():
         if set(needs) <= set(available):
             body = load_sql(name, sql_dir).strip().rstrip(";")
@@ -211,18 +220,19 @@ LOCKDOWN = (
 
 
 def connect(
-    data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR, threads: int | None = None
+    data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR, threads: int | None = None,
+    exclude_roles: Sequence[str] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A read-only in-memory DuckDB connection with a view per available table under
     `data_dir`: it reads the views' parquet files and nothing else, writes no file, loads no
-    extension, and its settings are locked."""
+    extension, and its settings are locked. `tokens` leaves out rows of `exclude_roles`."""
     available = _available(data_dir)
     # spills go to a private temporary directory, never to DuckDB's default `./.tmp`
     spill = Path(tempfile.gettempdir()) / f"rlvr-duckdb-{uuid.uuid4().hex[:8]}"
     con = duckdb.connect(config={"temp_directory": str(spill)})
     if threads is not None:
         con.sql(f"set threads = {int(threads)}")
-    for statement in _statements(available, sql_dir):
+    for statement in _statements(available, sql_dir, exclude_roles):
         con.sql(statement)
     files = [str(f.resolve()) for fs in available.values() for f in fs]
     con.sql("set allowed_paths = $files", params={"files": files})

@@ -53,8 +53,8 @@ from rlvr.layout import Layout
 from rlvr.models.loading import load_model, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelSpec
 from rlvr.store.atomic import atomic_file
-from rlvr.testbed.digits import Problem
-from rlvr.testbed.split import read_problems
+from rlvr.testbed.graders import GRADERS, get_grader
+from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
 from rlvr.training.grpo import GRPOParams, TokenContext, list_checkpoints, train_grpo
 from rlvr.weighted.weights import advantage_weights, needs_reference, token_divergence
@@ -138,6 +138,7 @@ class WeightedParams:
     """
 
     model: str = "base"  # every run starts from this model (resolved through `models`)
+    grader: str = "toy"  # rlvr.testbed.graders.GRADERS: the reward and the eval grade
     variants: dict[str, VariantParams] = field(default_factory=_default_variants)
     s: float = 1.0  # weights lie in (1 - s/2, 1 + s/2)
     seeds: int = 3  # seeds 0..seeds-1 for every variant
@@ -158,6 +159,8 @@ class WeightedParams:
         require(0.0 <= self.s < 2.0, "s", f"{self.s} is outside [0, 2)",
                 "use 0 <= s < 2 so that weights stay positive")
         require(self.seeds >= 1, "seeds", "must be >= 1", "use e.g. 3")
+        require(self.grader in GRADERS, "grader", f"unknown grader {self.grader!r}",
+                f"use one of {sorted(GRADERS)}")
 
 
 class _RecordingHook:
@@ -211,8 +214,9 @@ def _eval_metrics(summary: dict[str, float | int]) -> dict[str, float]:
 
 def train_and_evaluate(
     base: ModelSpec,
-    train_problems: Sequence[Problem],
-    eval_problems: Sequence[Problem],
+    train_problems: Sequence[PromptRecord],
+    eval_problems: Sequence[PromptRecord],
+    grader: str,
     variant: Variant,
     seed: int,
     grpo: GRPOParams,
@@ -229,17 +233,21 @@ def train_and_evaluate(
     sampling = SamplingParams(temperature=1.0, top_p=1.0,
                               max_new_tokens=evaluation.max_new_tokens, seed=evaluation.seed)
 
+    grade = get_grader(grader, "weighted.grader")
+
     def evaluate(model) -> dict[str, float]:
-        return _eval_metrics(evaluate_model(model, tokenizer, eval_problems,
-                                            evaluation.n_samples, sampling))
+        return _eval_metrics(evaluate_model(model, tokenizer, eval_problems, grade,
+                                            evaluation.n_samples, sampling,
+                                            chat_template=base.chat_template))
 
     rows = _rows(variant, seed, 0, evaluate(policy))
     hook = None if variant.is_baseline else _RecordingHook(variant)
     params = replace(grpo, seed=seed, save_every=evaluation.every,
                      track_kl=needs_reference(variant.divergence))
     with tempfile.TemporaryDirectory(prefix="weighted-ckpt-") as ckpt:
-        log = train_grpo(policy, tokenizer, train_problems, params, weight_hook=hook,
-                         checkpoint_dir=ckpt, progress=progress)
+        log = train_grpo(policy, tokenizer, train_problems, grade, params, weight_hook=hook,
+                         checkpoint_dir=ckpt, progress=progress,
+                         chat_template=base.chat_template)
         for step, path in list_checkpoints(ckpt):
             model, _ = load_model(path, dtype=base.dtype, device=base.device)
             rows += _rows(variant, seed, step, evaluate(model))
@@ -277,8 +285,8 @@ def run_grid_cell(
     pin_torch_threads()
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
     return train_and_evaluate(
-        base, read_problems(layout.split("train")),
-        read_problems(layout.split("eval"))[: config.eval.prompts],
+        base, load_prompt_file(layout.split("train"), key=""),
+        load_prompt_file(layout.split("eval"), key="")[: config.eval.prompts], config.grader,
         chosen, seed, config.rl, config.eval, layout.weighted_run(variant, seed),
         progress=progress,
     )

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlvr.testbed.digits import CorpusStyle, make_corpus, make_split
+from rlvr.testbed.digits import CorpusStyle, grade, make_corpus, make_split
 from rlvr.testbed.model import ModelShape, build_model
+from rlvr.testbed.prompts import records_of
 from rlvr.training.grpo import (
     EPS,
     GRPOParams,
@@ -162,7 +163,7 @@ def test_short_rl_run_raises_reward_and_changes_every_parameter(learnable, token
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     params = GRPOParams(steps=24, prompts_per_step=8, group_size=8, max_new_tokens=8, lr=1e-3,
                         save_every=10, seed=0, track_kl=True)
-    log = train_grpo(policy, tokenizer, train, params, checkpoint_dir=tmp_path)
+    log = train_grpo(policy, tokenizer, records_of(train), grade, params, checkpoint_dir=tmp_path)
     first = np.mean([r["reward_mean"] for r in log[:3]])
     last = np.mean([r["reward_mean"] for r in log[-3:]])
     assert 0.2 < first < 0.8, "the variant should start with mixed rewards"
@@ -192,7 +193,7 @@ def test_identity_hook_matches_no_hook_in_training(learnable, tokenizer):
     for hook in (None, ones):
         policy = build_model(shape, tokenizer, seed=0)
         policy.load_state_dict(base.state_dict())
-        train_grpo(policy, tokenizer, train, params, weight_hook=hook)
+        train_grpo(policy, tokenizer, records_of(train), grade, params, weight_hook=hook)
         results.append(dict(policy.named_parameters()))
     assert all(torch.equal(results[0][n], results[1][n]) for n in results[0])
     ctx = seen[0]

@@ -12,6 +12,8 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
+from rlvr.testbed.digits import grade
+from rlvr.testbed.prompts import records_of
 from rlvr.weighted.weights import (
     advantage_weights,
     delta_base,
@@ -202,7 +204,9 @@ def rollout_batch(trained_tiny, tokenizer):
     from rlvr.training.grpo import pack, rollout
 
     model, train, _ = trained_tiny
-    gens, _ = rollout(model, tokenizer, train[:4], 3, SamplingParams(max_new_tokens=10), "t")
+    chosen = list(zip(records_of(train[:4]), tokenizer([p.prompt for p in train[:4]]).input_ids,
+                      strict=True))
+    gens, _ = rollout(model, tokenizer, chosen, grade, 3, SamplingParams(max_new_tokens=10), "t")
     return pack(gens, tokenizer.pad_token_id)
 
 
@@ -257,10 +261,12 @@ def test_zero_scale_hook_trains_exactly_like_the_plain_trainer(trained_tiny, tok
     params = GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10,
                         minibatches=2, save_every=100, seed=1, track_kl=False)
     plain, zero, weighted = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
-    log = train_grpo(plain, tokenizer, train, params)
+    log = train_grpo(plain, tokenizer, records_of(train), grade, params)
     assert any(row["dropped_share"] < 1 for row in log), "no informative group: test is vacuous"
-    train_grpo(zero, tokenizer, train, params, weight_hook=make_weight_hook("k3_old", 0.0, 50.0))
-    train_grpo(weighted, tokenizer, train, dataclasses.replace(params, track_kl=True),
+    train_grpo(zero, tokenizer, records_of(train), grade, params,
+               weight_hook=make_weight_hook("k3_old", 0.0, 50.0))
+    train_grpo(weighted, tokenizer, records_of(train), grade,
+               dataclasses.replace(params, track_kl=True),
                weight_hook=make_weight_hook("js_base", 1.0, 50.0))
     pairs = list(zip(plain.parameters(), zero.parameters(), weighted.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b, _ in pairs)
@@ -273,6 +279,7 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     from rlvr.layout import Layout
     from rlvr.models.loading import save_model
     from rlvr.models.specs import ModelsParams
+    from rlvr.testbed.split import problem_table
     from rlvr.training.grpo import GRPOParams
     from rlvr.weighted.grid import EvalSpec, VariantParams, WeightedParams
     from tasks.weighted import plan_runs, summarize_runs, train_run
@@ -282,7 +289,7 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     save_model(model, tokenizer, layout.model_dir("base"))
     layout.split("train").parent.mkdir()
     for split, problems in (("train", train), ("eval", evals)):
-        pd.DataFrame({"prompt": [p.prompt for p in problems]}).to_parquet(layout.split(split))
+        problem_table(problems).to_parquet(layout.split(split))  # what `prepare` writes
     cfg = WeightedParams(
         variants={"baseline": VariantParams(), "k3_old_high": VariantParams("k3_old", 50.0)},
         s=1.0, seeds=2,

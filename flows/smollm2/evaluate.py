@@ -1,0 +1,28 @@
+"""Evaluate stage of the smollm2 family: held-out accuracy with CIs, from the samples table.
+
+Run from real/: `python -m flows.smollm2.evaluate`; reads data/samples (the sample stage's
+graded responses to the held-out prompts), writes data/metrics/models.json (accuracy, 95%
+interval over prompts, and what the responses did: format, the two steps, length, truncation)
+and data/plots/rl_checkpoint_accuracy.csv.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from rlvr.config import run_main
+from rlvr.layout import DATA_ROOT, Layout
+from tasks.smollm2 import evaluate_family_task
+
+
+@flow(name="evaluate")
+def evaluate(data_root: str = DATA_ROOT) -> dict:
+    """Summarise every sampled model."""
+    # grade summary per model, checkpoint curve
+    accuracies = evaluate_family_task(Layout(data_root))
+    get_run_logger().info("accuracy: %s", accuracies)
+    return accuracies
+
+
+if __name__ == "__main__":
+    run_main(evaluate)
