@@ -10,7 +10,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DVC_SITE_CACHE_DIR := $(abspath .dvc-site-cache)
 
-.PHONY: install reproduce test test-slow lint serve stop
+.PHONY: install reproduce reproduce-real test test-slow lint serve stop
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 reproduce: install
 	dvc repro
+
+# the real pair (SmolLM2-135M-Instruct + its RL sibling), its own pipeline in real/ (see README)
+reproduce-real: install
+	cd real && dvc repro
 
 lint: install
 	ruff check .

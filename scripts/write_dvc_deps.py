@@ -1,7 +1,8 @@
 """Rewrite the code deps of every dvc.yaml stage from its flow's imports (`rlvr.dvc.code_deps`).
 
-Usage: python scripts/write_dvc_deps.py [--check]   (--check: exit 1 if dvc.yaml is stale)
-Data deps, params, outs and comments are left as they are.
+Usage: python scripts/write_dvc_deps.py [--check]   (--check: exit 1 if a dvc.yaml is stale)
+Both pipelines: dvc.yaml (the toy) and real/dvc.yaml (the real pair, whose stages run in
+real/, so its code deps start with `../`). Data deps, params, outs and comments are kept.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 from rlvr.dvc import code_deps, read_stages
 
-CODE_LINE = re.compile(r"^(\s+)- (flows|tasks|rlvr|sql)/\S*\s*$")
+CODE_LINE = re.compile(r"^(\s+)- (?:\.\./)?(flows|tasks|rlvr|sql)/\S*\s*$")
+PIPELINES = {Path("dvc.yaml"): "", Path("real/dvc.yaml"): "../"}  # file -> prefix of code deps
 
 
-def rewrite(text: str, stages: dict) -> str:
+def rewrite(text: str, stages: dict, prefix: str = "") -> str:
     out, stage, indent, pending = [], None, "", []
     for line in text.splitlines():
         head = re.match(r"^  (\w+):", line)
@@ -26,7 +28,7 @@ def rewrite(text: str, stages: dict) -> str:
             if pending is None:  # first code line of this stage: write the computed list here
                 indent = match.group(1)
                 module = stages[stage].get("do", stages[stage])["cmd"].split()[2]
-                out += [f"{indent}- {dep}" for dep in code_deps(module)]
+                out += [f"{indent}- {prefix}{dep}" for dep in code_deps(module)]
                 pending = []
             continue
         out.append(line)
@@ -34,15 +36,19 @@ def rewrite(text: str, stages: dict) -> str:
 
 
 def main() -> int:
-    target = Path("dvc.yaml")
-    text = rewrite(target.read_text(), read_stages(target))
+    stale = []
+    for target, prefix in PIPELINES.items():
+        text = rewrite(target.read_text(), read_stages(target), prefix)
+        if text == target.read_text():
+            continue
+        stale.append(target)
+        if "--check" not in sys.argv:
+            target.write_text(text)
+            print(f"wrote {target}")
     if "--check" in sys.argv:
-        fresh = text == target.read_text()
-        print("dvc.yaml code deps are up to date" if fresh else
-              "dvc.yaml code deps are stale: run `python scripts/write_dvc_deps.py`")
-        return 0 if fresh else 1
-    target.write_text(text)
-    print(f"wrote {target}")
+        print(f"{', '.join(map(str, stale))}: code deps are stale: run `python "
+              "scripts/write_dvc_deps.py`" if stale else "dvc.yaml code deps are up to date")
+        return 1 if stale else 0
     return 0
 
 

@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 from rlvr.config import load_params
-from rlvr.dvc import prefect_yaml, read_stages
+from rlvr.dvc import deployments, prefect_yaml, read_stages
+
+REAL = "real"  # the real pair's pipeline folder: deployments reproduce/real, reproduce/real-<stage>
 
 
 def main() -> int:
-    text = prefect_yaml(read_stages("dvc.yaml"), list(load_params("params.yaml")))
+    real = deployments(read_stages(f"{REAL}/dvc.yaml"), list(load_params(f"{REAL}/params.yaml")),
+                       pipeline=REAL, repo=REAL)
+    text = prefect_yaml(read_stages("dvc.yaml"), list(load_params("params.yaml")), [real])
     target = Path("prefect.yaml")
     if "--check" in sys.argv:
         fresh = target.exists() and target.read_text() == text

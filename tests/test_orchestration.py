@@ -123,18 +123,22 @@ def test_failure_reason_picks_the_library_message():
 def test_prefect_yaml_has_a_deployment_per_stage():
     """prefect.yaml is generated from dvc.yaml: a new stage needs scripts/write_prefect_yaml.py."""
     stages = dvc.read_stages(ROOT / "dvc.yaml")
-    fresh = dvc.prefect_yaml(stages, list(load_params(ROOT / "params.yaml")))
+    real = dvc.read_stages(ROOT / "real" / "dvc.yaml")
+    more = dvc.deployments(real, list(load_params(ROOT / "real" / "params.yaml")), "real", "real")
+    fresh = dvc.prefect_yaml(stages, list(load_params(ROOT / "params.yaml")), [more])
     assert (ROOT / "prefect.yaml").read_text() == fresh, (
         "prefect.yaml is stale: run `python scripts/write_prefect_yaml.py`")
     doc = yaml.safe_load(fresh)
     names = [d["name"] for d in doc["deployments"]]
-    assert names == ["default", *stages]
+    assert names == ["default", *stages, "real", *(f"real-{name}" for name in real)]
+    assert all(d["parameters"]["repo"] == "real" for d in doc["deployments"][len(stages) + 1:])
     assert all(d["work_pool"]["name"] == dvc.WORK_POOL for d in doc["deployments"])
     assert "auth" not in fresh.lower() and "password" not in fresh.lower()  # no secrets
 
 
-def test_every_stage_runs_its_flow():
-    for name, stage in dvc.read_stages(ROOT / "dvc.yaml").items():
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "real/dvc.yaml"])
+def test_every_stage_runs_its_flow(pipeline):
+    for name, stage in dvc.read_stages(ROOT / pipeline).items():
         stage = stage.get("do", stage)  # a foreach stage's command is in its `do` body
         module = stage["cmd"].split("python -m ")[-1].split()[0]
         assert stage["cmd"].startswith("python -m flows."), f"stage {name}: {stage['cmd']}"

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.smollm2.weights import WeightsParams
-from tasks.smollm2 import convert_base_task
+from tasks.smollm2.convert import convert_base_task
 
 
 @flow(name="convert")

@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 
 from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
-from tasks.smollm2 import evaluate_family_task
+from tasks.smollm2.evaluate import evaluate_family_task
 
 
 @flow(name="evaluate")

@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.smollm2.task import ArithmeticParams
-from tasks.smollm2 import prepare_task_task
+from tasks.smollm2.prepare import prepare_task_task
 
 
 @flow(name="prepare")

@@ -15,7 +15,7 @@ from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.smollm2.family import TrainingParams
 from rlvr.training.grpo import GRPOParams
-from tasks.smollm2 import train_rl_task
+from tasks.smollm2.rl import train_rl_task
 
 
 @flow(name="rl")

@@ -13,7 +13,7 @@ from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.smollm2.family import TrainingParams
 from rlvr.training.lm import SFTParams
-from tasks.smollm2 import train_sft_task
+from tasks.smollm2.sft import train_sft_task
 
 
 @flow(name="sft")

@@ -43,8 +43,9 @@ table{border-collapse:collapse;font-size:12px;background:#fff;margin:8px 0}
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f0f0f0}
 td:first-child{text-align:left}
 .resp{background:#fff;border:1px solid #e3e3e3;margin:8px 0;padding:6px 8px}
-.resp-head{font-size:12px;color:#555}.prompt{font-family:monospace;font-size:13px;color:#777}
-.toks{font-family:monospace;font-size:14px;line-height:2}
+.resp-head{font-size:12px;color:#555}.prompt{font-family:monospace;font-size:13px;color:#777;white-space:pre-wrap}
+.toks{font-family:monospace;font-size:14px;line-height:2;white-space:pre-wrap}
+.tok.tmpl{font-style:italic;opacity:.6}
 .tok{padding:1px 3px;border-radius:3px;cursor:help}.tok.dark{color:#fff}
 .legend{font-size:12px;margin:6px 0}.inputs{font-size:12px;color:#666}
 """

@@ -27,6 +27,7 @@ from rlvr.report.blocks import (
     study_table,
     table_html,
 )
+from rlvr.report.verdicts import verdict_table
 from rlvr.warehouse.views import complete_files
 from rlvr.weighted.grid import ACCURACY
 
@@ -109,6 +110,12 @@ def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
     else:
         out.append(table_html(study_table(headline), "The study's findings next to this run "
                               "(base__rl pair, RL responses as in the study); shares in [0, 1]."))
+        verdicts = verdict_table(headline, _analysis(inp, "roles")[0],
+                                 _analysis(inp, "evolution")[0], _analysis(inp, "controls")[0],
+                                 inp.csv(inp.layout.plot(CROSS_CURVE)))
+        out.append(table_html(verdicts, "Does each finding of the study reproduce on this pair? "
+                              "Verdicts follow the stated criterion (rlvr/report/verdicts.py).",
+                              max_rows=20, fold=False))
         out.append(table_html(headline_table(headline), "Headline numbers of the analyses per "
                               "pair/generator (data/metrics/analysis.json; RL checkpoints in §3).",
                               max_rows=60, fold=False))

@@ -122,17 +122,18 @@ def top_candidates(
         probs, index = torch.softmax(logits, -1).topk(min(k, logits.shape[-1]), dim=-1)
         rows = []
         for p_row, i_row in zip(probs.tolist(), index.tolist(), strict=True):
-            rows.append(list(zip(tokenizer.convert_ids_to_tokens(i_row), p_row, strict=True)))
+            texts = [tokenizer.decode([i]) for i in i_row]  # ' is', not the BPE piece 'Ġis'
+            rows.append(list(zip(texts, p_row, strict=True)))
         out.append(rows)
     return Candidates(base=out[0], tuned=out[1])
 
 
 def _fmt_candidates(rows: list[tuple[str, float]]) -> str:
-    return ", ".join(f"{tok} {p:.2f}" for tok, p in rows)
+    return ", ".join(f"{tok!r} {p:.2f}" for tok, p in rows)
 
 
 def _tooltip(tok: pd.Series, candidates: Candidates | None, pos: int) -> str:
-    lines = [f"'{tok['token_text']}' pos {tok['position']}  JS {tok['js']:.4f}"]
+    lines = [f"{str(tok['token_text'])!r} pos {tok['position']}  JS {tok['js']:.4f}"]
     if "role" in tok and isinstance(tok["role"], str):
         lines[0] += f"  role {tok['role']}"
     if "logprob_base" in tok:
@@ -156,17 +157,21 @@ def render_response(
             f"#{first['sample_id']} · {verdict} · {len(rows)} tokens · max JS "
             f"{rows['js'].max():.3f}")
     spans = []
+    texts = [str(t) for t in rows["token_text"]]
     for i, (_, tok) in enumerate(rows.iterrows()):
         colour = js_colour(float(tok["js"]))
-        dark = " dark" if colour in JS_COLOURS[-2:] else ""
+        kind = " dark" if colour in JS_COLOURS[-2:] else ""
+        kind += " tmpl" if tok.get("role") == "template" else ""  # chat-template token
+        shown = html.escape(texts[i]).replace("\n", "↵\n")  # newlines visible, and kept
         spans.append(
-            f'<span class="tok{dark}" style="background:{colour}" data-js="{tok["js"]:.6f}" '
-            f'title="{html.escape(_tooltip(tok, candidates, i))}">'
-            f"{html.escape(str(tok['token_text']))}</span>"
+            f'<span class="tok{kind}" style="background:{colour}" data-js="{tok["js"]:.6f}" '
+            f'title="{html.escape(_tooltip(tok, candidates, i))}">{shown}</span>'
         )
+    # byte-level BPE pieces carry their own spaces (' is'); word-level ones (the toy) do not
+    joiner = "" if any(t[:1].isspace() for t in texts) else " "
     return (f'<div class="resp"><div class="resp-head">{html.escape(head)}</div>'
             f'<div class="prompt">{html.escape(prompt_text)}</div>'
-            f'<div class="toks">{" ".join(spans)}</div></div>')
+            f'<div class="toks">{joiner.join(spans)}</div></div>')
 
 
 def legend_html() -> str:

@@ -1,4 +1,4 @@
-"""The smollm2 family, stage by stage: convert, prepare, rl, sft, evaluate.
+"""The smollm2 family's training and evaluation stages: rl, sft, evaluate.
 
 The training stages use the project's own trainers (`train_grpo`, `train_lm`), the prompts the
 sample stage uses (`encode_prompts`, chat template and demonstrations included) and the grader
@@ -21,16 +21,8 @@ from rlvr.config import require
 from rlvr.layout import Layout
 from rlvr.models.loading import load_spec
 from rlvr.models.specs import ModelsParams, rl_step_of
-from rlvr.smollm2.task import (
-    ArithmeticParams,
-    context,
-    describe_response,
-    make_split,
-    problem_of,
-    split_table,
-)
-from rlvr.smollm2.weights import WeightsParams, convert_gguf, fetch_gguf
-from rlvr.store.atomic import atomic_dir, atomic_file, write_json
+from rlvr.smollm2.task import describe_response, problem_of
+from rlvr.store.atomic import atomic_dir, write_json
 from rlvr.store.tables import samples_dir
 from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import encode_prompts, load_prompt_file
@@ -38,7 +30,7 @@ from rlvr.training.family import save_dir, write_rows
 from rlvr.training.grpo import GRPOParams, freeze_layers, train_grpo
 from rlvr.training.lm import Example, SFTParams, train_lm
 
-MADE_BY = {"base": "convert", "rl": "rl", "sft": "sft"}  # model -> stage of the real pipeline
+BASE_MADE_BY = "convert"  # the stage of the real pipeline that writes the base model
 
 
 @dataclass(frozen=True)
@@ -55,27 +47,6 @@ class TrainingParams:
                 "use 0 (all) or rl.trainable_layers")
 
 
-def convert_base(layout: Layout, cfg: WeightsParams) -> dict[str, object]:
-    """The pinned GGUF (fetched once into the cache) as the `base` Hugging Face directory."""
-    torch.set_num_threads(1)
-    gguf = fetch_gguf(cfg)
-    summary = convert_gguf(gguf, layout.model_dir("base"))
-    write_json(summary, layout.metrics("convert"))
-    return summary
-
-
-def prepare_task(layout: Layout, task: ArithmeticParams) -> dict[str, int]:
-    """Write the demo, train and eval splits (prompt-file layout, context turns included)."""
-    split = make_split(task)
-    turns = context(task, split["demo"])
-    for name in ("demo", "train", "eval"):
-        with atomic_file(layout.split(name)) as tmp:
-            split_table(split[name], turns).to_parquet(tmp, index=False)
-    counts = {name: len(problems) for name, problems in split.items()}
-    write_json(counts, layout.metrics("task"))
-    return counts
-
-
 def train_rl(
     layout: Layout, cfg: GRPOParams, models: ModelsParams, grader: str, training: TrainingParams,
     progress: bool = False,
@@ -83,7 +54,7 @@ def train_rl(
     """GRPO/DAPO from the base on the train split; checkpoints `rl_step_<N>` under rl_steps."""
     torch.set_num_threads(training.threads)
     spec = models.spec("base", layout)
-    model, tokenizer = load_spec(spec, made_by=MADE_BY["base"])
+    model, tokenizer = load_spec(spec, made_by=BASE_MADE_BY)
     records = load_prompt_file(layout.split("train"), key="")
     with atomic_dir(layout.rl_steps_dir) as tmp_steps:
         log = train_grpo(model, tokenizer, records, get_grader(grader), cfg,
@@ -103,7 +74,7 @@ def train_sft(
     """SFT control: the base fine-tuned on the reference solutions of the train split."""
     torch.set_num_threads(training.threads)
     spec = models.spec("base", layout)
-    model, tokenizer = load_spec(spec, made_by=MADE_BY["base"])
+    model, tokenizer = load_spec(spec, made_by=BASE_MADE_BY)
     records = load_prompt_file(layout.split("train"), key="")
     solutions = pd.read_parquet(layout.split("train"), columns=["solution"])["solution"]
     prompts = encode_prompts(records, tokenizer, spec.chat_template)

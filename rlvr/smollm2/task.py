@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from rlvr.config import require
+from rlvr.layout import Layout
+from rlvr.store.atomic import atomic_file, write_json
 from rlvr.testbed.answers import extract_answer, last_number, same_number
 from rlvr.testbed.prompts import PromptRecord
 
@@ -153,3 +155,15 @@ def describe_response(problem: Problem, text: str) -> dict[str, bool]:
             out["sum_right"] = u + v == s
             out["answer_is_sum"] = same_number(answer, s)
     return out
+
+
+def prepare_task(layout: Layout, task: ArithmeticParams) -> dict[str, int]:
+    """Write the demo, train and eval splits (prompt-file layout, context turns included)."""
+    split = make_split(task)
+    turns = context(task, split["demo"])
+    for name in ("demo", "train", "eval"):
+        with atomic_file(layout.split(name)) as tmp:
+            split_table(split[name], turns).to_parquet(tmp, index=False)
+    counts = {name: len(problems) for name, problems in split.items()}
+    write_json(counts, layout.metrics("task"))
+    return counts

@@ -28,8 +28,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlvr.config import require
+from rlvr.layout import Layout
 from rlvr.models.loading import save_model
-from rlvr.store.atomic import atomic_dir, atomic_file
+from rlvr.store.atomic import atomic_dir, atomic_file, write_json
 
 CACHE_ENV = "RLVR_MODEL_CACHE"  # a machine fact: where downloaded weights are kept
 
@@ -136,3 +137,12 @@ def convert_gguf(gguf: Path, out_dir: Path) -> dict[str, object]:
         assert set(want) == set(got) and not differ, f"saved weights differ: {differ[:3]}"
     return {"n_params": sum(p.numel() for p in model.parameters()),
             "vocab_size": model.config.vocab_size, "layers": model.config.num_hidden_layers}
+
+
+def convert_base(layout: Layout, cfg: WeightsParams) -> dict[str, object]:
+    """The pinned GGUF (fetched once into the cache) as the `base` Hugging Face directory."""
+    torch.set_num_threads(1)
+    gguf = fetch_gguf(cfg)
+    summary = convert_gguf(gguf, layout.model_dir("base"))
+    write_json(summary, layout.metrics("convert"))
+    return summary

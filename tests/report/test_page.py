@@ -3,6 +3,7 @@ and missing inputs announced instead of invented."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -159,8 +160,9 @@ def test_viewer_tooltips_show_both_models_top_candidates(page, tiny_pair, tokeni
                  for m in tiny_pair]
     for label, p in zip(("base top: ", "tuned top: "), probs, strict=True):
         best = int(p.argmax())
-        expected = f"{label}{tokenizer.convert_ids_to_tokens(best)} {float(p[best]):.2f}"
-        assert expected in page
+        # candidates are decoded text, quoted so that spaces and newlines show
+        expected = f"{label}{tokenizer.decode([best])!r} {float(p[best]):.2f}"
+        assert html.escape(expected) in page
 
 
 def test_missing_inputs_give_notices_not_figures(tmp_path):
