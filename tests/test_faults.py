@@ -24,7 +24,8 @@ from rlvr.models.specs import ModelsParams, plan_models
 from rlvr.store.atomic import MARKER
 from rlvr.store.gates import GateFailed, gate_samples_dir, gate_tokens_dir
 from rlvr.store.tables import FINGERPRINT_KEY, part_is_current
-from rlvr.testbed.digits import ROLES, label_roles
+from rlvr.testbed.digits import label_roles
+from rlvr.testbed.graders import ROLES  # the gate: toy roles and the answer grader's
 from rlvr.tokens.scorer import ScoreParams, ScoreResources, score_shard
 from rlvr.warehouse.views import connect
 

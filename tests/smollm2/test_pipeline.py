@@ -1,0 +1,54 @@
+"""real/params.yaml and real/dvc.yaml: every knob parses, every stage lists what it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlvr.config import from_section, load_params
+from rlvr.dvc import read_stages
+from rlvr.smollm2.family import TrainingParams
+from rlvr.smollm2.task import ArithmeticParams
+from rlvr.smollm2.weights import WeightsParams
+from tests.test_config import NO_RESULT, SECTIONS, _missing, _sections_read
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT / "real"
+PARAMS = load_params(REAL / "params.yaml")
+REAL_SECTIONS = {**{k: v for k, v in SECTIONS.items() if k not in ("task", "model", "pretrain",
+                                                                   "evaluate")},
+                 "convert": WeightsParams, "task": ArithmeticParams, "training": TrainingParams}
+PARTIAL = {("rl", "sample"): ["grader"], ("rl", "training"): ["threads"],
+           ("cross_sample", "sample"): ["prompts", "grader"],
+           ("weighted_summary", "weighted"): ["variants", "s", "seeds"],
+           ("weighted_summary", "models"): []}
+
+
+def test_every_section_parses_and_lists_every_knob():
+    assert set(PARAMS) == set(REAL_SECTIONS)
+    for name, cls in REAL_SECTIONS.items():
+        from_section(cls, PARAMS, name)
+        assert not _missing(cls, PARAMS[name], name), "real/params.yaml lists every knob"
+
+
+def test_real_stages_list_the_params_they_read():
+    for name, stage in read_stages(REAL / "dvc.yaml").items():
+        body = stage.get("do", stage)
+        listed = [p for p in body.get("params", []) if isinstance(p, str)]
+        assert not any("resources" in p or p.split(".")[0] in NO_RESULT for p in listed), name
+        for section in _sections_read(body["cmd"]) - NO_RESULT:
+            keys = PARTIAL.get((name, section))
+            keys = [k for k in PARAMS[section] if k != "resources"] if keys is None else keys
+            for key in keys:
+                covered = any(p in (section, f"{section}.{key}") or p.startswith(
+                    f"{section}.{key}.") or p.startswith(f"{section}.{key}.${{")
+                    for p in listed)
+                assert covered, f"real stage {name} reads `{section}.{key}`: not listed"
+
+
+def test_real_pipeline_reuses_the_toy_flows_after_its_family_stages():
+    stages = read_stages(REAL / "dvc.yaml")
+    own = {n for n, s in stages.items() if "flows.smollm2." in s.get("do", s)["cmd"]}
+    assert own == {"convert", "prepare", "rl", "sft", "evaluate"}
+    toy = read_stages(ROOT / "dvc.yaml")
+    for name in set(stages) - own:
+        assert stages[name].get("do", stages[name])["cmd"] == toy[name].get("do", toy[name])["cmd"]
