@@ -49,7 +49,7 @@ PARTIAL = {  # stages that read only some keys of a section: dvc.yaml lists thos
                           "eval_prompts"],
     ("pretrain", "task"): ["p_chain", "slip_chain", "slip_pairs", "slip_pairs_total",
                            "p_bad_format"],
-    ("cross_sample", "sample"): ["prompts", "grader"],
+    ("cross_sample", "sample"): ["prompts", "grader", "unfit_prompts"],
     ("weighted_summary", "weighted"): ["variants", "s", "seeds"],  # the runs are its deps
     ("weighted_summary", "models"): [],
 }
