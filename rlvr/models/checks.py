@@ -46,7 +46,7 @@ def _where(spec: ModelSpec) -> str:
 def _fix(spec: ModelSpec) -> str:
     if spec.built_by:
         return f"restore it (dvc checkout {spec.path}) or rebuild it (dvc repro {spec.built_by})"
-    return "copy the checkpoint again or point the key at a whole model directory"
+    return "point the key at a whole, local Hugging Face model directory"
 
 
 class ModelError(ValueError):

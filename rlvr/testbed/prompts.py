@@ -36,9 +36,9 @@ def _read_rows(path: Path, where: str) -> list[dict]:
     if path.suffix == ".parquet":
         try:
             return pq.read_table(path).to_pylist()
-        except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"{where}{path}: not a readable parquet file ({err}); write it with "
-                             "pandas/pyarrow, or use .jsonl") from None
+        except (pa.ArrowInvalid, OSError):
+            raise ValueError(f"{where}{path}: not a readable parquet file (corrupt, or another "
+                             "format); write it with pandas or pyarrow, or use .jsonl") from None
     if path.suffix in (".jsonl", ".json"):
         try:
             text = path.read_text(encoding="utf-8")
@@ -81,7 +81,9 @@ def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[Prom
             raise ValueError(f"{at}: missing column(s) {missing}; every row needs "
                              f"`prompt` and `answer` (and optionally `prompt_id`)")
         prompt, answer = row["prompt"], row["answer"]
-        if not isinstance(prompt, str) or not prompt.strip():
+        if not isinstance(prompt, str):
+            raise ValueError(f"{at}: prompt {prompt!r} is not text")
+        if not prompt.strip():
             raise ValueError(f"{at}: empty prompt")
         if answer is None or str(answer).strip() == "":
             raise ValueError(f"{at}: empty answer")
