@@ -343,6 +343,19 @@ def test_bad_input_stops_the_stage_with_one_line_and_touches_nothing(plant, stag
     assert digests(data.root) == before  # no marker cleared, no byte written
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_shows_the_real_message(data, tmp_path, monkeypatch):
+    """The README's example of an overlong prompt is what the stage prints (the truncated
+    checkpoint example: `test_flow_prints_one_line_last_and_exits_2`)."""
+    monkeypatch.chdir(tmp_path)
+    Path("my_prompts.jsonl").write_text(rows(GOOD, LONG))
+    with pytest.raises(ValueError) as err:
+        stages(data, "sample", {"prompts": "my_prompts.jsonl"})
+    assert f"error: {err.value}" in README.read_text().splitlines()
+
+
 def test_unfit_prompts_dropped_with_a_count(data, tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(rows(GOOD, LONG, {"prompt": "sum 3 plus 4 :", "answer": 7}, GOOD | {
@@ -417,6 +430,7 @@ def test_flow_prints_one_line_last_and_exits_2(built, tmp_path):
         "(SafetensorError: Error while deserializing header: incomplete metadata, file not fully "
         "covered); restore it (dvc checkout data/models/rl) or rebuild it (dvc repro rl)")
     assert "CancelledError" not in run.stderr
+    assert run.stderr.splitlines()[-1] in README.read_text().splitlines()
     assert digests(tmp_path / "data") == before
 
 
