@@ -486,7 +486,7 @@ def test_bad_input_under_dvc_repro_leaves_outputs_intact(repo, tmp_path):
     ) in run.stderr.splitlines()
     (path / "params.yaml").write_text(original)
     assert {str(o): digests(o) if o.is_dir() else None for o in outs} == before
-    assert _run(["dvc", "status"], path, env).stdout.strip() == (
+    assert _run(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
         "Data and pipelines are up to date.")
 
 
@@ -523,5 +523,5 @@ def test_kill_9_mid_score_then_dvc_repro_resumes(repo):
     assert all(_stamps(tokens)[p] == s for p, s in done.items())  # kept, not rewritten
     assert not [p for p in (path / "data").rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
     assert (tokens / MARKER).exists()
-    assert _run(["dvc", "status"], path, env).stdout.strip() == (
+    assert _run(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
         "Data and pipelines are up to date.")
