@@ -31,12 +31,12 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
     """Sample every (model, shard), gate each model's rows, then mark the table complete."""
     logger = get_run_logger()
     layout = Layout(data_root)
-    # plan: models (named + RL checkpoints) x prompt shards
+    # plan: every input checked, then models (named + RL checkpoints) x prompt shards
     plan = plan_sampling_task(cfg, models, layout)
     logger.info("sampling models %s: %d shard jobs", plan["models"], len(plan["shards"]))
     # sample: one task and one part file per (model, shard)
-    parts = sample_shard_task.map(plan["entries"], plan["shards"], unmapped(cfg),
-                                  unmapped(backend), unmapped(layout)).result()
+    parts = sample_shard_task.map(plan["entries"], plan["shards"], plan["records"],
+                                  unmapped(cfg), unmapped(backend), unmapped(layout)).result()
     # gate: one Great Expectations validation per model
     gate_samples_task.map(plan["models"], unmapped(layout)).result()
     # finalize: stale parts out, metrics, completion marker last

@@ -29,7 +29,7 @@ def score(cfg: ScoreParams, models: ModelsParams, data_root: str = DATA_ROOT) ->
     """Score every (pair, generator, shard), gate each partition, then mark the table complete."""
     logger = get_run_logger()
     layout = Layout(data_root)
-    # plan: pairs x generators x samples shards; the vocabulary check runs in each shard
+    # plan: every input checked, then pairs x generators x samples shards
     plan = plan_scoring_task(cfg, models, layout)
     logger.info("scoring %d shard jobs over %d partitions", len(plan["jobs"]),
                 len(plan["partitions"]))

@@ -34,9 +34,9 @@ def weighted(
     """Train the runs of `variants` (all when None), then summarise the full grid."""
     layout = Layout(data_root)
     out: dict = {}
-    # plan: one run per (variant, seed), all from the same model
-    names, seeds = plan_runs(config, variants) if train else ([], [])
-    base = models.spec(config.model, layout)
+    # plan: inputs checked, one run per (variant, seed), all from the same model
+    names, seeds, base = (plan_runs(config, models, variants, layout) if train
+                          else ([], [], models.spec(config.model, layout)))
     # train and evaluate: one task per run
     futures = train_run.map(unmapped(config), unmapped(base), unmapped(layout), names, seeds)
     out["runs"] = [future.result() for future in futures]

@@ -49,7 +49,7 @@ PARTIAL = {  # stages that read only some keys of a section: dvc.yaml lists thos
                           "eval_prompts"],
     ("pretrain", "task"): ["p_chain", "slip_chain", "slip_pairs", "slip_pairs_total",
                            "p_bad_format"],
-    ("cross_sample", "sample"): ["prompts", "grader"],
+    ("cross_sample", "sample"): ["prompts", "grader", "unfit_prompts"],
     ("weighted_summary", "weighted"): ["variants", "s", "seeds"],  # the runs are its deps
     ("weighted_summary", "models"): [],
 }
@@ -81,6 +81,8 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
                                       "number; e.g. `n_per_prompt: 8`"),
     ("sample", {"models": "base"}, "params.yaml `sample.models`: 'base' is not a list"),
     ("sample", {"grader": "gsm"}, "params.yaml `sample.grader`: unknown grader 'gsm'"),
+    ("sample", {"unfit_prompts": "skip"}, "params.yaml `sample.unfit_prompts`: 'skip' is not one "
+                                          "of ['error', 'drop']"),
     ("rl", {"dynamic_sampling": "yes"}, "params.yaml `rl.dynamic_sampling`: 'yes' is not true "
                                         "or false"),
     ("rl", {"group_size": 1}, "params.yaml `rl.group_size`: must be >= 2"),

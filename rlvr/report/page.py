@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from rlvr.report import figures as F
 from rlvr.report.blocks import CSS, Inputs, ReportOptions, failures, mismatch_html
 from rlvr.report.sections import SECTIONS
-from rlvr.store.atomic import atomic_dir
+from rlvr.store.atomic import atomic_dir, sweep_debris
 
 
 def render_html(options: ReportOptions, progress: bool = False) -> str:
@@ -43,6 +43,7 @@ def build_report(options: ReportOptions, progress: bool = False) -> dict[str, in
     """Write `report/index.html` atomically; returns counts of figures, notices and failures
     (notices of figures that could not be drawn: `failures`)."""
     page = render_html(options, progress)
+    sweep_debris(*options.layout.outputs("report"))
     with atomic_dir(options.layout.report_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return {"figures": page.count("<img "), "notices": page.count('class="notice"'),
