@@ -33,7 +33,8 @@ def sample_shard_task(
     """Sample one (model, prompt shard) into its own part file."""
     records = prompt_shard(load_prompts(cfg.prompts, layout), shard, cfg.shard_size)
     out = part_path(samples_dir(layout.samples_dir, entry.name), shard)
-    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out)
+    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out,
+                        progress=True)
 
 
 @task

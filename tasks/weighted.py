@@ -22,7 +22,7 @@ def plan_runs(config: WeightedParams, variants: list[str] | None) -> tuple[list[
 def train_run(config: WeightedParams, base: ModelSpec, layout: Layout, variant: str,
               seed: int) -> dict[str, float]:
     """Train one (variant, seed) from the base model and evaluate it; returns final accuracy."""
-    return grid.run_grid_cell(config, base, layout, variant, seed)
+    return grid.run_grid_cell(config, base, layout, variant, seed, progress=True)
 
 
 @task(name="summarize-weighted-grid", **TRANSIENT_RETRIES)
