@@ -24,7 +24,7 @@ from typing import Any
 from prefect import flow
 
 from rlvr.config import run_main
-from rlvr.dvc import StageFailed
+from rlvr.dvc import StageFailed, experiment_name
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.server import die_with_parent, ensure_server
 from tasks.linking import run_tags, tag_current_run
@@ -53,6 +53,8 @@ def reproduce(
 
     # run: stale stages only, each a child run of this one; DVC's lines are logged here
     lines = run_dvc(command, repo, in_process)
+    if experiment := experiment_name(lines):
+        tag_current_run([f"exp:{experiment}"])
 
     # version: outputs are in the DVC cache already; optionally copy them to the remote
     if push:

@@ -177,6 +177,14 @@ def run_dvc(command: list[str], repo: str | Path, on_line: Callable[[str], None]
                           f"{failure_reason(lines)}\n--- last lines of output ---\n{tail}")
 
 
+def experiment_name(lines: list[str]) -> str | None:
+    """The experiment a `dvc exp run` recorded, from its output (`Ran experiment(s): NAME`)."""
+    for line in lines:
+        if line.startswith("Ran experiment(s): "):
+            return line.split(": ", 1)[1].strip()
+    return None
+
+
 def failure_reason(lines: list[str]) -> str:
     """The most telling line of a failed run: a stage's own one-line error (`error: ...`, see
     `rlvr.config.one_line_errors`), else the last exception line, else DVC's error line."""

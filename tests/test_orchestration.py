@@ -124,6 +124,9 @@ def test_failure_reason_picks_the_library_message():
              "ERROR: failed to reproduce 'prepare': failed to run: python -m flows.prepare"]
     assert dvc.failure_reason(lines).startswith("ValueError: params.yaml `task.n_train`")
     assert dvc.failure_reason(lines[-1:]).startswith("ERROR: failed to reproduce")
+    assert dvc.experiment_name(["Reproducing experiment 'x'", "Ran experiment(s): bluff-wale",
+                                "Experiment results have been applied"]) == "bluff-wale"
+    assert dvc.experiment_name(lines) is None
     # a stage's own one-line error (what `one_line_errors` prints) wins over a traceback
     ours = "error: params.yaml `task.n_train`: 'x' is not a whole number"
     assert dvc.failure_reason(lines[:1] + [ours] + lines[1:]) == ours
