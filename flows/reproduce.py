@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,14 @@ def main() -> None:
     if not os.environ.get("PREFECT_API_URL"):
         # Prefect read its settings at import: run again as a child that sees the server's URL
         with ensure_server():
-            child = subprocess.run([sys.executable, "-m", "flows.reproduce", *sys.argv[1:]],
-                                   preexec_fn=die_with_parent())
+            # SIGKILL if this process dies: a flow run turns SIGTERM into an exception raised
+            # wherever it lands, which can hang it (seen); its server is gone by then anyway
+            child = subprocess.Popen([sys.executable, "-m", "flows.reproduce", *sys.argv[1:]],
+                                     preexec_fn=die_with_parent(signal.SIGKILL))
+            try:
+                child.wait()
+            except KeyboardInterrupt:  # the child got the Ctrl-C too: let it record the crash
+                child.wait(timeout=60)
         sys.exit(child.returncode)
     try:
         reproduce(args.targets, force=args.force, in_process=not args.one_process_per_stage)

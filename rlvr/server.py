@@ -92,14 +92,14 @@ def _alive(pid: int, started: str | None) -> bool:
     return fields is not None and fields[0] != "Z" and fields[19] == started
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A preexec_fn asking the kernel to SIGTERM the child when its parent thread exits.
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A preexec_fn asking the kernel to send `sig` to the child when its parent thread exits.
 
     prctl is resolved here, before the fork, so the child runs no imports. PDEATHSIG fires when
     the forking *thread* ends: call from the main thread, never from a task's worker thread.
     """
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    return lambda: prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
 
 
 def _stop_group(pid: int, started: str | None, grace: float = 15.0) -> None:

@@ -118,6 +118,54 @@ def test_real_server_start_stop_and_kill_9_of_its_owner(home):
     assert server._live_record() is None  # and the next run sweeps the stale record
 
 
+def _command(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
+
+
+def _descendants(root: int) -> dict[int, str | None]:
+    """Every live process below `root`, with its start time."""
+    parent = {}
+    for entry in Path("/proc").iterdir():
+        fields = server._stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields:
+            parent[int(entry.name)] = int(fields[1])
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == pid and child not in found:
+                found[child] = server._started(child)
+                todo.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_pipeline_run_leaves_no_process(home, tmp_path):
+    """`make reproduce` killed while a stage runs: its server, the run, dvc and the stage go too."""
+    from tests.repo_copy import copy_repo, tool_env
+
+    repo = copy_repo(tmp_path / "repo", tmp_path / "remote")
+    env = tool_env(tmp_path, PREFECT_PORT=str(_free_port()))
+    run = subprocess.Popen([sys.executable, "-m", "flows.reproduce", "prepare"], cwd=repo,
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # until dvc runs the stage command
+        below = _descendants(run.pid)
+        if any(_command(p)[1:3] == ["-m", "flows"] for p in below):
+            break
+        time.sleep(0.5)
+    assert len(below) >= 4, below  # server, the run's child, dvc, the stage command
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 60
+    while any(server._alive(p, s) for p, s in below.items()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [_command(p) for p, s in below.items() if server._alive(p, s)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
