@@ -26,6 +26,8 @@ from tasks.cross_sample import (
     sample_cell,
     summarize,
 )
+from tasks.linking import run_stage
+from tasks.results import publish_results
 
 
 @flow(name="cross_sample", log_prints=True)
@@ -46,6 +48,8 @@ def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader
     # outputs: tables, curve and metrics
     counts = publish(layout, cells)
     metrics = summarize(layout, config)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
     return {"cells": summaries, "rows": counts, "metrics": metrics}
 
 
@@ -54,9 +58,9 @@ def main() -> None:
     cfg = from_section(CrossParams, params, "cross_sample")
     asked = from_section(SampleParams, params, "sample")
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.max_parallel)
-    cross_sample.with_options(task_runner=runner)(
-        cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader,
-        unfit_prompts=asked.unfit_prompts)
+    run_stage(cross_sample.with_options(task_runner=runner),
+              cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader,
+              unfit_prompts=asked.unfit_prompts)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.runners import RunnerParams, make_runner
 from tasks.sample import (
     finalize_samples_task,
@@ -42,15 +44,18 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
     # finalize: stale parts out, metrics, completion marker last
     metrics = finalize_samples_task(parts, layout)
     logger.info("samples: %s", metrics)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
     return metrics
 
 
 def main() -> None:
     params = load_params()
     runner = make_runner(from_section(RunnerParams, params, "runner"))
-    sample.with_options(task_runner=runner)(
-        from_section(SampleParams, params, "sample"), from_section(ModelsParams, params, "models"),
-        from_section(BackendParams, params, "backend"))
+    run_stage(sample.with_options(task_runner=runner),
+              from_section(SampleParams, params, "sample"),
+              from_section(ModelsParams, params, "models"),
+              from_section(BackendParams, params, "backend"))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.tokens.scorer import ScoreParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.runners import RunnerParams, make_runner
 from tasks.score import (
     finalize_tokens_task,
@@ -41,14 +43,17 @@ def score(cfg: ScoreParams, models: ModelsParams, data_root: str = DATA_ROOT) ->
     # finalize: stale parts out, metrics, completion marker last
     metrics = finalize_tokens_task(parts, layout)
     logger.info("tokens: %s", metrics)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
     return metrics
 
 
 def main() -> None:
     params = load_params()
     runner = make_runner(from_section(RunnerParams, params, "runner"))
-    score.with_options(task_runner=runner)(
-        from_section(ScoreParams, params, "score"), from_section(ModelsParams, params, "models"))
+    run_stage(score.with_options(task_runner=runner),
+              from_section(ScoreParams, params, "score"),
+              from_section(ModelsParams, params, "models"))
 
 
 if __name__ == "__main__":

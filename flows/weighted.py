@@ -19,6 +19,8 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.weighted.grid import WeightedParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.weighted import plan_runs, summarize_runs, train_run
 
 
@@ -43,6 +45,8 @@ def weighted(
     # compare: tables, plots and metrics over every run of the grid
     if summarize:
         out["metrics"] = summarize_runs(config, layout)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(out, layout)
     return out
 
 
@@ -55,9 +59,9 @@ def main() -> None:
     params = load_params()
     cfg = from_section(WeightedParams, params, "weighted")
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.workers)
-    weighted.with_options(task_runner=runner)(
-        cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
-        train=not args.summary_only, summarize=not args.no_summary)
+    run_stage(weighted.with_options(task_runner=runner),
+              cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
+              train=not args.summary_only, summarize=not args.no_summary)
 
 
 if __name__ == "__main__":

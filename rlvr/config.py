@@ -181,12 +181,11 @@ def one_line_errors() -> Iterator[None]:
     Prefect's temporary server, started inside, registers its exit handler later, so (atexit
     being last in, first out) it has stopped, and printed its shutdown noise, by then.
     """
-    message: list[str] = []
-    atexit.register(lambda: message and print(message[0], file=sys.stderr, flush=True))
     try:
         yield
     except (ValueError, FileNotFoundError) as err:
-        message.append(f"error: {err}")
+        line = f"error: {err}"
+        atexit.register(lambda: print(line, file=sys.stderr, flush=True))  # stderr at exit
         sys.exit(2)
 
 

@@ -33,7 +33,7 @@ def plan_grid(config: CrossParams, models: ModelsParams, prompts: str, unfit_pro
 def sample_cell(cell: CrossCell, specs: dict[str, ModelSpec], records: list[PromptRecord],
                 config: CrossParams, grader: str, layout: Layout) -> dict:
     """Cross-sample one grid cell and write its part files; returns a small summary."""
-    return sweep.run_cell(cell, specs, records, config, grader, layout)
+    return sweep.run_cell(cell, specs, records, config, grader, layout, progress=True)
 
 
 @task(name="plan-matched-random")

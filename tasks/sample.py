@@ -41,7 +41,8 @@ def sample_shard_task(
 ) -> dict:
     """Sample one (model, prompt shard) into its own part file."""
     out = part_path(samples_dir(layout.samples_dir, entry.name), shard)
-    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out)
+    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out,
+                        progress=True)
 
 
 @task

@@ -30,7 +30,7 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
 def score_shard_task(job: ScoreJob, cfg: ScoreParams) -> dict:
     """Score one (pair, generator, shard) into its own part file."""
     return score_shard(job.base, job.tuned, job.generator, job.samples_part, job.out_path, cfg,
-                       label_roles if cfg.label_roles else None)
+                       label_roles if cfg.label_roles else None, progress=True)
 
 
 @task

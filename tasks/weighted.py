@@ -24,7 +24,7 @@ def plan_runs(config: WeightedParams, models: ModelsParams, variants: list[str] 
 def train_run(config: WeightedParams, base: ModelSpec, layout: Layout, variant: str,
               seed: int) -> dict[str, float]:
     """Train one (variant, seed) from the base model and evaluate it; returns final accuracy."""
-    return grid.run_grid_cell(config, base, layout, variant, seed)
+    return grid.run_grid_cell(config, base, layout, variant, seed, progress=True)
 
 
 @task(name="summarize-weighted-grid", **TRANSIENT_RETRIES)

@@ -16,7 +16,7 @@ import yaml
 
 from rlvr.config import ParamsError, from_section, load_params
 from rlvr.cross.sweep import CrossParams
-from rlvr.dvc import read_stages
+from rlvr.dvc import read_stages, stage_module
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import Layout
@@ -140,7 +140,7 @@ def test_a_stage_with_a_bad_value_exits_with_one_line_and_touches_nothing(tmp_pa
 
 def _sections_read(stage_cmd: str) -> set[str]:
     """The params sections a flow's `main` parses (its `from_section(..., "<name>")` calls)."""
-    path = ROOT / (stage_cmd.split()[2].replace(".", "/") + ".py")
+    path = ROOT / (stage_module(stage_cmd).replace(".", "/") + ".py")
     calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
              and getattr(n.func, "id", "") == "from_section"]
     return {c.args[2].value for c in calls}

@@ -276,6 +276,7 @@ def run_cell(
     cfg: CrossParams,
     grader: str,
     layout: Layout,
+    progress: bool = False,
 ) -> dict[str, object]:
     """Cross-sample one cell and write its part files (kept if current); returns a summary.
 
@@ -301,7 +302,7 @@ def run_cell(
         gens = cross_sample(
             primary, intervention, [prompt_ids[i] for i in index], keys,
             SwitchRule(cell.rule, cell.threshold), params, tokenizer.eos_token_id, pad_id,
-            batch_size=cfg.resources.batch_size,
+            batch_size=cfg.resources.batch_size, progress=progress,
         )
         samples, tokens = cell_rows(cell, records, cfg.samples_per_prompt, gens, tokenizer,
                                     params, pair_name(cfg.base_model, cfg.tuned_model),
@@ -346,6 +347,7 @@ def matched_random_cells(layout: Layout, js_cells: Sequence[CrossCell]) -> list[
 
 def publish_cross(layout: Layout, cells: Sequence[CrossCell]) -> dict[str, int]:
     """Drop part files of cells no longer in the grid and mark both tables complete."""
+    _load.cache_clear()  # the sweep is over: free its models (the process may run more stages)
     counts = {}
     for table in ("samples", "tokens"):
         directory = layout.cross_dir / table

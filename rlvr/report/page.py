@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import html
 
-from tqdm.auto import tqdm
-
+from rlvr.progress import Progress
 from rlvr.report import figures as F
 from rlvr.report.blocks import CSS, Inputs, ReportOptions, failures, mismatch_html
 from rlvr.report.sections import SECTIONS
@@ -20,7 +19,7 @@ def render_html(options: ReportOptions, progress: bool = False) -> str:
     """The whole report page as one HTML string, from whatever exists in the layout."""
     inp = Inputs(options.layout)
     parts = []
-    for section in tqdm(SECTIONS, desc="report", unit="section", disable=not progress):
+    for section in Progress(SECTIONS, "report", len(SECTIONS), "section", progress):
         try:
             blocks = section.render(inp, options)
         except F.SchemaError as err:

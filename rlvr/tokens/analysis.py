@@ -15,10 +15,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from rlvr.config import require
 from rlvr.layout import Layout
+from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
 from rlvr.warehouse.sql import SQL_DIR, list_queries, run_sql
 from rlvr.warehouse.views import connect, views
@@ -122,7 +122,7 @@ def run_analyses(
     results = {}
     # one atomic directory: a rerun never mixes old and new results, nor keeps renamed ones
     with atomic_dir(layout.analysis_dir) as tmp:
-        for name in tqdm(analysis_queries(sql_dir), desc="analyses", disable=not progress):
+        for name in Progress(analysis_queries(sql_dir), "analyses", enabled=progress):
             results[name] = run_sql(con, name, params, sql_dir)
             write_table(results[name], tmp / f"{name}.parquet")
     for name, stem in PLOTS.items():

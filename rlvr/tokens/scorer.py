@@ -29,13 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
 from rlvr.generation.sampler import left_pad
 from rlvr.models.loading import check_head, check_same_vocab, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelEntry
+from rlvr.progress import Progress
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     TOKENS_SCHEMA,
@@ -239,8 +239,8 @@ def score_batches(
     vocab, dev = wa.shape[0], wa.device
     assert wb.shape[0] == vocab, "output heads differ in size: check_same_vocab first"
     block_rows = params.resources.rows_per_block(vocab, dev)
-    for rows in tqdm(_pack(responses, params.resources.batch_tokens), desc="scoring", unit="batch",
-                     disable=not progress):
+    batches = _pack(responses, params.resources.batch_tokens)
+    for rows in Progress(batches, "scoring", len(batches), "batch", progress):
         batch = _batch(responses, rows, pad_id, dev)
         rows_t = torch.tensor(rows, device=dev)
         out: dict[str, list[torch.Tensor]] = {}
