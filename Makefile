@@ -21,12 +21,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
+# one Prefect server for the run (reused if `make serve` runs one); stages are child runs
 reproduce: install
-	dvc repro
+	python -m flows.reproduce
 
 # the real pair (SmolLM2-135M-Instruct + its RL sibling), its own pipeline in real/ (see README)
 reproduce-real: install
-	cd real && dvc repro
+	python -m flows.reproduce --repo real
 
 lint: install
 	ruff check .

@@ -11,6 +11,8 @@ from prefect import flow, get_run_logger
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.training.lm import SFTParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.sft import train_rft_task, train_sft_task
 
 
@@ -26,11 +28,14 @@ def sft(cfg: SFTParams, data_root: str = DATA_ROOT) -> dict[str, dict[str, float
     rft_summary = train_rft_task(layout, cfg)
     logger.info("rft: %(n_examples)s examples (%(kept_share).2f of samples correct), "
                 "final loss %(final_loss).4f", rft_summary)
-    return {"sft": sft_summary, "rft": rft_summary}
+    summary = {"sft": sft_summary, "rft": rft_summary}
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
+    return summary
 
 
 def main() -> None:
-    sft(from_section(SFTParams, load_params(), "sft"))
+    run_stage(sft, from_section(SFTParams, load_params(), "sft"))
 
 
 if __name__ == "__main__":

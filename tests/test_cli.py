@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -175,31 +173,3 @@ def test_console_script(data):
                           capture_output=True, text=True, timeout=60)
     assert good.returncode == 0
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(good.stdout)), EXPECTED)
-
-
-def readme_commands() -> list[list[str]]:
-    """The `rlvr` commands of the README's querying block, as argument lists (no redirects;
-    `rlvr shell` is interactive)."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = text.split("## Querying the token tables")[1].split("```bash")[1].split("```")[0]
-    commands = []
-    for line in block.splitlines():
-        args = shlex.split(line, comments=True)
-        if args and args[0] == "rlvr" and args[1] != "shell":
-            commands.append(args[1:args.index(">")] if ">" in args else args[1:])
-    return commands
-
-
-def test_readme_queries_run_on_real_tables(scored_data, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # where `--output out.parquet` lands
-    commands = readme_commands()
-    assert len(commands) == 7
-    for args in commands:
-        code, out, err = rlvr(scored_data, capsys, *args)
-        assert code == 0 and (out or err.startswith("wrote ")), (args, err)
-    js = np.concatenate([pq.read_table(f, columns=["js"]).column("js").to_numpy()
-                         for f in (scored_data / "tokens").rglob("part-*.parquet")])
-    written = pq.read_table(tmp_path / "out.parquet")
-    assert written.num_rows == (js > 0.1).sum() and "token_text" in written.column_names
-    code, out, _ = rlvr(scored_data, capsys, *commands[2])
-    assert out.split()[:3] == ["pair", "generator", "share_divergent"]

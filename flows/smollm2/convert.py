@@ -13,6 +13,8 @@ from prefect import flow, get_run_logger
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.smollm2.weights import WeightsParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.smollm2.convert import convert_base_task
 
 
@@ -20,13 +22,16 @@ from tasks.smollm2.convert import convert_base_task
 def convert(cfg: WeightsParams, data_root: str = DATA_ROOT) -> dict:
     """Fetch, verify and convert the base model."""
     # fetch (cached by sha256) and convert: GGUF Q4_1 -> fp32 safetensors
-    summary = convert_base_task(Layout(data_root), cfg)
+    layout = Layout(data_root)
+    summary = convert_base_task(layout, cfg)
     get_run_logger().info("base: %s", summary)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
     return summary
 
 
 def main() -> None:
-    convert(from_section(WeightsParams, load_params(), "convert"))
+    run_stage(convert, from_section(WeightsParams, load_params(), "convert"))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from prefect import flow, get_run_logger
 
 from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.smollm2.evaluate import evaluate_family_task
 
 
@@ -19,10 +21,17 @@ from tasks.smollm2.evaluate import evaluate_family_task
 def evaluate(data_root: str = DATA_ROOT) -> dict:
     """Summarise every sampled model."""
     # grade summary per model, checkpoint curve
-    accuracies = evaluate_family_task(Layout(data_root))
+    layout = Layout(data_root)
+    accuracies = evaluate_family_task(layout)
     get_run_logger().info("accuracy: %s", accuracies)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(accuracies, layout)
     return accuracies
 
 
+def main() -> None:
+    run_stage(evaluate)
+
+
 if __name__ == "__main__":
-    run_main(evaluate)
+    run_main(main)

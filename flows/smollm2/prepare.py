@@ -12,6 +12,8 @@ from prefect import flow, get_run_logger
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.smollm2.task import ArithmeticParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.smollm2.prepare import prepare_task_task
 
 
@@ -19,13 +21,16 @@ from tasks.smollm2.prepare import prepare_task_task
 def prepare(cfg: ArithmeticParams, data_root: str = DATA_ROOT) -> dict:
     """Generate and split the problems."""
     # split: demonstrations, held-out eval, train (seed-stable order)
-    counts = prepare_task_task(Layout(data_root), cfg)
+    layout = Layout(data_root)
+    counts = prepare_task_task(layout, cfg)
     get_run_logger().info("split: %s", counts)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(counts, layout)
     return counts
 
 
 def main() -> None:
-    prepare(from_section(ArithmeticParams, load_params(), "task"))
+    run_stage(prepare, from_section(ArithmeticParams, load_params(), "task"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.smollm2.family import TrainingParams
 from rlvr.training.lm import SFTParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.smollm2.sft import train_sft_task
 
 
@@ -21,15 +23,19 @@ def sft(cfg: SFTParams, models: ModelsParams, training: TrainingParams,
         data_root: str = DATA_ROOT) -> dict:
     """Fine-tune the base on the worked solutions of the train split."""
     # off-policy demonstrations, response tokens only
-    summary = train_sft_task(Layout(data_root), cfg, models, training)
+    layout = Layout(data_root)
+    summary = train_sft_task(layout, cfg, models, training)
     get_run_logger().info("sft: %s", summary)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
     return summary
 
 
 def main() -> None:
     params = load_params()
-    sft(from_section(SFTParams, params, "sft"), from_section(ModelsParams, params, "models"),
-        from_section(TrainingParams, params, "training"))
+    run_stage(sft, from_section(SFTParams, params, "sft"),
+              from_section(ModelsParams, params, "models"),
+              from_section(TrainingParams, params, "training"))
 
 
 if __name__ == "__main__":

@@ -9,20 +9,22 @@ the samples table, so the accuracies and the token tables come from the same res
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import torch
 
 from rlvr.config import require
 from rlvr.layout import Layout
-from rlvr.models.loading import load_spec
-from rlvr.models.specs import ModelsParams, rl_step_of
+from rlvr.models.checks import check_model
+from rlvr.models.loading import load_spec, pin_torch_threads
+from rlvr.models.specs import ModelsParams, ModelSpec, rl_step_of
+from rlvr.smollm2.stages import outputs
 from rlvr.smollm2.task import describe_response, problem_of
-from rlvr.store.atomic import atomic_dir, write_json
+from rlvr.store.atomic import atomic_dir, sweep_debris, write_json
 from rlvr.store.tables import samples_dir
 from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import encode_prompts, load_prompt_file
@@ -35,29 +37,42 @@ BASE_MADE_BY = "convert"  # the stage of the real pipeline that writes the base 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """`training`: how the rl and sft stages run on the CPU (both read it, and their models
-    depend on it: float results change with torch's thread count)."""
+    """`training`: what the sft control shares with rl (torch runs one thread per stage,
+    `pin_torch_threads`, so results do not depend on the machine)."""
 
-    threads: int = 2  # torch threads of the one training process (DVC runs stages one by one)
     sft_trainable_layers: int = 6  # the SFT control trains what RL trains (`rl.trainable_layers`)
 
     def __post_init__(self) -> None:
-        require(self.threads >= 1, "threads", "must be >= 1", "use the machine's core count")
         require(self.sft_trainable_layers >= 0, "sft_trainable_layers", "must be >= 0",
                 "use 0 (all) or rl.trainable_layers")
 
 
+def _base_spec(models: ModelsParams, layout: Layout) -> ModelSpec:
+    """The converted base, as `models` resolves it, built here by `convert` (not `pretrain`)."""
+    spec = models.spec("base", layout)
+    return dataclasses.replace(spec, built_by=BASE_MADE_BY) if spec.built_by else spec
+
+
+def _load_base(layout: Layout, models: ModelsParams, stage: str) -> tuple[ModelSpec, list]:
+    """Check the base and the train split before touching `stage`'s outputs, then sweep them;
+    returns the base's spec and the train prompt records."""
+    spec = _base_spec(models, layout)
+    check_model(spec)
+    records = load_prompt_file(layout.split("train"), key="")
+    sweep_debris(*outputs(layout, stage))
+    return spec, records
+
+
 def train_rl(
-    layout: Layout, cfg: GRPOParams, models: ModelsParams, grader: str, training: TrainingParams,
-    progress: bool = False,
+    layout: Layout, cfg: GRPOParams, models: ModelsParams, grader: str, progress: bool = False,
 ) -> dict[str, float]:
     """GRPO/DAPO from the base on the train split; checkpoints `rl_step_<N>` under rl_steps."""
-    torch.set_num_threads(training.threads)
-    spec = models.spec("base", layout)
-    model, tokenizer = load_spec(spec, made_by=BASE_MADE_BY)
-    records = load_prompt_file(layout.split("train"), key="")
+    pin_torch_threads()
+    grade = get_grader(grader, "sample.grader")
+    spec, records = _load_base(layout, models, "rl")
+    model, tokenizer = load_spec(spec)
     with atomic_dir(layout.rl_steps_dir) as tmp_steps:
-        log = train_grpo(model, tokenizer, records, get_grader(grader), cfg,
+        log = train_grpo(model, tokenizer, records, grade, cfg,
                          checkpoint_dir=tmp_steps, progress=progress,
                          chat_template=spec.chat_template)
     save_dir(model, tokenizer, layout.model_dir("rl"))
@@ -72,11 +87,10 @@ def train_sft(
     progress: bool = False,
 ) -> dict[str, float]:
     """SFT control: the base fine-tuned on the reference solutions of the train split."""
-    torch.set_num_threads(training.threads)
-    spec = models.spec("base", layout)
-    model, tokenizer = load_spec(spec, made_by=BASE_MADE_BY)
-    records = load_prompt_file(layout.split("train"), key="")
+    pin_torch_threads()
+    spec, records = _load_base(layout, models, "sft")
     solutions = pd.read_parquet(layout.split("train"), columns=["solution"])["solution"]
+    model, tokenizer = load_spec(spec)
     prompts = encode_prompts(records, tokenizer, spec.chat_template)
     answers = tokenizer(list(solutions), add_special_tokens=False).input_ids
     eos = tokenizer.eos_token_id
@@ -143,6 +157,7 @@ def evaluate_family(layout: Layout) -> dict[str, float]:
     log = pd.read_csv(layout.plot("rl_log")) if layout.plot("rl_log").exists() else None
     if "rl" in metrics and log is not None:
         steps.append({"step": int(log["step"].max()), "accuracy": metrics["rl"]["accuracy"]})
+    sweep_debris(*outputs(layout, "evaluate"))  # every input read: now the outputs are ours
     write_json(metrics, layout.metrics("models"))
     write_rows(sorted(steps, key=lambda r: r["step"]), layout.plot("rl_checkpoint_accuracy"))
     return {name: m["accuracy"] for name, m in metrics.items()}

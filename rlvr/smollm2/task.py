@@ -25,7 +25,8 @@ import pandas as pd
 
 from rlvr.config import require
 from rlvr.layout import Layout
-from rlvr.store.atomic import atomic_file, write_json
+from rlvr.smollm2.stages import outputs
+from rlvr.store.atomic import atomic_file, sweep_debris, write_json
 from rlvr.testbed.answers import extract_answer, last_number, same_number
 from rlvr.testbed.prompts import PromptRecord
 
@@ -159,8 +160,9 @@ def describe_response(problem: Problem, text: str) -> dict[str, bool]:
 
 def prepare_task(layout: Layout, task: ArithmeticParams) -> dict[str, int]:
     """Write the demo, train and eval splits (prompt-file layout, context turns included)."""
-    split = make_split(task)
+    split = make_split(task)  # the params are checked when parsed; nothing else is read
     turns = context(task, split["demo"])
+    sweep_debris(*outputs(layout, "prepare"))
     for name in ("demo", "train", "eval"):
         with atomic_file(layout.split(name)) as tmp:
             split_table(split[name], turns).to_parquet(tmp, index=False)

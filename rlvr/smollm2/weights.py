@@ -29,8 +29,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlvr.config import require
 from rlvr.layout import Layout
-from rlvr.models.loading import save_model
-from rlvr.store.atomic import atomic_dir, atomic_file, write_json
+from rlvr.models.loading import pin_torch_threads, save_model
+from rlvr.smollm2.stages import outputs
+from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
 
 CACHE_ENV = "RLVR_MODEL_CACHE"  # a machine fact: where downloaded weights are kept
 
@@ -141,8 +142,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> dict[str, object]:
 
 def convert_base(layout: Layout, cfg: WeightsParams) -> dict[str, object]:
     """The pinned GGUF (fetched once into the cache) as the `base` Hugging Face directory."""
-    torch.set_num_threads(1)
-    gguf = fetch_gguf(cfg)
+    pin_torch_threads()
+    gguf = fetch_gguf(cfg)  # verified against the pin before anything of ours is touched
+    sweep_debris(*outputs(layout, "convert"))
     summary = convert_gguf(gguf, layout.model_dir("base"))
     write_json(summary, layout.metrics("convert"))
     return summary

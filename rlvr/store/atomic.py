@@ -74,18 +74,32 @@ def write_json(obj: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def sweep_debris(path: str | Path) -> list[Path]:
-    """Remove what killed atomic writes of `path` left: its temporary siblings and every
-    temporary below it. Returns what was removed.
+def keep_only(directory: str | Path, names: set[str]) -> list[Path]:
+    """Remove the files directly in `directory` that are not in `names` (e.g. gate results of
+    models a previous run had): for outputs DVC keeps between runs (`persist`)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.is_file() and p.name not in names]
+    for p in stale:
+        p.unlink()
+    return stale
 
-    Only the stage that owns `path` may call this, before it writes (a temporary of a write in
-    progress looks the same as one of a killed write).
+
+def sweep_debris(*paths: str | Path) -> list[Path]:
+    """Remove what killed atomic writes of `paths` left: their temporary siblings and every
+    temporary below them. Returns what was removed.
+
+    Only the stage that owns a path may call this, before it writes (a temporary of a write in
+    progress looks the same as one of a killed write): stages sweep `Layout.outputs` once their
+    inputs are checked.
     """
-    path = Path(path)
-    siblings = path.parent.iterdir() if path.parent.is_dir() else []
-    found = [p for p in siblings if (m := _DEBRIS.match(p.name)) and m["name"] == path.name]
-    if path.is_dir():
-        found += [p for p in path.rglob(".*") if _DEBRIS.match(p.name)]
+    found = []
+    for path in map(Path, paths):
+        siblings = path.parent.iterdir() if path.parent.is_dir() else []
+        found += [p for p in siblings if (m := _DEBRIS.match(p.name)) and m["name"] == path.name]
+        if path.is_dir():
+            found += [p for p in path.rglob(".*") if _DEBRIS.match(p.name)]
     removed = []
     for p in sorted(found, key=lambda p: len(p.parts)):  # a directory before what it holds
         if p.is_dir() and not p.is_symlink():

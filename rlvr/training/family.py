@@ -14,9 +14,10 @@ import torch
 
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import load_model, load_spec, pin_torch_threads, save_model
+from rlvr.models.checks import check_model
+from rlvr.models.loading import load_spec, pin_torch_threads, save_model
 from rlvr.models.specs import ModelsParams, checkpoint_names, plan_models
-from rlvr.store.atomic import atomic_dir, atomic_file, write_json
+from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
 from rlvr.testbed.digits import grade, make_corpus
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.testbed.prompts import load_prompt_file
@@ -31,9 +32,6 @@ from rlvr.training.lm import (
     self_correct_examples,
     train_lm,
 )
-
-MADE_BY = {"base": "pretrain", "rl": "rl", "sft": "sft", "rft": "sft"}  # model -> DVC stage
-
 
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
@@ -54,6 +52,7 @@ def pretrain_base(
     """Build a random model and train it on `corpus_copies` corpus responses per train problem."""
     pin_torch_threads()
     problems = read_problems(layout.split("train"))
+    sweep_debris(*layout.outputs("pretrain"))
     prompts, responses = [], []
     for copy in range(cfg.corpus_copies):
         corpus = make_corpus(problems, task.style, cfg.seed * 1000 + copy)
@@ -70,14 +69,19 @@ def pretrain_base(
             "n_params": sum(p.numel() for p in model.parameters())}
 
 
-def _load_base(layout: Layout) -> tuple[torch.nn.Module, object]:
-    return load_model(layout.model_dir("base"), made_by=MADE_BY["base"])
+def _load_base(layout: Layout, stage: str) -> tuple[torch.nn.Module, object]:
+    """The base this pipeline built, checked first; then `stage`'s outputs are swept."""
+    spec = ModelsParams().spec("base", layout)
+    check_model(spec)
+    read_problems(layout.split("train"))  # the stage's other input: exists and reads
+    sweep_debris(*layout.outputs(stage))
+    return load_spec(spec)
 
 
 def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[str, float]:
     """GRPO/DAPO from the base model; checkpoints `rl_step_<N>` go under the rl_steps dir."""
     pin_torch_threads()
-    model, tokenizer = _load_base(layout)
+    model, tokenizer = _load_base(layout, "rl")
     records = load_prompt_file(layout.split("train"), key="")
     # the checkpoint directory is one DVC output: build it whole, then move it into place
     with atomic_dir(layout.rl_steps_dir) as tmp_steps:
@@ -93,7 +97,7 @@ def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[st
 def train_sft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
     """SFT control: fine-tune the base on reference solutions of the train problems."""
     pin_torch_threads()
-    model, tokenizer = _load_base(layout)
+    model, tokenizer = _load_base(layout, "sft")
     examples = reference_examples(tokenizer, read_problems(layout.split("train")), cfg.seed)
     curve = _fine_tune(model, tokenizer, examples, cfg, layout, "sft", progress)
     return {"final_loss": curve[-1]["loss"], "n_examples": len(examples)}
@@ -112,7 +116,7 @@ def _fine_tune(model: torch.nn.Module, tokenizer, examples: list, cfg: SFTParams
 def train_rft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
     """RFT control: fine-tune the base on its own correct samples of `rft_prompts` problems."""
     pin_torch_threads()
-    model, tokenizer = _load_base(layout)
+    model, tokenizer = _load_base(layout, "sft")
     problems = read_problems(layout.split("train"))[: cfg.rft_prompts]
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.seed)
@@ -134,12 +138,16 @@ def evaluate_family(
     accuracies (with the base as step 0) go to the `rl_checkpoint_accuracy` plot.
     """
     pin_torch_threads()
+    entries = plan_models(cfg.models, models, layout, cfg.checkpoints)
+    for entry in entries:  # every model checked before the first is evaluated
+        check_model(entry.spec)
     problems = load_prompt_file(layout.split("eval"), key="")
+    sweep_debris(*layout.outputs("evaluate"))
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.seed)
     metrics, steps = {}, []
-    for entry in plan_models(cfg.models, models, layout, cfg.checkpoints):
-        model, tokenizer = load_spec(entry.spec, made_by=MADE_BY.get(entry.name, "rl"))
+    for entry in entries:
+        model, tokenizer = load_spec(entry.spec)
         result = evaluate_model(model, tokenizer, problems, grade, cfg.n_samples, sampling,
                                 progress=progress and entry.kind != "checkpoint",
                                 chat_template=entry.spec.chat_template)

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
 from rlvr.generation.sampler import Generation, SamplingParams, left_pad, sample
 from rlvr.models.loading import save_model
+from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir
 from rlvr.testbed.prompts import PromptRecord, encode_prompts
 
@@ -313,8 +313,8 @@ def train_grpo(
     order: list[tuple[PromptRecord, list[int]]] = []
     pad = tokenizer.pad_token_id
     log, start = [], time.perf_counter()
-    bar = tqdm(range(1, params.steps + 1), desc="grpo", unit="step", disable=not progress)
-    for step in bar:
+    steps = Progress(range(1, params.steps + 1), "grpo", params.steps, "step", progress)
+    for step in steps:
         if len(order) < params.prompts_per_step:
             fresh = list(problems)
             rng.shuffle(fresh)
@@ -384,7 +384,7 @@ def train_grpo(
         row["clip_frac"] = sum(clipped) / len(clipped) if clipped else float("nan")
         row["seconds"] = time.perf_counter() - start
         log.append(row)
-        bar.set_postfix(reward=f"{row['reward_mean']:.2f}", drop=f"{row['dropped_share']:.2f}")
+        steps.note(reward=f"{row['reward_mean']:.2f}", drop=f"{row['dropped_share']:.2f}")
         if checkpoint_dir is not None and (step % params.save_every == 0 or step == params.steps):
             save_checkpoint(policy, tokenizer, Path(checkpoint_dir) / f"{CHECKPOINT_PREFIX}{step}")
     return log

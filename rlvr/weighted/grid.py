@@ -50,9 +50,10 @@ import torch
 from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
+from rlvr.models.checks import check_model
 from rlvr.models.loading import load_model, load_spec, pin_torch_threads
-from rlvr.models.specs import ModelSpec
-from rlvr.store.atomic import atomic_file
+from rlvr.models.specs import ModelsParams, ModelSpec
+from rlvr.store.atomic import atomic_file, sweep_debris
 from rlvr.testbed.graders import GRADERS, get_grader
 from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
@@ -229,7 +230,7 @@ def train_and_evaluate(
     Returns a small summary: final accuracy and wall seconds.
     """
     start = time.perf_counter()
-    policy, tokenizer = load_spec(base, made_by="pretrain")
+    policy, tokenizer = load_spec(base)
     sampling = SamplingParams(temperature=1.0, top_p=1.0,
                               max_new_tokens=evaluation.max_new_tokens, seed=evaluation.seed)
 
@@ -272,6 +273,20 @@ def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> lis
         raise ValueError(f"unknown variants {unknown}: params.yaml weighted.variants has {known}")
     chosen = known if names is None else [n for n in known if n in names]
     return [(name, seed) for name in chosen for seed in range(config.seeds)]
+
+
+def plan_grid(
+    config: WeightedParams, models: ModelsParams, names: Sequence[str] | None, layout: Layout,
+) -> tuple[list[tuple[str, int]], ModelSpec]:
+    """The runs of the named variants and the spec of their start model, both checked (with
+    the task split) before the runs' outputs are swept."""
+    runs = grid_runs(config, names)
+    base = models.spec(config.model, layout)
+    check_model(base)
+    for split in ("train", "eval"):
+        load_prompt_file(layout.split(split), key="")  # exists and parses
+    sweep_debris(*(p for v in dict(runs) for p in layout.outputs(f"weighted_run@{v}")))
+    return runs, base
 
 
 def run_grid_cell(

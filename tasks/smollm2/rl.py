@@ -6,12 +6,11 @@ from prefect import task
 
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
-from rlvr.smollm2.family import TrainingParams, train_rl
+from rlvr.smollm2.family import train_rl
 from rlvr.training.grpo import GRPOParams
 
 
 @task(name="train-rl")
-def train_rl_task(layout: Layout, cfg: GRPOParams, models: ModelsParams, grader: str,
-                  training: TrainingParams) -> dict:
+def train_rl_task(layout: Layout, cfg: GRPOParams, models: ModelsParams, grader: str) -> dict:
     """GRPO/DAPO from the base, saving checkpoints."""
-    return train_rl(layout, cfg, models, grader, training, progress=True)
+    return train_rl(layout, cfg, models, grader, progress=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlvr.config import from_section, load_params
-from rlvr.dvc import read_stages
+from rlvr.dvc import read_stages, stage_outputs
+from rlvr.layout import Layout
 from rlvr.smollm2.family import TrainingParams
+from rlvr.smollm2.stages import STAGES, outputs
 from rlvr.smollm2.task import ArithmeticParams
 from rlvr.smollm2.weights import WeightsParams
 from tests.test_config import NO_RESULT, SECTIONS, _missing, _sections_read
@@ -17,8 +19,7 @@ PARAMS = load_params(REAL / "params.yaml")
 REAL_SECTIONS = {**{k: v for k, v in SECTIONS.items() if k not in ("task", "model", "pretrain",
                                                                    "evaluate")},
                  "convert": WeightsParams, "task": ArithmeticParams, "training": TrainingParams}
-PARTIAL = {("rl", "sample"): ["grader"], ("rl", "training"): ["threads"],
-           ("cross_sample", "sample"): ["prompts", "grader"],
+PARTIAL = {("rl", "sample"): ["grader"], ("cross_sample", "sample"): ["prompts", "grader"],
            ("weighted_summary", "weighted"): ["variants", "s", "seeds"],
            ("weighted_summary", "models"): []}
 
@@ -47,8 +48,16 @@ def test_real_stages_list_the_params_they_read():
 
 def test_real_pipeline_reuses_the_toy_flows_after_its_family_stages():
     stages = read_stages(REAL / "dvc.yaml")
-    own = {n for n, s in stages.items() if "flows.smollm2." in s.get("do", s)["cmd"]}
-    assert own == {"convert", "prepare", "rl", "sft", "evaluate"}
+    own = {n for n, s in stages.items() if " smollm2." in s.get("do", s)["cmd"]}
+    assert own == set(STAGES)
     toy = read_stages(ROOT / "dvc.yaml")
     for name in set(stages) - own:
         assert stages[name].get("do", stages[name])["cmd"] == toy[name].get("do", toy[name])["cmd"]
+
+
+def test_family_stages_own_what_real_dvc_yaml_declares():
+    """What a stage sweeps (`outputs`) is exactly what DVC says it writes: no more, no less."""
+    layout = Layout(Path("data"))
+    for stage in STAGES:
+        declared = {p for paths in stage_outputs(stage, REAL / "dvc.yaml").values() for p in paths}
+        assert {str(p) for p in outputs(layout, stage)} == declared, stage

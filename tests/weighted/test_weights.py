@@ -296,9 +296,9 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
         rl=GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10),
         eval=EvalSpec(prompts=8, n_samples=2, max_new_tokens=10, every=1),
     )
-    base = ModelsParams().spec("base", layout)
     # the flow's recipe with each task's function (`.fn`): no Prefect API server is started
-    names, seeds = plan_runs.fn(cfg, None)
+    names, seeds, base = plan_runs.fn(cfg, ModelsParams(), None, layout)
+    assert base == ModelsParams().spec("base", layout)
     assert list(zip(names, seeds, strict=True)) == [
         ("baseline", 0), ("baseline", 1), ("k3_old_high", 0), ("k3_old_high", 1)]
     finals = [train_run.fn(cfg, base, layout, v, s) for v, s in zip(names, seeds, strict=True)]
