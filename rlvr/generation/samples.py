@@ -152,6 +152,13 @@ def sample_rows(
     return generation_rows(entry, records, n, generations, tokenizer, grader, params)
 
 
+def _prompt_key(record: PromptRecord) -> tuple:
+    """A prompt's part of a shard's fingerprint; without context turns it is what it was before
+    records had them, so the toy's part files (and their DVC hashes) did not change with them."""
+    key = dataclasses.astuple(record)
+    return key if record.context else key[:3]
+
+
 def sample_shard(
     entry: ModelEntry,
     records: Sequence[PromptRecord],
@@ -168,7 +175,7 @@ def sample_shard(
     Returns a small summary (path, rows, mean reward, skipped).
     """
     key = fingerprint(model=entry.spec.identity(), name=entry.name, kind=entry.kind,
-                      rl_step=entry.rl_step, prompts=[dataclasses.astuple(r) for r in records],
+                      rl_step=entry.rl_step, prompts=[_prompt_key(r) for r in records],
                       n=n, params=dataclasses.asdict(params), backend=backend.name,
                       grader=grader)
     if part_is_current(out_path, key):

@@ -134,3 +134,16 @@ def test_shard_bytes_do_not_depend_on_the_callers_thread_count(tiny_pair, tokeni
     finally:
         torch.set_num_threads(before)
     assert written[0] == written[1]
+
+
+def test_prompt_key_keeps_toy_fingerprints_and_sees_context():
+    """Records without context key as before context existed (the toy's part files keep their
+    fingerprints); a changed context turn (system prompt, demonstration) changes the key."""
+    from rlvr.generation.samples import _prompt_key
+    from rlvr.testbed.prompts import PromptRecord
+
+    plain = PromptRecord("p1", "What is 2 + 3?", "5")
+    assert _prompt_key(plain) == ("p1", "What is 2 + 3?", "5")
+    a = PromptRecord("p1", "What is 2 + 3?", "5", (("system", "End with 'Answer: N'."),))
+    b = PromptRecord("p1", "What is 2 + 3?", "5", (("system", "End with 'Result: N'."),))
+    assert len({_prompt_key(plain), _prompt_key(a), _prompt_key(b)}) == 3
