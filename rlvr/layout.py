@@ -66,6 +66,12 @@ class Layout:
         return self.root / "cross"
 
     @property
+    def cross_cells_dir(self) -> Path:
+        """Every cross-sampling cell run, calibration rounds included (the published tables
+        link the final ones)."""
+        return self.cross_dir / "cells"
+
+    @property
     def weighted_dir(self) -> Path:
         return self.root / "weighted"
 

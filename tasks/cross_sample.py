@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from rlvr.cross import budgets, sweep
+from rlvr.cross import budgets, calibration, sweep
 from rlvr.cross.sweep import CrossCell, CrossParams
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams, ModelSpec
@@ -18,12 +18,12 @@ def load_prompts_task(path: str, n: int, layout: Layout) -> list[PromptRecord]:
     return load_prompts(path, layout)[:n]
 
 
-@task(name="plan-cross-grid")
-def plan_grid(config: CrossParams, models: ModelsParams,
-              layout: Layout) -> tuple[list[CrossCell], dict[str, ModelSpec]]:
-    """Every fixed-threshold (direction, rule, threshold, seed) cell, and the pair's specs."""
-    cells = sweep.grid_cells(config.directions, config.base_model, config.tuned_model,
-                             config.rules, config.seeds)
+@task(name="plan-cross-endpoints")
+def plan_endpoints(config: CrossParams, models: ModelsParams,
+                   layout: Layout) -> tuple[list[CrossCell], dict[str, ModelSpec]]:
+    """The budget-0 (pilot) and budget-1 cells of every direction and seed, and the specs."""
+    cells = sweep.endpoint_cells(config.directions, config.base_model, config.tuned_model,
+                                 config.seeds)
     specs = {n: models.spec(n, layout) for n in (config.base_model, config.tuned_model)}
     return cells, specs
 
@@ -31,23 +31,34 @@ def plan_grid(config: CrossParams, models: ModelsParams,
 @task(name="cross-sample-cell", task_run_name="{cell.name}", **TRANSIENT_RETRIES)
 def sample_cell(cell: CrossCell, specs: dict[str, ModelSpec], records: list[PromptRecord],
                 config: CrossParams, grader: str, layout: Layout) -> dict:
-    """Cross-sample one grid cell and write its part files; returns a small summary."""
+    """Cross-sample one cell and write its part files; returns a small summary."""
     return sweep.run_cell(cell, specs, records, config, grader, layout)
 
 
-@task(name="plan-matched-random")
-def plan_matched_random(layout: Layout, cells: list[CrossCell]) -> list[CrossCell]:
-    """Random-rule cells at the pooled budget each js threshold reached."""
-    return sweep.matched_random_cells(layout, [c for c in cells if c.rule == "js"])
+@task(name="plan-calibration-round", task_run_name="round-{round_}")
+def plan_round(config: CrossParams, layout: Layout, round_: int, pilot: list[CrossCell],
+               previous: list[CrossCell]) -> list[CrossCell]:
+    """Thresholds of one calibration round (round 1 from the pilot; then the misses)."""
+    return calibration.plan_round(config, layout, round_, pilot, previous)
+
+
+@task(name="plan-per-response-random")
+def plan_per_response_random(layout: Layout, cells: list[CrossCell], records: list[PromptRecord],
+                             config: CrossParams) -> list[CrossCell]:
+    """Random cells copying each final js response's switch share."""
+    final = [c for c in calibration.final_cells(layout, cells) if c.rule == "js"]
+    return calibration.per_response_random(layout, final, records, config.samples_per_prompt)
 
 
 @task(name="publish-cross-tables", **TRANSIENT_RETRIES)
-def publish(layout: Layout, cells: list[CrossCell]) -> dict[str, int]:
-    """Drop stale parts and mark both tables complete; returns row counts."""
-    return sweep.publish_cross(layout, cells)
+def publish(layout: Layout, endpoints: list[CrossCell], cells: list[CrossCell],
+            config: CrossParams) -> dict[str, int]:
+    """Publish the endpoints and final rounds, and the calibration table; returns row counts."""
+    final = calibration.write_calibration(layout, cells, config.budget_tolerance)
+    return sweep.publish_cross(layout, endpoints + final)
 
 
 @task(name="summarize-cross-budgets", **TRANSIENT_RETRIES)
 def summarize(layout: Layout, config: CrossParams) -> dict:
-    """Accuracy-by-budget plot CSV and metrics JSON; returns the metrics."""
+    """Curve and rule-vs-random plot CSVs and the metrics JSON; returns the metrics."""
     return budgets.write_budget_outputs(layout, config)
