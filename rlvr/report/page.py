@@ -11,9 +11,10 @@ import html
 from tqdm.auto import tqdm
 
 from rlvr.report import figures as F
-from rlvr.report.blocks import CSS, Inputs, ReportOptions, mismatch_html
+from rlvr.report.blocks import CSS, Inputs, ReportOptions, finding_inputs, mismatch_html
+from rlvr.report.findings import findings_metrics, study_findings
 from rlvr.report.sections import SECTIONS
-from rlvr.store.atomic import atomic_dir
+from rlvr.store.atomic import atomic_dir, write_json
 
 
 def render_html(options: ReportOptions, progress: bool = False) -> str:
@@ -40,9 +41,12 @@ def render_html(options: ReportOptions, progress: bool = False) -> str:
 
 
 def build_report(options: ReportOptions, progress: bool = False) -> dict[str, int]:
-    """Write `report/index.html` atomically; returns counts of figures and notices."""
+    """Write `report/index.html` atomically, and the findings table as the `findings` metrics;
+    returns counts of figures and notices."""
     page = render_html(options, progress)
     with atomic_dir(options.layout.report_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
+    rows = study_findings(finding_inputs(Inputs(options.layout)))
+    write_json(findings_metrics(rows), options.layout.metrics("findings"))
     return {"figures": page.count("<img "), "notices": page.count('class="notice"'),
             "bytes": len(page.encode("utf-8"))}
