@@ -57,7 +57,7 @@ class GRPOParams:
     prompts_per_step: int = 32
     group_size: int = 8  # samples per prompt; advantages are normalised within the group
     max_new_tokens: int = 24
-    lr: float = 3e-4  # 1e-3 collapsed the toy model (reward 0.36 -> 0.09); 1e-4 is slow
+    lr: float = 1.5e-4  # with 8 updates per batch: 82% held-out on the toy (3e-4: 75%)
     weight_decay: float = 0.0
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high] (DAPO clip-higher)
     clip_high: float = 0.28
