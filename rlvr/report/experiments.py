@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from rlvr.report.figures import (
     WIDE,
@@ -51,9 +52,9 @@ def cross_budget(df: pd.DataFrame) -> tuple[Figure, str]:
             if len(end):
                 acc = float(end["accuracy"].iloc[0])
                 ax.axhline(100 * acc, color="grey", ls=":" if rule == "none" else "--", lw=1)
-                ax.annotate(f"{label} {pct(acc)}", (0.01, 100 * acc), fontsize=7, va="bottom",
-                            xycoords=("axes fraction", "data"))
-        ax.set_xscale("log")
+                ax.annotate(f"{label} {pct(acc)}", (0.99, 100 * acc), fontsize=7, va="bottom",
+                            ha="right", xycoords=("axes fraction", "data"))
+        _budget_axis(ax, sub)
         ax.set_title(direction, fontsize=9)
         finish_axes(fig, ax, "% tokens from the intervention model (achieved, log)",
                     "accuracy %")
@@ -61,6 +62,14 @@ def cross_budget(df: pd.DataFrame) -> tuple[Figure, str]:
     return fig, ("Cross-sampling accuracy at matched budgets (each rule's threshold calibrated "
                  "to the same targets; x = achieved mean per-response share; bands: prompt "
                  "bootstrap 95% CI). " + "; ".join(parts) + ".")
+
+
+def _budget_axis(ax, df: pd.DataFrame) -> None:
+    """Log x axis ticked at the target budgets, in plain percent."""
+    ax.set_xscale("log")
+    targets = sorted(t for t in df["target_budget"].unique() if 0 < t < 1)
+    ax.set_xticks([100 * t for t in targets], [f"{100 * t:g}" for t in targets])
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _small_budget_note(df: pd.DataFrame, direction: str, largest: float = 0.1) -> str:
@@ -97,7 +106,7 @@ def cross_versus_random(df: pd.DataFrame) -> tuple[Figure, str]:
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, ls="-", lw=0.8, label=rule,
                         color=RULE_COLOURS.get(rule))
         ax.axhline(0, color="grey", lw=1)
-        ax.set_xscale("log")
+        _budget_axis(ax, sub)
         ax.set_title(direction, fontsize=9)
         finish_axes(fig, ax, "target budget % (log)", "accuracy − random, points")
         small = sub[sub["target_budget"] <= 0.1]
@@ -108,11 +117,11 @@ def cross_versus_random(df: pd.DataFrame) -> tuple[Figure, str]:
                  "bootstrap over prompts, 95%); " + "; ".join(parts) + ".")
 
 
-# (panel title, columns): the DAPO diagnostics of a training log
+# (panel title, columns): the DAPO diagnostics of a training log; the second column is dashed
 DAPO_PANELS = (
-    ("active clips (share of tokens)", ["clip_frac_low", "clip_frac_high"]),
-    ("ratio π/π_old spread", ["ratio_std"]),
-    ("k3 KL(π_old‖π) per token", ["k3_old", "k3_old_later"]),
+    ("active clips: low —, high - -", ["clip_frac_low", "clip_frac_high"]),
+    ("std of ratio π/π_old", ["ratio_std"]),
+    ("k3 KL(π_old‖π): all —, non-first - -", ["k3_old", "k3_old_later"]),
     ("KL to base per token", ["kl_base"]),
 )
 
@@ -126,14 +135,15 @@ def dapo_diagnostics(logs: dict[str, pd.DataFrame]) -> tuple[Figure, str]:
     for name, df in logs.items():
         require_columns(df, ["step", "clip_frac_low", "clip_frac_high", "k3_old_later"],
                         f"training log {name}")
-    fig, axes = plt.subplots(1, len(DAPO_PANELS), figsize=(11.0, 3.0), squeeze=False)
-    for ax, (title, columns) in zip(axes[0], DAPO_PANELS, strict=True):
+    fig, axes = plt.subplots(1, len(DAPO_PANELS), figsize=(11.0, 3.2), squeeze=False)
+    for k, (ax, (title, columns)) in enumerate(zip(axes[0], DAPO_PANELS, strict=True)):
         for i, (name, df) in enumerate(logs.items()):
             for j, col in enumerate(c for c in columns if c in df.columns):
+                # one legend (the logs, by colour) on the first panel keeps the panels readable
                 ax.plot(df["step"], df[col], lw=1, color=f"C{i}", ls=("-", "--")[j % 2],
-                        label=f"{name} {col}" if len(logs) > 1 or len(columns) > 1 else None)
+                        label=name if k == 0 and j == 0 else None)
         ax.set_title(title, fontsize=8)
-        finish_axes(fig, ax, "step", "", legend=True)
+        finish_axes(fig, ax, "step", "", legend=k == 0)
     parts = []
     for name, df in logs.items():
         later = df[df["step"] > 0]
