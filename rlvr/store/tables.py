@@ -52,7 +52,8 @@ SAMPLES_SCHEMA = pa.schema([
 
 _F32 = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base", "entropy_tuned", "js",
         "kl_base_tuned", "kl_tuned_base"]
-_I32 = ["rank_base", "rank_tuned", "top1_base", "top1_tuned", "rank_in_base_of_top1_tuned"]
+_I32 = ["rank_base", "rank_tuned", "top1_base", "top1_tuned", "rank_in_base_of_top1_tuned",
+        "rank_in_tuned_of_top1_base"]
 TOKENS_SCHEMA = pa.schema([
     pa.field("pair", pa.string(), nullable=False),
     pa.field("generator", pa.string(), nullable=False),  # which model of the pair sampled it

@@ -154,7 +154,7 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
         put(r, "mean_js", r["mean_js"])
     for r in results["agg_reallocation"].to_pylist():
         for key in ("share_top1_is_base_top1", "share_top1_in_base_top3",
-                    "share_base_prob_below_low"):
+                    "share_base_prob_below_low", "share_base_top1_in_tuned_top3"):
             put(r, f"{r['subset']}_{key}", r[key])
     for r in _rows(results["agg_topk_overlap"], subset="divergent"):
         put(r, f"divergent_topk_overlap_{r['k']}", r["mean_overlap"])

@@ -50,13 +50,17 @@ COLUMNS: dict[str, dict[str, str]] = {
         "js_top_p": "JS on top-p truncated, renormalised supports (the study's approximation)",
         "kl_base_tuned": "KL(base || tuned), nats",
         "kl_tuned_base": "KL(tuned || base), nats",
-        "rank_base": "rank of the realised token under base (1 = top)",
-        "rank_tuned": "rank of the realised token under tuned (1 = top)",
-        "top1_base": "base model's most likely token id",
-        "top1_tuned": "tuned model's most likely token id",
+        # tie rule of every rank, top-1 and top-k set (rlvr.tokens.pairstats): ids ordered by
+        # logit, highest first, equal logits by lowest id first
+        "rank_base": "rank of the realised token under base (1 = top; ties: lower id first)",
+        "rank_tuned": "rank of the realised token under tuned (1 = top; ties: lower id first)",
+        "top1_base": "base model's most likely token id (ties: the lowest id)",
+        "top1_tuned": "tuned model's most likely token id (ties: the lowest id)",
         "rank_in_base_of_top1_tuned": "rank under base of the tuned top-1 token (1 = same top-1)",
+        "rank_in_tuned_of_top1_base": "rank under tuned of the base top-1 token (1 = same top-1)",
         "prob_base_of_top1_tuned": "base probability of the tuned top-1 token",
-        **{f"topk_overlap_{k}": f"|top-{k} base & top-{k} tuned| / {k}" for k in range(1, 6)},
+        **{f"topk_overlap_{k}": f"|top-{k} base & top-{k} tuned| / {k} (sets by the tie rule)"
+           for k in range(1, 6)},
     },
     "samples": {
         "model": "model that wrote the response (base, rl, sft, rft, rl_step_<N>) (key)",
