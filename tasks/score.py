@@ -11,7 +11,7 @@ from rlvr.models.specs import ModelsParams, plan_models, resolve
 from rlvr.store.atomic import write_json
 from rlvr.store.gates import gate_tokens_dir
 from rlvr.store.tables import clear_complete, finalize_dataset, pair_name, tokens_dir
-from rlvr.testbed.digits import label_roles
+from rlvr.testbed.grammars import get_grammar
 from rlvr.tokens.scorer import (
     ScoreJob,
     ScoreParams,
@@ -38,10 +38,10 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
 
 
 @task(**TRANSIENT_RETRIES)
-def score_shard_task(job: ScoreJob, cfg: ScoreParams) -> dict:
+def score_shard_task(job: ScoreJob, cfg: ScoreParams, testbed: str) -> dict:
     """Score one (pair, generator, shard) into its own part file."""
     return score_shard(job.base, job.tuned, job.generator, job.samples_part, job.out_path, cfg,
-                       label_roles if cfg.label_roles else None)
+                       get_grammar(testbed).label_roles if cfg.label_roles else None)
 
 
 @task

@@ -37,10 +37,10 @@ class SampleParams:
     checkpoints: bool = True  # also every RL checkpoint rl_step_<N>
     prompts: str = ""  # "": the testbed's eval split; or a .jsonl/.parquet (prompt, answer)
     grader: str = "toy"  # rlvr.testbed.graders.GRADERS (cross_sample grades with it too)
-    n_per_prompt: int = 8
+    n_per_prompt: int = 4
     temperature: float = 1.0
     top_p: float = 1.0  # the study sampled with 0.7
-    max_new_tokens: int = 24
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 0
     shard_size: int = 64  # prompts per shard: one task and one part file per (model, shard)
 

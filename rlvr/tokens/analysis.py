@@ -46,7 +46,8 @@ class AnalyzeParams:
     top_tokens: int = 20
     final_pair: str = "base__rl"  # checkpoint evolution compares every checkpoint to this pair
     decisive_roles: list[str] = field(
-        default_factory=lambda: ["method", "intermediate", "format", "final_answer"])
+        default_factory=lambda: ["method", "verify", "intermediate", "check", "format",
+                                 "final_answer"])  # the grammar's class, not a measurement
 
     def __post_init__(self) -> None:
         ln2 = 0.6931471805599453

@@ -56,7 +56,7 @@ class GRPOParams:
     steps: int = 100
     prompts_per_step: int = 32
     group_size: int = 8  # samples per prompt; advantages are normalised within the group
-    max_new_tokens: int = 24
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     lr: float = 3e-4  # 1e-3 collapsed the toy model (reward 0.36 -> 0.09); 1e-4 is slow
     weight_decay: float = 0.0
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high] (DAPO clip-higher)

@@ -85,11 +85,11 @@ class EvalSpec:
     """`weighted.eval`: how every run is evaluated (the same prompts, samples and random
     streams for all)."""
 
-    prompts: int = 128  # the first `prompts` problems of the eval split
+    prompts: int = 64  # the first `prompts` problems of the eval split
     n_samples: int = 4  # n of mean@n
-    max_new_tokens: int = 24
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 1234  # eval sampling streams, shared by every run (common random numbers)
-    every: int = 4  # evaluate at step 0, every `every` steps, and at the last step
+    every: int = 8  # evaluate at step 0, every `every` steps, and at the last step
 
     def __post_init__(self) -> None:
         for key in ("prompts", "n_samples", "max_new_tokens", "every"):
@@ -127,7 +127,7 @@ def _default_variants() -> dict[str, VariantParams]:
 
 
 def _default_rl() -> GRPOParams:
-    return GRPOParams(steps=16, prompts_per_step=8, group_size=4, max_new_tokens=24, lr=1e-4,
+    return GRPOParams(steps=16, prompts_per_step=8, group_size=4, max_new_tokens=64, lr=1e-4,
                       save_every=4, track_kl=False)
 
 

@@ -15,10 +15,12 @@ from rlvr.generation.samples import sample_rows
 from rlvr.models.specs import ModelEntry, ModelSpec
 from rlvr.store.gates import GateFailed, check_samples, check_tokens
 from rlvr.testbed.digits import grade, label_roles
+from rlvr.testbed.model import build_tokenizer
 from rlvr.testbed.prompts import task_prompts
 from rlvr.tokens.scorer import Response, ScoreParams, score_responses
 
 ENTRY = ModelEntry("base", "base", None, ModelSpec(name="base", path="in-memory"))
+VOCAB = len(build_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def tokens(tiny_pair, tokenizer, samples) -> pd.DataFrame:
 
 
 def test_clean_tables_pass_and_results_are_saved(samples, tokens, tmp_path) -> None:
-    summary = check_tokens(tokens, "tokens", 112, tmp_path / "tokens.json")
+    summary = check_tokens(tokens, "tokens", VOCAB, tmp_path / "tokens.json")
     assert summary["rows"] == len(tokens)
     assert json.loads((tmp_path / "tokens.json").read_text())["success"] is True
     check_samples(samples, "samples", tmp_path / "samples.json")
@@ -73,7 +75,7 @@ def test_each_planted_bad_row_fails_the_token_gate(tokens, tmp_path) -> None:
     for breaker, _, _ in PLANTED:
         bad = breaker(bad)
     with pytest.raises(GateFailed) as err:
-        check_tokens(bad, "tokens", 112, tmp_path / "t.json")
+        check_tokens(bad, "tokens", VOCAB, tmp_path / "t.json")
     lines = str(err.value).splitlines()[1:]
     for _, column, expectation in PLANTED:
         hits = [ln for ln in lines if expectation in ln and f"'{column}'" in ln]
@@ -84,7 +86,7 @@ def test_each_planted_bad_row_fails_the_token_gate(tokens, tmp_path) -> None:
     assert json.loads((tmp_path / "t.json").read_text())["success"] is False
     # a cross-row check alone fails too
     with pytest.raises(GateFailed, match="response_check"):
-        check_tokens(PLANTED[-2][0](tokens), "tokens", 112, tmp_path / "t.json")
+        check_tokens(PLANTED[-2][0](tokens), "tokens", VOCAB, tmp_path / "t.json")
 
 
 def test_planted_bad_rows_fail_the_samples_gate(samples, tmp_path) -> None:
