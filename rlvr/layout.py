@@ -62,6 +62,11 @@ class Layout:
         return self.root / "analysis"
 
     @property
+    def decisive_dir(self) -> Path:
+        """Measured decisiveness: `positions/` (the table) and its detection results."""
+        return self.root / "decisive"
+
+    @property
     def cross_dir(self) -> Path:
         return self.root / "cross"
 
@@ -97,4 +102,5 @@ class Layout:
             "cross_samples": self.cross_dir / "samples",
             "cross_tokens": self.cross_dir / "tokens",
             "training": self.weighted_dir / "training.parquet",
+            "decisiveness": self.decisive_dir / "positions",
         }

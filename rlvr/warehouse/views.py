@@ -22,6 +22,7 @@ SOURCES = {
     "cross_samples": "cross/samples",  # cross_sample stage (issue 5)
     "cross_tokens": "cross/tokens",  # cross_sample stage (issue 5)
     "training": "weighted/training.parquet",  # weighted stage (issue 6)
+    "decisiveness": "decisive/positions",  # decisive stage (issue 14)
 }
 
 # staging views: sql/staging/<name>.sql over the views it needs, created when those exist
@@ -39,7 +40,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "n_tokens": "response length in tokens, EOS included",
         "token_id": "realised token id (shared vocabulary)",
         "token_text": "realised token as text",
-        "role": "testbed role: method, intermediate, format, final_answer, other (null: user data)",
+        "role": "testbed role (rlvr.testbed.grammars; null: user data): method, verify, operand, "
+                "intermediate, check, format, final_answer, other",
         "reward": "grader reward of the whole response, 0 or 1",
         "logprob_base": "log pi_base(realised token | prefix), nats",
         "logprob_tuned": "log pi_tuned(realised token | prefix), nats",
@@ -133,6 +135,30 @@ COLUMNS: dict[str, dict[str, str]] = {
         "logprob_primary": "primary model's log-prob of the chosen token",
         "logprob_intervention": "intervention model's log-prob of the chosen token",
         "delta_top": "|log p_int - log p_prim| of the primary's top token (the delta rule)",
+    },
+    "decisiveness": {
+        "model": "generator: wrote the response and rolls it out (key)",
+        "model_kind": "base, rl, sft, rft, checkpoint or user",
+        "prompt_id": "problem id (key)",
+        "sample_id": "response number, as in `samples` (key)",
+        "position": "0-based token position in the response (key)",
+        "n_tokens": "response length in tokens, EOS included",
+        "token_id": "realised token id",
+        "reward": "grader reward of the response, 0 or 1",
+        "prob_token": "probability of the realised token under the generator's sampling",
+        "n_rollouts": "K: rollouts per value, common random numbers across positions",
+        "n_resampled_other": "rollouts whose resampled token differs from the realised one",
+        "value_before": "V(prefix before the token): success share of K rollouts that resample "
+                        "the token and continue",
+        "value_before_low": "Wilson interval low of value_before (decisive.alpha)",
+        "value_before_high": "Wilson interval high of value_before",
+        "value_after": "V(prefix through the token): success share of K rollouts after it",
+        "value_after_low": "Wilson interval low of value_after",
+        "value_after_high": "Wilson interval high of value_after",
+        "delta_value": "value_after - value_before: how much committing to the token moved "
+                       "the chance of success (pivotal when |.| is large)",
+        "delta_low": "paired percentile-bootstrap interval low of delta_value (over rollouts)",
+        "delta_high": "paired percentile-bootstrap interval high of delta_value",
     },
     "training": {
         "variant": "training variant (baseline or divergence/sign of alpha)",
