@@ -62,6 +62,8 @@ class LMParams:
 class PretrainParams(LMParams):
     """`pretrain`: next-token training of the base model on the task corpus (loss on all tokens)."""
 
+    steps: int = 1200  # the steps corpus's loss is flat from ~1200 steps
+
     corpus_copies: int = 4  # corpus responses per train problem, each with fresh styles and slips
 
     def __post_init__(self) -> None:
