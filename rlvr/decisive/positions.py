@@ -73,7 +73,7 @@ class DecisiveParams:
     base: str = "base"
     tuned: str = "rl"
     generators: list[str] = field(default_factory=lambda: ["base", "tuned"])
-    n_prompts: int = 64  # the first N prompts of the samples
+    n_prompts: int = 48  # the first N prompts of the samples
     samples_per_prompt: int = 2  # sample ids 0..N-1 of each
     positions: int = 0  # measured positions per response: 0 = all, else a random sample
     rollouts: int = 32  # K per position (common random numbers; see rlvr.decisive.values)

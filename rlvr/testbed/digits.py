@@ -1,4 +1,4 @@
-"""The embedded testbed: digit sums with a verifiable answer and known decisive tokens.
+"""The terse testbed: digit sums with a verifiable answer, ~9-token responses.
 
 A problem is a list of digits; its answer is their sum. A response follows a small grammar:
 

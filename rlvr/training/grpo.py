@@ -53,7 +53,7 @@ WeightHook = Callable[[TokenContext], torch.Tensor]  # returns detached (B, T) w
 class GRPOParams:
     """`rl`: one GRPO/DAPO run's knobs (the weighted grid's `weighted.rl` too)."""
 
-    steps: int = 100
+    steps: int = 80
     prompts_per_step: int = 32
     group_size: int = 8  # samples per prompt; advantages are normalised within the group
     max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
@@ -66,7 +66,7 @@ class GRPOParams:
     epochs: int = 1  # passes over each rollout batch
     dynamic_sampling: bool = True  # drop groups whose rewards are all equal
     grad_clip: float = 1.0
-    save_every: int = 25  # checkpoints rl_step_<N> every this many steps (and at the last)
+    save_every: int = 20  # checkpoints rl_step_<N> every this many steps (and at the last)
     seed: int = 0
     track_kl: bool = True  # keep a frozen base copy to log KL to base (one more forward)
 

@@ -89,7 +89,7 @@ class EvalSpec:
     n_samples: int = 4  # n of mean@n
     max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 1234  # eval sampling streams, shared by every run (common random numbers)
-    every: int = 8  # evaluate at step 0, every `every` steps, and at the last step
+    every: int = 16  # evaluate at step 0, every `every` steps, and at the last step
 
     def __post_init__(self) -> None:
         for key in ("prompts", "n_samples", "max_new_tokens", "every"):
