@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
+# one Prefect server for the run (reused if `make serve` runs one); stages are child runs
 reproduce: install
-	dvc repro
+	python -m flows.reproduce
 
 lint: install
 	ruff check .

@@ -19,16 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlvr.config import AnalyzeConfig
 from rlvr.store.atomic import MARKER
 from rlvr.store.tables import TOKENS_SCHEMA
 from rlvr.testbed.digits import ROLES
-from rlvr.tokens.analysis import analysis_queries
+from rlvr.tokens.analysis import AnalyzeParams, analysis_queries
 from rlvr.warehouse.sql import run_sql
 from rlvr.warehouse.views import connect
 
 PAIRS = ["base__rl", "base__sft", "base__rft"] + [f"base__rl_step_{s}" for s in (20, 40, 60, 80)]
-PARAMS = AnalyzeConfig().sql_params()  # the defaults of params.yaml `analyze`
+PARAMS = AnalyzeParams().sql_params()  # the defaults of params.yaml `analyze`
 
 
 def synthetic_group(pair: str, generator: str, n_rows: int, seed: int) -> pa.Table:

@@ -25,6 +25,7 @@ Prints one JSON summary (also written to --out).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -124,7 +125,7 @@ def check_scorer(base, tuned, w, vocab, device, n_params, peak) -> dict:
         "tflops": round(flops / seconds / 1e12, 2),
         "mfu": None if peak is None else round(flops / seconds / (peak * 1e12), 4),
         "mean_entropy_base_nats": round(float(entropy.mean()), 3),
-        "peak_memory_gb": peak_memory_gb(device), "score_params": vars(params),
+        "peak_memory_gb": peak_memory_gb(device), "score_params": dataclasses.asdict(params),
     }
 
 
@@ -134,7 +135,7 @@ def check_floor(base, tuned, w, vocab, device, n_params, peak) -> dict:
     from rlvr.tokens.scorer import ScoreParams
 
     width = w["prompt_len"] + w["response_len"]
-    rows = max(1, ScoreParams().batch_tokens // width)
+    rows = max(1, ScoreParams().resources.batch_tokens // width)
     gen = torch.Generator().manual_seed(0)
     ids = torch.tensor(random_ids(w["score_rows"], width, vocab, gen), device=device)
 

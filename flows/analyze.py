@@ -13,6 +13,8 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.tokens.analysis import AnalyzeParams
 from tasks.analyze import run_analyses_task, write_metrics_task
+from tasks.linking import run_stage
+from tasks.results import publish_results
 
 
 @flow(name="analyze")
@@ -26,11 +28,13 @@ def analyze(cfg: AnalyzeParams, data_root: str = DATA_ROOT) -> dict[str, int]:
     # headline numbers for `dvc metrics`
     n_pairs = write_metrics_task(layout, cfg.tau)
     logger.info("metrics for %d pairs -> %s", n_pairs, layout.metrics("analysis"))
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(rows, layout)
     return rows
 
 
 def main() -> None:
-    analyze(from_section(AnalyzeParams, load_params(), "analyze"))
+    run_stage(analyze, from_section(AnalyzeParams, load_params(), "analyze"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Run:   python -m flows.cross_sample        (what `dvc repro cross_sample` runs)
 Reads params.yaml `cross_sample`, `models` (which checkpoints the pair loads) and
-`sample.prompts`/`sample.grader` (the prompts asked and how answers are graded). Writes
+`sample.prompts`/`sample.grader`/`sample.unfit_prompts` (the prompts asked, how answers are
+graded, what to do with prompts that do not fit). Writes
 data/cross/{samples,tokens}/ (views `cross_samples`, `cross_tokens`),
 data/plots/cross_accuracy_by_budget.csv and data/metrics/cross.json. Finished cells are kept on
 a rerun with the same settings.
@@ -19,23 +20,23 @@ from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from tasks.cross_sample import (
-    load_prompts_task,
     plan_grid,
     plan_matched_random,
     publish,
     sample_cell,
     summarize,
 )
+from tasks.linking import run_stage
+from tasks.results import publish_results
 
 
 @flow(name="cross_sample", log_prints=True)
 def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader: str,
-                 data_root: str = DATA_ROOT) -> dict:
+                 data_root: str = DATA_ROOT, unfit_prompts: str = "error") -> dict:
     """Decode the fixed-threshold grid, then random cells matched to the js budgets."""
     layout = Layout(data_root)
-    # inputs: prompts, the pair's models and the fixed grid
-    records = load_prompts_task(prompts, config.n_prompts, layout)
-    cells, specs = plan_grid(config, models, layout)
+    # inputs, checked before any output is touched: the pair's models, prompts, the fixed grid
+    cells, specs, records = plan_grid(config, models, prompts, unfit_prompts, layout)
     shared = [unmapped(x) for x in (specs, records, config, grader, layout)]
     # fixed thresholds: one task per cell
     summaries = [f.result() for f in sample_cell.map(cells, *shared)]
@@ -47,6 +48,8 @@ def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader
     # outputs: tables, curve and metrics
     counts = publish(layout, cells)
     metrics = summarize(layout, config)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
     return {"cells": summaries, "rows": counts, "metrics": metrics}
 
 
@@ -55,8 +58,9 @@ def main() -> None:
     cfg = from_section(CrossParams, params, "cross_sample")
     asked = from_section(SampleParams, params, "sample")
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.max_parallel)
-    cross_sample.with_options(task_runner=runner)(
-        cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader)
+    run_stage(cross_sample.with_options(task_runner=runner),
+              cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader,
+              unfit_prompts=asked.unfit_prompts)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from rlvr.decisive.positions import DecisiveParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
-from tasks.decisive import detection_task, measure_task, prepare_task, publish_task
+from tasks.decisive import detection_task, measure_task, plan_decisive_task, publish_task
+from tasks.linking import run_stage
+from tasks.results import publish_results
 
 
 @flow(name="decisive")
@@ -26,20 +28,24 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
     """Measure each generator's responses, then compare the signals against the measurement."""
     logger = get_run_logger()
     layout = Layout(data_root)
+    # plan: every input checked before an output is touched
+    jobs = plan_decisive_task(cfg, grader, models, layout)
     # measure: K rollouts per position, one part file per generator
-    prepare_task(layout)
-    runs = [measure_task(g, cfg, grader, models, layout) for g in cfg.generators]
+    runs = [measure_task(job, cfg, grader) for job in jobs]
     publish_task(layout, runs)
     logger.info("decisiveness: %s", runs)
     # detect: precision, recall and AUC of js, base entropy and |delta| (sql/decisive)
-    return detection_task(layout, cfg, runs)
+    metrics = detection_task(layout, cfg, runs)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
+    return metrics
 
 
 def main() -> None:
     params = load_params()
-    decisive(from_section(DecisiveParams, params, "decisive"),
-             from_section(SampleParams, params, "sample").grader,
-             from_section(ModelsParams, params, "models"))
+    run_stage(decisive, from_section(DecisiveParams, params, "decisive"),
+              from_section(SampleParams, params, "sample").grader,
+              from_section(ModelsParams, params, "models"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.training.evaluation import EvaluateParams
 from tasks.evaluate import evaluate_models_task
+from tasks.linking import run_stage
+from tasks.results import publish_results
 
 
 @flow(name="evaluate")
@@ -21,16 +23,19 @@ def evaluate(cfg: EvaluateParams, models: ModelsParams,
     """Sample, grade and summarise each model."""
     logger = get_run_logger()
     # accuracy per model and per RL checkpoint
-    accuracy = evaluate_models_task(Layout(data_root), cfg, models)
+    layout = Layout(data_root)
+    accuracy = evaluate_models_task(layout, cfg, models)
     for name, value in accuracy.items():
         logger.info("%s: accuracy %.3f", name, value)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(accuracy, layout)
     return accuracy
 
 
 def main() -> None:
     params = load_params()
-    evaluate(from_section(EvaluateParams, params, "evaluate"),
-             from_section(ModelsParams, params, "models"))
+    run_stage(evaluate, from_section(EvaluateParams, params, "evaluate"),
+              from_section(ModelsParams, params, "models"))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from rlvr.layout import DATA_ROOT, Layout
 from rlvr.testbed.model import ModelShape
 from rlvr.testbed.split import TaskParams
 from rlvr.training.lm import PretrainParams
+from tasks.linking import run_stage
 from tasks.pretrain import pretrain_base_task
+from tasks.results import publish_results
 
 
 @flow(name="pretrain")
@@ -22,15 +24,19 @@ def pretrain(task_cfg: TaskParams, shape: ModelShape, cfg: PretrainParams,
     """Build and pretrain the base model."""
     logger = get_run_logger()
     # train and save the base model with its loss curve
-    summary = pretrain_base_task(Layout(data_root), task_cfg, shape, cfg)
+    layout = Layout(data_root)
+    summary = pretrain_base_task(layout, task_cfg, shape, cfg)
     logger.info("base: %(n_params)s params, final loss %(final_loss).4f, %(seconds).0f s", summary)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
     return summary
 
 
 def main() -> None:
     params = load_params()
-    pretrain(from_section(TaskParams, params, "task"), from_section(ModelShape, params, "model"),
-             from_section(PretrainParams, params, "pretrain"))
+    run_stage(pretrain, from_section(TaskParams, params, "task"),
+              from_section(ModelShape, params, "model"),
+              from_section(PretrainParams, params, "pretrain"))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.report.blocks import ReportOptions, ReportParams
+from tasks.linking import run_stage
 from tasks.report import build_report_task
+from tasks.results import publish_results
 
 
 @flow(name="report")
@@ -25,13 +27,15 @@ def report(cfg: ReportParams, models: ModelsParams, data_root: str = DATA_ROOT) 
     summary = build_report_task(ReportOptions(cfg, models, layout))
     logger.info("report: %s figures, %s notices, %s bytes -> %s", summary["figures"],
                 summary["notices"], summary["bytes"], layout.report_dir / "index.html")
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
     return summary
 
 
 def main() -> None:
     params = load_params()
-    report(from_section(ReportParams, params, "report"),
-           from_section(ModelsParams, params, "models"))
+    run_stage(report, from_section(ReportParams, params, "report"),
+              from_section(ModelsParams, params, "models"))
 
 
 if __name__ == "__main__":

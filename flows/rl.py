@@ -12,6 +12,8 @@ from prefect import flow, get_run_logger
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.training.grpo import GRPOParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.rl import train_rl_task
 
 
@@ -20,14 +22,17 @@ def rl(cfg: GRPOParams, data_root: str = DATA_ROOT) -> dict[str, float]:
     """Train the RL model and its checkpoints."""
     logger = get_run_logger()
     # rollouts, group advantages, clipped updates; checkpoints along the way
-    summary = train_rl_task(Layout(data_root), cfg)
+    layout = Layout(data_root)
+    summary = train_rl_task(layout, cfg)
     logger.info("rl: reward %(final_reward).3f over the last steps, %(checkpoints)s checkpoints, "
                 "%(seconds).0f s", summary)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
     return summary
 
 
 def main() -> None:
-    rl(from_section(GRPOParams, load_params(), "rl"))
+    run_stage(rl, from_section(GRPOParams, load_params(), "rl"))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.runners import RunnerParams, make_runner
 from tasks.sample import (
     finalize_samples_task,
@@ -31,26 +33,29 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
     """Sample every (model, shard), gate each model's rows, then mark the table complete."""
     logger = get_run_logger()
     layout = Layout(data_root)
-    # plan: models (named + RL checkpoints) x prompt shards
+    # plan: every input checked, then models (named + RL checkpoints) x prompt shards
     plan = plan_sampling_task(cfg, models, layout)
     logger.info("sampling models %s: %d shard jobs", plan["models"], len(plan["shards"]))
     # sample: one task and one part file per (model, shard)
-    parts = sample_shard_task.map(plan["entries"], plan["shards"], unmapped(cfg),
-                                  unmapped(backend), unmapped(layout)).result()
+    parts = sample_shard_task.map(plan["entries"], plan["shards"], plan["records"],
+                                  unmapped(cfg), unmapped(backend), unmapped(layout)).result()
     # gate: one Great Expectations validation per model
     gate_samples_task.map(plan["models"], unmapped(layout)).result()
     # finalize: stale parts out, metrics, completion marker last
     metrics = finalize_samples_task(parts, layout)
     logger.info("samples: %s", metrics)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
     return metrics
 
 
 def main() -> None:
     params = load_params()
     runner = make_runner(from_section(RunnerParams, params, "runner"))
-    sample.with_options(task_runner=runner)(
-        from_section(SampleParams, params, "sample"), from_section(ModelsParams, params, "models"),
-        from_section(BackendParams, params, "backend"))
+    run_stage(sample.with_options(task_runner=runner),
+              from_section(SampleParams, params, "sample"),
+              from_section(ModelsParams, params, "models"),
+              from_section(BackendParams, params, "backend"))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.testbed.split import TaskParams
 from rlvr.tokens.scorer import ScoreParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.runners import RunnerParams, make_runner
 from tasks.score import (
     finalize_tokens_task,
@@ -32,7 +34,7 @@ def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
     """Score every (pair, generator, shard), gate each partition, then mark the table complete."""
     logger = get_run_logger()
     layout = Layout(data_root)
-    # plan: pairs x generators x samples shards; the vocabulary check runs in each shard
+    # plan: every input checked, then pairs x generators x samples shards
     plan = plan_scoring_task(cfg, models, layout)
     logger.info("scoring %d shard jobs over %d partitions", len(plan["jobs"]),
                 len(plan["partitions"]))
@@ -44,15 +46,18 @@ def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
     # finalize: stale parts out, metrics, completion marker last
     metrics = finalize_tokens_task(parts, layout)
     logger.info("tokens: %s", metrics)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(metrics, layout)
     return metrics
 
 
 def main() -> None:
     params = load_params()
     runner = make_runner(from_section(RunnerParams, params, "runner"))
-    score.with_options(task_runner=runner)(
-        from_section(ScoreParams, params, "score"), from_section(ModelsParams, params, "models"),
-        from_section(TaskParams, params, "task").testbed)
+    run_stage(score.with_options(task_runner=runner),
+              from_section(ScoreParams, params, "score"),
+              from_section(ModelsParams, params, "models"),
+              from_section(TaskParams, params, "task").testbed)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.testbed.split import TaskParams
 from rlvr.training.lm import SFTParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.sft import train_rft_task, train_sft_task
 
 
@@ -28,12 +30,16 @@ def sft(cfg: SFTParams, testbed: str, data_root: str = DATA_ROOT) -> dict[str, d
     rft_summary = train_rft_task(layout, cfg)
     logger.info("rft: %(n_examples)s examples (%(kept_share).2f of samples correct), "
                 "final loss %(final_loss).4f", rft_summary)
-    return {"sft": sft_summary, "rft": rft_summary}
+    summary = {"sft": sft_summary, "rft": rft_summary}
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(summary, layout)
+    return summary
 
 
 def main() -> None:
     params = load_params()
-    sft(from_section(SFTParams, params, "sft"), from_section(TaskParams, params, "task").testbed)
+    run_stage(sft, from_section(SFTParams, params, "sft"),
+              from_section(TaskParams, params, "task").testbed)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.weighted.grid import WeightedParams
+from tasks.linking import run_stage
+from tasks.results import publish_results
 from tasks.weighted import plan_runs, summarize_runs, train_run
 
 
@@ -34,15 +36,17 @@ def weighted(
     """Train the runs of `variants` (all when None), then summarise the full grid."""
     layout = Layout(data_root)
     out: dict = {}
-    # plan: one run per (variant, seed), all from the same model
-    names, seeds = plan_runs(config, variants) if train else ([], [])
-    base = models.spec(config.model, layout)
+    # plan: inputs checked, one run per (variant, seed), all from the same model
+    names, seeds, base = (plan_runs(config, models, variants, layout) if train
+                          else ([], [], models.spec(config.model, layout)))
     # train and evaluate: one task per run
     futures = train_run.map(unmapped(config), unmapped(base), unmapped(layout), names, seeds)
     out["runs"] = [future.result() for future in futures]
     # compare: tables, plots and metrics over every run of the grid
     if summarize:
         out["metrics"] = summarize_runs(config, layout)
+    # results in the UI: headline numbers and links to the outputs
+    publish_results(out, layout)
     return out
 
 
@@ -55,9 +59,9 @@ def main() -> None:
     params = load_params()
     cfg = from_section(WeightedParams, params, "weighted")
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.workers)
-    weighted.with_options(task_runner=runner)(
-        cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
-        train=not args.summary_only, summarize=not args.no_summary)
+    run_stage(weighted.with_options(task_runner=runner),
+              cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
+              train=not args.summary_only, summarize=not args.no_summary)
 
 
 if __name__ == "__main__":

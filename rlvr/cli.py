@@ -1,4 +1,4 @@
-"""The `rlvr` console script: ad-hoc SQL over the warehouse views.
+"""The `rlvr` console script: ad-hoc, read-only SQL over the warehouse views.
 
     rlvr sql "select pair, avg(js) from tokens group by pair"     aligned table
     rlvr sql --format csv|json "..."                              machine-readable, to stdout
@@ -10,8 +10,11 @@
                                                                   duckdb CLI or a notebook
     rlvr shell                                                    Python prompt with `con` open
 
-Every command takes `--data DIR` (default `data/`). A failing query prints DuckDB's message and
-exits with status 1, without a traceback.
+Every command takes `--data DIR` (default `data/`). The views are read-only (see
+`rlvr.warehouse.views.connect`): a query can read them and nothing else, and `--output` is the
+one way to write a result (atomically, never into the pipeline's tables). csv, json and parquet
+results stream a record batch at a time, whatever their size. A failing query prints one line
+of DuckDB's message and a hint, and exits with status 1, without a traceback.
 """
 
 from __future__ import annotations
@@ -19,15 +22,35 @@ from __future__ import annotations
 import argparse
 import code
 import json
+import re
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import duckdb
 import pandas as pd
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
+from rlvr.store.atomic import atomic_file
 from rlvr.warehouse.sql import bind_params, load_sql
-from rlvr.warehouse.views import COLUMNS, connect, describe, row_counts, setup_sql, views
+from rlvr.warehouse.views import (
+    COLUMNS,
+    SOURCES,
+    connect,
+    describe,
+    missing_view,
+    row_counts,
+    setup_sql,
+    views,
+)
+
+BATCH_ROWS = 65536  # rows per streamed record batch
+# statements that only read; anything else (COPY, ATTACH, INSTALL, SET, CREATE, ...) is refused
+READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN,
+                   duckdb.StatementType.PRAGMA, duckdb.StatementType.CALL}
+NESTED = {"list", "struct", "map", "array", "union"}
+ROW = "rlvr_result_row"  # alias of a result row turned into one JSON object
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -44,42 +67,93 @@ def _query_text(query: str) -> str:
     return load_sql(query[1:]) if query.startswith("@") else query
 
 
-def _write_frame(df: pd.DataFrame, fmt: str, out: TextIO, note: str = "") -> None:
-    if fmt == "csv":
-        df.to_csv(out, index=False)
-    elif fmt == "json":
-        out.write(df.to_json(orient="records", date_format="iso") + "\n")
+def _check_read_only(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Refuse anything but one read statement: the connection's lock stops writes to new files,
+    not a COPY over one of the views' own files (see rlvr.warehouse.views.LOCKDOWN)."""
+    statements = con.extract_statements(text)
+    if len(statements) != 1:
+        raise ValueError(f"rlvr sql runs one query at a time; got {len(statements)} statements")
+    if statements[0].type not in READ_STATEMENTS:
+        verb = re.sub(r"--[^\n]*|/\*.*?\*/", "", statements[0].query, flags=re.S).split()[0]
+        raise ValueError(f"the warehouse is read-only: rlvr sql runs queries (SELECT, EXPLAIN, "
+                         f"PRAGMA, CALL), not {verb.upper()}; save a result with "
+                         "--format csv|json|parquet --output FILE")
+
+
+def _check_output(output: Path, data: Path) -> None:
+    """An --output inside one of the pipeline's tables would become part of it: refuse it."""
+    for sub, stage in SOURCES.values():
+        table = (data / sub).resolve()
+        if output.resolve() == table or output.resolve().is_relative_to(table):
+            raise ValueError(f"--output {output}: inside the table {data / sub} that the {stage} "
+                             "stage writes; write the result outside the pipeline's tables")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def stream_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: BinaryIO) -> None:
+    """Write `rel` as csv, json (an array of records) or parquet into `out`, one record batch at
+    a time, so memory stays at one batch whatever the result's size."""
+    if fmt == "parquet":
+        reader = rel.to_arrow_reader(BATCH_ROWS)
+        with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+    elif fmt == "csv":
+        # CSV has no lists or structs: those cells become their JSON text
+        exprs = [f"to_json({_quoted(c)}) as {_quoted(c)}" if t.id in NESTED else _quoted(c)
+                 for c, t in zip(rel.columns, rel.types, strict=True)]
+        reader = rel.project(", ".join(exprs)).to_arrow_reader(BATCH_ROWS)
+        with pacsv.CSVWriter(out, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
     else:
-        with pd.option_context("display.max_columns", None, "display.width", 200,
-                               "display.max_colwidth", 60):
-            print(df.to_string(index=False), file=out)
-        print(f"({len(df)} rows{note})", file=out)
+        reader = rel.set_alias(ROW).project(f"to_json({ROW})").to_arrow_reader(BATCH_ROWS)
+        sep = b"["
+        for batch in reader:
+            rows = batch.column(0).to_pylist()
+            if rows:
+                out.write(sep + ",\n".join(rows).encode())
+                sep = b",\n"
+        out.write(b"[]\n" if sep == b"[" else b"]\n")
+
+
+def _table_text(rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:
+    df = rel.limit(max_rows + 1).df()
+    note = ""
+    if len(df) > max_rows:
+        df, note = df.head(max_rows), f", first {max_rows} shown: raise --max-rows"
+    with pd.option_context("display.max_columns", None, "display.width", 200,
+                           "display.max_colwidth", 60):
+        return f"{df.to_string(index=False)}\n({len(df)} rows{note})\n"
 
 
 def cmd_sql(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
     text = _query_text(args.query)
+    _check_read_only(con, text)
     params = bind_params(text, dict(_parse_param(p) for p in args.param))
-    rel = con.sql(text, params=params or None)
-    if rel is None:  # a statement with no result (e.g. CREATE, SET)
-        return
-    if args.format == "parquet":
-        if not args.output:
-            raise ValueError("--format parquet needs --output FILE")
-        rel.to_parquet(args.output)
-        print(f"wrote {args.output}", file=sys.stderr)
-        return
-    note = ""
-    if args.format == "table":
-        df = rel.limit(args.max_rows + 1).df()
-        if len(df) > args.max_rows:
-            df, note = df.head(args.max_rows), f", first {args.max_rows} shown: raise --max-rows"
-    else:
-        df = rel.df()
+    if args.format == "parquet" and not args.output:
+        raise ValueError("--format parquet needs --output FILE")
     if args.output:
-        with open(args.output, "w") as out:
-            _write_frame(df, args.format, out, note)
+        _check_output(Path(args.output), args.data)
+    rel = con.sql(text, params=params or None)
+    if rel is None:  # a statement with no result
+        return
+    if args.output:
+        with atomic_file(args.output) as tmp, open(tmp, "wb") as out:
+            if args.format == "table":
+                out.write(_table_text(rel, args.max_rows).encode())
+            else:
+                stream_result(rel, args.format, out)
+        print(f"wrote {args.output}", file=sys.stderr)
+    elif args.format == "table":
+        sys.stdout.write(_table_text(rel, args.max_rows))
     else:
-        _write_frame(df, args.format, sys.stdout, note)
+        sys.stdout.flush()
+        stream_result(rel, args.format, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
 
 def cmd_tables(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
@@ -95,9 +169,9 @@ def cmd_describe(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> No
     names = [args.view] if args.view else present
     for name in names:
         if name not in present:
-            documented = sorted(COLUMNS)
-            raise ValueError(f"no view {name!r} over {args.data}/ (present: {present}; "
-                             f"documented: {documented})")
+            why = missing_view(args.data, name)
+            raise ValueError(why or f"no view {name!r} over {args.data}/ (present: {present}; "
+                             f"documented: {sorted(COLUMNS)})")
         print(f"{name}:")
         for column, dtype, doc in describe(con, name):
             print(f"  {column:28s} {dtype:10s} {doc}")
@@ -108,9 +182,26 @@ def cmd_setup(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
 
 
 def cmd_shell(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
-    banner = (f"DuckDB connection `con` with views {views(con)}.\n"
+    banner = (f"Read-only DuckDB connection `con` with views {views(con)}.\n"
               "Try: con.sql('select pair, avg(js) from tokens group by pair').show()")
     code.interact(banner=banner, local={"con": con, "duckdb": duckdb})
+
+
+def explain_error(err: duckdb.Error, data: Path) -> tuple[str, str]:
+    """DuckDB's error as (one line, a hint): the first line of its message, and what to do."""
+    text = str(err)
+    first = text.splitlines()[0] if text else type(err).__name__
+    missing = re.search(r"Table with name (\w+) does not exist", text)
+    if missing:
+        return missing_view(data, missing.group(1)) or first, "`rlvr tables` lists the views"
+    if isinstance(err, duckdb.PermissionException):
+        return first, ("the warehouse is read-only: save a result with "
+                       "--format csv|json|parquet --output FILE")
+    if "(BOOLEAN)" in first:
+        return first, "cast a condition to average or sum it, e.g. avg((js > 0.1)::int)"
+    if isinstance(err, duckdb.BinderException) and "not found" in first:
+        return first, "`rlvr describe VIEW` lists each view's columns"
+    return first, "see https://duckdb.org/docs/stable/sql/introduction for DuckDB's SQL"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         con = connect(args.data)
         args.run(args, con)
-    except (duckdb.Error, ValueError, OSError) as e:
-        # a user's query or input error: DuckDB's own message, no traceback
+    except duckdb.Error as e:
+        # a user's query error: one line of DuckDB's message and a hint, no traceback
+        line, hint = explain_error(e, args.data)
+        print(f"error: {line}\nhint: {hint}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

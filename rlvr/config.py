@@ -11,6 +11,7 @@ YAML 1.1 reads `1e-3` (no dot) as a string, so number strings are accepted where
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import re
 import sys
@@ -176,12 +177,15 @@ def one_line_errors() -> Iterator[None]:
     """Turn a bad-input error (ValueError, FileNotFoundError) into one line on stderr, exit 2.
 
     Used by every stage's `__main__`, so a wrong params value or input file ends the run with
-    the library's message as its last line, not a traceback.
+    the library's message as its last line, not a traceback. The line is printed at exit:
+    Prefect's temporary server, started inside, registers its exit handler later, so (atexit
+    being last in, first out) it has stopped, and printed its shutdown noise, by then.
     """
     try:
         yield
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        line = f"error: {err}"
+        atexit.register(lambda: print(line, file=sys.stderr, flush=True))  # stderr at exit
         sys.exit(2)
 
 

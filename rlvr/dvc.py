@@ -14,11 +14,16 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+
+from rlvr import stagehost
+from rlvr.server import die_with_parent
 
 WORK_POOL = "rlvr-lens"
 # a Python exception line as the last words of a failing stage, e.g. "ValueError: params.yaml ..."
@@ -64,6 +69,29 @@ def stage_sections(stage: dict[str, Any]) -> list[str]:
     return sorted(sections)
 
 
+def stage_module(cmd: str) -> str:
+    """The flow module a stage command runs: `python -m flows score ...` -> `flows.score`."""
+    words = cmd.split()
+    assert words[:3] == ["python", "-m", "flows"], f"not a stage command: {cmd}"
+    return f"flows.{words[3]}"
+
+
+def stage_outputs(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> dict[str, list[str]]:
+    """The paths a stage writes, by kind (`outs`, `metrics`, `plots`); `name@key` for an item
+    of a `foreach` stage. A stage not in `dvc_yaml` writes nothing DVC knows of."""
+    name, _, key = stage.partition("@")
+    body = read_stages(dvc_yaml).get(name)
+    if body is None:
+        return {}
+    body = body.get("do", body)
+    found: dict[str, list[str]] = {}
+    for kind in ("outs", "metrics", "plots"):
+        for entry in body.get(kind) or []:
+            path = entry if isinstance(entry, str) else next(iter(entry))
+            found.setdefault(kind, []).append(path.replace("${key}", key))
+    return found
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
@@ -107,31 +135,54 @@ def dvc_command(targets: list[str], overrides: list[str], force: bool = False) -
     return command + (["--force"] if force else []) + list(targets)
 
 
-def run_dvc(command: list[str], repo: str | Path, on_line: Callable[[str], None]) -> None:
-    """Run a `dvc` command in `repo`, passing each output line to `on_line`.
+def run_dvc(command: list[str], repo: str | Path, on_line: Callable[[str], None],
+            env: dict[str, str] | None = None,
+            host: Callable[[stagehost.Request], stagehost.Reply] | None = None) -> None:
+    """Run a `dvc` command in `repo` with `env` added, passing each output line to `on_line`.
 
-    The interpreter's bin directory goes first on PATH, so stage commands (`python -m flows.x`)
-    run in this environment; progress bars of the stages arrive as lines too. Raises
-    StageFailed naming the stage's error line on failure.
+    The interpreter's bin directory goes first on PATH, so stage commands run in this
+    environment; dvc gets SIGTERM if this process dies. With `host`, this thread hosts the
+    stages (`rlvr.stagehost`): `host` runs each stage request while another thread reads the
+    output (host from the main thread: stages may use signal.alarm). Raises StageFailed naming
+    the stage's error line.
     """
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
-    # stage progress bars reach `on_line` as lines (text mode turns their \r into \n): one
-    # refresh every 10 s keeps the Prefect log readable (tqdm reads TQDM_* defaults)
-    env.setdefault("TQDM_MININTERVAL", "10")
     lines: list[str] = []
-    with subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+
+    def pump(stream: IO[str]) -> None:
+        for raw in stream:
+            lines.append(raw.rstrip())
+            on_line(lines[-1])
+
+    with ExitStack() as stack:
+        if host is not None:
+            server, host_env = stack.enter_context(stagehost.listening(repo))
+            env.update(host_env)
+        proc = stack.enter_context(subprocess.Popen(
+            command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, preexec_fn=die_with_parent()))
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            lines.append(line)
-            on_line(line)
+        if host is None:
+            pump(proc.stdout)
+        else:
+            reader = threading.Thread(target=pump, args=(proc.stdout,), daemon=True)
+            reader.start()
+            stagehost.serve(server, proc, host)
+            reader.join()
     if proc.returncode != 0:
         tail = "\n".join(line for line in lines[-12:] if line.strip())
         raise StageFailed(f"`{' '.join(command)}` failed (exit {proc.returncode}): "
                           f"{failure_reason(lines)}\n--- last lines of output ---\n{tail}")
+
+
+def experiment_name(lines: list[str]) -> str | None:
+    """The experiment a `dvc exp run` recorded, from its output (`Ran experiment(s): NAME`)."""
+    for line in lines:
+        if line.startswith("Ran experiment(s): "):
+            return line.split(": ", 1)[1].strip()
+    return None
 
 
 def failure_reason(lines: list[str]) -> str:
@@ -186,6 +237,9 @@ def prefect_yaml(stages: dict[str, dict[str, Any]], sections: list[str]) -> str:
 # --- code dependencies: computed from imports, so dvc.yaml cannot list stale ones ----------------
 
 CODE_ROOTS = ("rlvr", "tasks", "flows")
+# how a stage run is linked, tagged and shown in Prefect, never what it writes: a change there
+# must not rerun the pipeline, so these modules (and what only they import) are not deps
+RUN_BOOKKEEPING = frozenset({"tasks.linking", "tasks.results"})
 
 
 def _module_file(module: str, root: Path) -> Path | None:
@@ -225,7 +279,7 @@ def code_deps(flow_module: str, root: str | Path = ".") -> list[str]:
         if module in seen:
             continue
         seen.add(module)
-        todo += sorted(_imports(_module_file(module, root), root) - seen)
+        todo += sorted(_imports(_module_file(module, root), root) - seen - RUN_BOOKKEEPING)
     deps = set()
     for module in seen:
         parts = module.split(".")

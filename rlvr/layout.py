@@ -12,6 +12,11 @@ from pathlib import Path
 
 DATA_ROOT = "data"
 CHECKPOINT_PREFIX = "rl_step_"  # RL checkpoints: <models>/rl_steps/rl_step_<N>
+# the plot CSVs the analyze stage writes (rlvr.tokens.analysis.PLOTS maps its queries onto them)
+ANALYSIS_PLOTS = ("analysis_sparsity", "analysis_js_histogram", "analysis_js_by_entropy",
+                  "analysis_js_by_position", "analysis_js_by_position_edges",
+                  "analysis_topk_overlap", "analysis_rank_histogram",
+                  "analysis_checkpoint_evolution", "analysis_role_detection")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,35 @@ class Layout:
     @property
     def plots_dir(self) -> Path:
         return self.root / "plots"
+
+    def outputs(self, stage: str) -> list[Path]:
+        """Every path stage `stage` writes (dvc.yaml's outs, metrics and plots; a test checks):
+        what it owns, so what it may sweep (`sweep_debris`). `weighted_run@<variant>` is one
+        variant's runs."""
+        if stage.startswith("weighted_run@"):
+            return [self.weighted_dir / "runs" / stage.split("@", 1)[1]]
+        w = self.weighted_dir
+        return {
+            "prepare": [self.root / "task"],
+            "pretrain": [self.model_dir("base"), self.plot("pretrain_loss")],
+            "rl": [self.model_dir("rl"), self.rl_steps_dir, self.plot("rl_log")],
+            "sft": [self.model_dir("sft"), self.model_dir("rft"), self.plot("sft_loss"),
+                    self.plot("rft_loss")],
+            "evaluate": [self.metrics("models"), self.plot("rl_checkpoint_accuracy")],
+            "sample": [self.samples_dir, self.quality_dir("samples"), self.metrics("sample")],
+            "score": [self.tokens_dir, self.quality_dir("tokens"), self.metrics("score")],
+            "analyze": [self.analysis_dir, self.metrics("analysis"),
+                        *(self.plot(p) for p in ANALYSIS_PLOTS)],
+            "cross_sample": [self.cross_dir, self.metrics("cross"),
+                             self.plot("cross_accuracy_by_budget")],
+            "decisive": [self.decisive_dir, self.metrics("decisive"),
+                         self.plot("decisive_detection")],
+            "weighted_summary": [w / "training.parquet", w / "results.parquet",
+                                 w / "results.csv", w / "curves.parquet",
+                                 self.metrics("weighted"), self.plot("weighted_accuracy"),
+                                 self.plot("weighted_final")],
+            "report": [self.report_dir],
+        }[stage]
 
     def tables(self) -> dict[str, Path]:
         """The warehouse's source tables: view name -> file or directory of parquet parts."""

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Stop the worker, then the server, that scripts/serve.sh started (by the process ids it saved).
+# Stop the worker, then the server, that scripts/serve.sh started (by the process ids recorded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PREFECT_HOME="${PREFECT_HOME:-$PWD/.prefect}"
+export PATH="$PWD/.venv/bin:$PATH"
+export PREFECT_HOME="${PREFECT_HOME:-$PWD/.prefect}"
 
-# serve.sh starts each under `set -m`, so its pid is also the id of its own process group, which
-# holds what it spawned (uvicorn, flow-run subprocesses): signal the group.
+# serve.sh starts the worker under `set -m`, so its pid is also the id of its own process group,
+# which holds what it spawned (flow-run subprocesses): signal the group.
 stop() {  # stop <name>: SIGTERM, again after 5 s if still alive, SIGKILL after 30 s
   local file="$PREFECT_HOME/$1.pid" pid
   [[ -f "$file" ]] || return 0
@@ -24,4 +25,4 @@ stop() {  # stop <name>: SIGTERM, again after 5 s if still alive, SIGKILL after 
 }
 
 stop worker  # first: a worker outliving its server retries forever
-stop server
+python -m rlvr.server stop

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from rlvr.dvc import code_deps, read_stages
+from rlvr.dvc import code_deps, read_stages, stage_module
 
 CODE_LINE = re.compile(r"^(\s+)- (flows|tasks|rlvr|sql)/\S*\s*$")
 
@@ -25,7 +25,7 @@ def rewrite(text: str, stages: dict) -> str:
         if match and stage is not None:
             if pending is None:  # first code line of this stage: write the computed list here
                 indent = match.group(1)
-                module = stages[stage].get("do", stages[stage])["cmd"].split()[2]
+                module = stage_module(stages[stage].get("do", stages[stage])["cmd"])
                 out += [f"{indent}- {dep}" for dep in code_deps(module)]
                 pending = []
             continue

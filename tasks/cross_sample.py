@@ -2,37 +2,38 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from rlvr.cross import budgets, sweep
 from rlvr.cross.sweep import CrossCell, CrossParams
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams, ModelSpec
-from rlvr.testbed.prompts import PromptRecord, load_prompts
+from rlvr.store.atomic import sweep_debris
+from rlvr.testbed.prompts import PromptRecord
 from tasks.retry import TRANSIENT_RETRIES
 
 
-@task(name="load-cross-prompts", **TRANSIENT_RETRIES)
-def load_prompts_task(path: str, n: int, layout: Layout) -> list[PromptRecord]:
-    """The first `n` prompts of the sample stage's prompt file."""
-    return load_prompts(path, layout)[:n]
-
-
 @task(name="plan-cross-grid")
-def plan_grid(config: CrossParams, models: ModelsParams,
-              layout: Layout) -> tuple[list[CrossCell], dict[str, ModelSpec]]:
-    """Every fixed-threshold (direction, rule, threshold, seed) cell, and the pair's specs."""
+def plan_grid(config: CrossParams, models: ModelsParams, prompts: str, unfit_prompts: str,
+              layout: Layout) -> tuple[list[CrossCell], dict[str, ModelSpec], list[PromptRecord]]:
+    """Check every input, then claim the outputs: the fixed-threshold (direction, rule,
+    threshold, seed) cells, the pair's specs and the prompts asked."""
+    specs, records, dropped = sweep.plan_inputs(config, models, prompts,
+                                                unfit_prompts == "drop", layout)
+    if dropped:
+        get_run_logger().warning("dropped %d prompts that do not fit a model "
+                                 "(sample.unfit_prompts: drop)", dropped)
     cells = sweep.grid_cells(config.directions, config.base_model, config.tuned_model,
                              config.rules, config.seeds)
-    specs = {n: models.spec(n, layout) for n in (config.base_model, config.tuned_model)}
-    return cells, specs
+    sweep_debris(*layout.outputs("cross_sample"))
+    return cells, specs, records
 
 
 @task(name="cross-sample-cell", task_run_name="{cell.name}", **TRANSIENT_RETRIES)
 def sample_cell(cell: CrossCell, specs: dict[str, ModelSpec], records: list[PromptRecord],
                 config: CrossParams, grader: str, layout: Layout) -> dict:
     """Cross-sample one grid cell and write its part files; returns a small summary."""
-    return sweep.run_cell(cell, specs, records, config, grader, layout)
+    return sweep.run_cell(cell, specs, records, config, grader, layout, progress=True)
 
 
 @task(name="plan-matched-random")

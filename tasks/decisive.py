@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import torch
 from prefect import task
 
 from rlvr.decisive import positions
-from rlvr.decisive.positions import DecisiveParams
+from rlvr.decisive.positions import DecisiveJob, DecisiveParams
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
 from tasks.retry import TRANSIENT_RETRIES
 
 
-@task(name="prepare-decisiveness")
-def prepare_task(layout: Layout) -> None:
-    """Withdraw the table's completion marker before rewriting it."""
-    positions.prepare(layout)
+@task(name="plan-decisiveness")
+def plan_decisive_task(cfg: DecisiveParams, grader: str, models: ModelsParams,
+                       layout: Layout) -> list[DecisiveJob]:
+    """Check every input, then claim the outputs; one job per generator."""
+    jobs = positions.plan_decisive(cfg, grader, models, layout)
+    positions.claim_outputs(layout)
+    return jobs
 
 
-@task(name="measure-decisiveness", task_run_name="measure-{generator}", **TRANSIENT_RETRIES)
-def measure_task(generator: str, cfg: DecisiveParams, grader: str, models: ModelsParams,
-                 layout: Layout) -> dict:
+@task(name="measure-decisiveness", task_run_name="measure-{job.generator}", **TRANSIENT_RETRIES)
+def measure_task(job: DecisiveJob, cfg: DecisiveParams, grader: str) -> dict:
     """Measure one generator's responses into its part file."""
-    torch.set_num_threads(cfg.resources.torch_threads)
-    return positions.measure_generator(generator, cfg, grader, models, layout, progress=True)
+    return positions.measure_generator(job, cfg, grader, progress=True)
 
 
 @task(name="publish-decisiveness")

@@ -2,38 +2,47 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from rlvr.generation.backends import BackendParams
-from rlvr.generation.samples import SampleParams, sample_shard, summarize_samples
+from rlvr.generation.samples import SampleParams, plan_samples, sample_shard, summarize_samples
 from rlvr.layout import Layout
-from rlvr.models.specs import ModelEntry, ModelsParams, plan_models
-from rlvr.store.atomic import write_json
+from rlvr.models.specs import ModelEntry, ModelsParams
+from rlvr.store.atomic import keep_only, sweep_debris, write_json
 from rlvr.store.gates import gate_samples_dir
 from rlvr.store.tables import clear_complete, finalize_dataset, part_path, samples_dir
-from rlvr.testbed.prompts import load_prompts, n_shards, prompt_shard
+from rlvr.testbed.prompts import PromptRecord, n_shards, prompt_shard
 from tasks.retry import TRANSIENT_RETRIES
 
 
 @task
 def plan_sampling_task(cfg: SampleParams, models: ModelsParams, layout: Layout) -> dict:
-    """Models to sample (named + RL checkpoints), and one job per (model, prompt shard)."""
-    entries = plan_models(cfg.models, models, layout, cfg.checkpoints)
-    shards = range(n_shards(load_prompts(cfg.prompts, layout), cfg.shard_size))
+    """Check every input, then claim the outputs; one job per (model, prompt shard)."""
+    plan = plan_samples(cfg, models, layout)
+    if plan.dropped:
+        get_run_logger().warning("dropped %d of %d prompts that do not fit a model "
+                                 "(sample.unfit_prompts: drop)", plan.dropped,
+                                 plan.dropped + len(plan.records))
+    sweep_debris(*layout.outputs("sample"))
+    keep_only(layout.quality_dir("samples"), {f"{e.name}.json" for e in plan.entries})
     clear_complete(layout.samples_dir)
-    return {"models": [e.name for e in entries],
-            "entries": [e for e in entries for _ in shards],
-            "shards": [s for _ in entries for s in shards]}
+    shards = range(n_shards(plan.records, cfg.shard_size))
+    return {"models": [e.name for e in plan.entries],
+            "entries": [e for e in plan.entries for _ in shards],
+            "records": [prompt_shard(plan.records, s, cfg.shard_size)
+                        for _ in plan.entries for s in shards],
+            "shards": [s for _ in plan.entries for s in shards]}
 
 
 @task(**TRANSIENT_RETRIES)
 def sample_shard_task(
-    entry: ModelEntry, shard: int, cfg: SampleParams, backend: BackendParams, layout: Layout
+    entry: ModelEntry, shard: int, records: list[PromptRecord], cfg: SampleParams,
+    backend: BackendParams, layout: Layout,
 ) -> dict:
     """Sample one (model, prompt shard) into its own part file."""
-    records = prompt_shard(load_prompts(cfg.prompts, layout), shard, cfg.shard_size)
     out = part_path(samples_dir(layout.samples_dir, entry.name), shard)
-    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out)
+    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out,
+                        progress=True)
 
 
 @task

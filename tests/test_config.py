@@ -17,7 +17,7 @@ import yaml
 from rlvr.config import ParamsError, from_section, load_params
 from rlvr.cross.sweep import CrossParams
 from rlvr.decisive.positions import DecisiveParams
-from rlvr.dvc import read_stages
+from rlvr.dvc import read_stages, stage_module
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import Layout
@@ -53,7 +53,7 @@ PARTIAL = {  # stages that read only some keys of a section: dvc.yaml lists thos
     ("sft", "task"): ["testbed"],
     ("score", "task"): ["testbed"],
     ("decisive", "sample"): ["grader"],
-    ("cross_sample", "sample"): ["prompts", "grader"],
+    ("cross_sample", "sample"): ["prompts", "grader", "unfit_prompts"],
     ("weighted_summary", "weighted"): ["variants", "s", "seeds"],  # the runs are its deps
     ("weighted_summary", "models"): [],
 }
@@ -85,6 +85,8 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
                                       "number; e.g. `n_per_prompt: 4`"),
     ("sample", {"models": "base"}, "params.yaml `sample.models`: 'base' is not a list"),
     ("sample", {"grader": "gsm"}, "params.yaml `sample.grader`: unknown grader 'gsm'"),
+    ("sample", {"unfit_prompts": "skip"}, "params.yaml `sample.unfit_prompts`: 'skip' is not one "
+                                          "of ['error', 'drop']"),
     ("rl", {"dynamic_sampling": "yes"}, "params.yaml `rl.dynamic_sampling`: 'yes' is not true "
                                         "or false"),
     ("rl", {"group_size": 1}, "params.yaml `rl.group_size`: must be >= 2"),
@@ -147,7 +149,7 @@ def test_a_stage_with_a_bad_value_exits_with_one_line_and_touches_nothing(tmp_pa
 
 def _sections_read(stage_cmd: str) -> set[str]:
     """The params sections a flow's `main` parses (its `from_section(..., "<name>")` calls)."""
-    path = ROOT / (stage_cmd.split()[2].replace(".", "/") + ".py")
+    path = ROOT / (stage_module(stage_cmd).replace(".", "/") + ".py")
     calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
              and getattr(n.func, "id", "") == "from_section"]
     return {c.args[2].value for c in calls}

@@ -12,6 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.testing.utilities import prefect_test_harness
 
@@ -115,6 +124,9 @@ def test_failure_reason_picks_the_library_message():
              "ERROR: failed to reproduce 'prepare': failed to run: python -m flows.prepare"]
     assert dvc.failure_reason(lines).startswith("ValueError: params.yaml `task.n_train`")
     assert dvc.failure_reason(lines[-1:]).startswith("ERROR: failed to reproduce")
+    assert dvc.experiment_name(["Reproducing experiment 'x'", "Ran experiment(s): bluff-wale",
+                                "Experiment results have been applied"]) == "bluff-wale"
+    assert dvc.experiment_name(lines) is None
     # a stage's own one-line error (what `one_line_errors` prints) wins over a traceback
     ours = "error: params.yaml `task.n_train`: 'x' is not a whole number"
     assert dvc.failure_reason(lines[:1] + [ours] + lines[1:]) == ours
@@ -134,33 +146,40 @@ def test_prefect_yaml_has_a_deployment_per_stage():
 
 
 def test_every_stage_runs_its_flow():
+    """`python -m flows <stage>`: flows/__main__.py hosts it or runs `python -m flows.<stage>`."""
     for name, stage in dvc.read_stages(ROOT / "dvc.yaml").items():
         stage = stage.get("do", stage)  # a foreach stage's command is in its `do` body
-        module = stage["cmd"].split("python -m ")[-1].split()[0]
-        assert stage["cmd"].startswith("python -m flows."), f"stage {name}: {stage['cmd']}"
+        module = dvc.stage_module(stage["cmd"])
         assert (ROOT / (module.replace(".", "/") + ".py")).exists(), f"stage {name}: no {module}"
 
 
 # A three-stage toy pipeline: `make` reads toy.n, `double` and `count` read its output. Each stage
-# appends to runs.log so the test sees which stages actually ran.
+# is a flow started like ours (`run_stage`) in a process of its own, and appends to runs.log so
+# the test sees which stages actually ran.
 TOY_STAGE = """\
 import json, sys, yaml
 from pathlib import Path
-name = sys.argv[1]
-with open("runs.log", "a") as f:
-    f.write(name + "\\n")
-n = yaml.safe_load(open("params.yaml"))["toy"]["n"]
-if name == "make":
-    if n < 1:
-        raise ValueError(f"params.yaml `toy.n`: must be >= 1, got {n}; use a positive count")
-    Path("out").mkdir(exist_ok=True)
-    Path("out/make.json").write_text(json.dumps(list(range(n))))
-else:
+from prefect import flow
+from tasks.linking import run_stage
+
+@flow(name="toy")
+def toy(name: str) -> None:
+    with open("runs.log", "a") as f:
+        f.write(name + "\\n")
+    n = yaml.safe_load(open("params.yaml"))["toy"]["n"]
+    if name == "make":
+        if n < 1:
+            raise ValueError(f"params.yaml `toy.n`: must be >= 1, got {n}; use a positive count")
+        Path("out").mkdir(exist_ok=True)
+        Path("out/make.json").write_text(json.dumps(list(range(n))))
+        return
     if name == "double" and Path("crash").exists():
         raise RuntimeError("simulated crash")
     values = json.loads(Path("out/make.json").read_text())
     result = [2 * v for v in values] if name == "double" else len(values)
     Path(f"out/{name}.json").write_text(json.dumps(result))
+
+run_stage(toy, sys.argv[1])
 """
 
 
@@ -191,12 +210,30 @@ def _ran(repo: Path) -> list[str]:
     return ran
 
 
+def _stage_runs() -> dict[str, tuple[str, str, str]]:
+    """The latest reproduce run's child runs: name -> (state, message, tracking task's state)."""
+    with get_client(sync_client=True) as client:
+        (parent,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["reproduce"])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+        tasks = {t.id: t for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent.id])))}
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])))
+    return {c.name: (c.state_name, c.state.message, tasks[c.parent_task_run_id].state_name)
+            for c in children}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path):
+def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the toy stages import tasks.linking
     repo = str(_toy_repo(tmp_path / "toy"))
     reproduce(repo=repo)
     assert sorted(_ran(Path(repo))) == ["count", "double", "make"]
+    # each stage process's flow run is a child of the reproduce run, through a tracking task
+    assert {name: run[::2] for name, run in _stage_runs().items()} == {
+        name: ("Completed", "Completed") for name in ("make", "double", "count")}
     reproduce(repo=repo)
     assert _ran(Path(repo)) == []  # nothing changed: nothing runs
 
@@ -204,6 +241,8 @@ def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path):
     with pytest.raises(dvc.StageFailed, match=r"ValueError: params.yaml `toy.n`"):
         reproduce(params={"toy": {"n": 0}}, repo=repo)
     assert _ran(Path(repo)) == ["make"]
+    state, message, tracker = _stage_runs()["make"]  # failed under its parent, with the reason
+    assert (state, tracker) == ("Failed", "Failed") and "params.yaml `toy.n`" in message
 
     # fixed: the experiment reruns `make` and its dependants only
     reproduce(params={"toy": {"n": 5}}, repo=repo)

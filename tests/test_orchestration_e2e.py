@@ -7,85 +7,34 @@ tables as the thread runner. All slow: several minutes on 2 cores."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+
+from rlvr import server as server_mod
+from rlvr.results import artifact_key
+from tests.repo_copy import copy_repo, run, tool_env
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SKIP = {".git", ".venv", ".venv-vllm", ".prefect", ".dvc-site-cache", ".pytest_cache",
-        ".ruff_cache", "__pycache__", "dvc.lock", "rlvr_lens.egg-info"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(tmp: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PREFECT_API_URL", None)
-    env.update({
-        "PATH": f"{BIN}{os.pathsep}{env['PATH']}", "PREFECT_HOME": str(tmp / "prefect-home"),
-        "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site"), "HF_HUB_OFFLINE": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", "PYTHONUNBUFFERED": "1",
-        "COLUMNS": "200",  # Prefect's tables: no truncated deployment names
-    })
-    env.update(extra)
-    return env
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str], check: bool = True,
-         timeout: int = 1800) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
-    return proc
-
-
-def _merge(params: dict, tiny: dict) -> None:
-    """Deep-merge `tiny` into `params` (keys params.yaml no longer has are ignored)."""
-    for key, value in tiny.items():
-        if isinstance(value, dict) and isinstance(params.get(key), dict):
-            _merge(params[key], value)
-        elif key in params:
-            params[key] = value
-
-
-def _copy_repo(dst: Path, remote: Path) -> Path:
-    """The working tree as a fresh repository (everything committed), with tiny params."""
-    shutil.copytree(ROOT, dst, ignore=lambda d, names: [
-        n for n in names if n in SKIP or (Path(d) == ROOT / "data" and n != ".gitkeep")
-        or (Path(d) == ROOT / ".dvc" and n in ("cache", "tmp", "config.local"))])
-    (dst / ".venv").symlink_to(ROOT / ".venv")
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    tiny = yaml.safe_load((ROOT / "tests/data/tiny_params.yaml").read_text())
-    _merge(params, tiny)
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    env = _env(dst.parent)
-    # deployments for the stages as they are now (test_orchestration checks the committed file)
-    _run(["python", "scripts/write_prefect_yaml.py"], dst, env)
-    _run(["git", "init", "-q"], dst, env)
-    _run(git + ["add", "-A"], dst, env)
-    _run(git + ["commit", "-qm", "copy"], dst, env)
-    _run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], dst, env)
-    return dst
-
 
 def _ran(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
@@ -100,66 +49,222 @@ def _digests(root: Path) -> dict[str, str]:
 def served(tmp_path_factory):
     """scripts/serve.sh in a copy of the repo: server on a free loopback port, pool, worker."""
     tmp = tmp_path_factory.mktemp("served")
-    repo = _copy_repo(tmp / "repo", tmp / "remote")
-    env = _env(tmp, PREFECT_PORT=str(_free_port()))
-    _run(["bash", "scripts/serve.sh"], repo, env, timeout=600)
-    pids = {n: int((tmp / "prefect-home" / f"{n}.pid").read_text()) for n in ("server", "worker")}
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
+    repo = copy_repo(tmp / "repo", tmp / "remote")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        env = tool_env(tmp, PREFECT_PORT=str(s.getsockname()[1]))
+    run(["bash", "scripts/serve.sh"], repo, env, timeout=600)
+    home = tmp / "prefect-home"
+    server = json.loads((home / "rlvr-server.json").read_text())
+    pids = {name: (pid, server_mod._started(pid)) for name, pid in
+            [("server", server["pid"]), ("worker", int((home / "worker.pid").read_text()))]}
+    env["PREFECT_API_URL"] = server["api_url"]
     try:
         yield repo, env
     finally:
-        _run(["bash", "scripts/stop.sh"], repo, env, timeout=120)
-        for pid in pids.values():
-            with pytest.raises(ProcessLookupError):
-                os.kill(pid, 0)  # gone: stop.sh stopped it by its process id
+        run(["bash", "scripts/stop.sh"], repo, env, timeout=120)
+        for name, (pid, started) in pids.items():  # stop.sh stopped both by process id (a
+            assert not server_mod._alive(pid, started), name  # zombie awaiting init is gone)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, served):
     """A second copy, `dvc repro` once from scratch (stage flows report to the served API)."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    repo = _copy_repo(tmp / "repo", tmp / "remote")
-    env = _env(tmp, PREFECT_API_URL=served[1]["PREFECT_API_URL"])
-    first = _run(["dvc", "repro"], repo, env)
+    repo = copy_repo(tmp / "repo", tmp / "remote")
+    env = tool_env(tmp, PREFECT_API_URL=served[1]["PREFECT_API_URL"])
+    first = run(["dvc", "repro"], repo, env)
     return repo, env, first.stdout
+
+
+def _every(read, **filters) -> list:
+    """All pages of an API listing (each read returns at most `limit` rows)."""
+    rows: list = []
+    while page := read(**filters, limit=200, offset=len(rows)):
+        rows += page
+    return rows
+
+
+def _tree(client: SyncPrefectClient, run_id: uuid.UUID) -> dict:
+    """A reproduce run as the API has it: the run, its stage runs by name, its task runs by id,
+    and the artifacts and log records of each stage run (by run name, the parent's as well)."""
+    parent = client.read_flow_run(run_id)
+    children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+    runs = {run.name: run for run in children} | {"reproduce": parent}
+    ids = [run.id for run in runs.values()]
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    artifacts = _every(client.read_artifacts, artifact_filter=ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    logs = _every(client.read_logs, log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
+    name_of = {run.id: name for name, run in runs.items()}
+    return {
+        "parent": parent, "stages": {run.name: run for run in children},
+        "tasks": {task.id: task for task in tasks},
+        "artifacts": {name: {a.key: a for a in artifacts if a.flow_run_id == run.id}
+                      for name, run in runs.items()},
+        "logs": {name: [log for log in logs if name_of[log.flow_run_id] == name] for name in runs},
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed(served):
+    """Deployment `reproduce/default` on the worker (the whole pipeline), then a run whose
+    `sample` stage fails inside its flow (a missing prompt file): both run trees from the API."""
+    repo, env = served
+    good = run(["prefect", "deployment", "run", "reproduce/default", "--watch",
+                "--watch-timeout", "1500"], repo, env)
+    lock = (repo / "dvc.lock").read_text()
+    bad = run(["prefect", "deployment", "run", "reproduce/default", "--watch", "--params",
+               json.dumps({"params": {"sample": {"prompts": "missing.jsonl"}}})], repo, env,
+              check=False)
+    run(["git", "checkout", "--", "params.yaml"], repo, env)  # `dvc exp run -S` edited it
+    assert bad.returncode != 0
+    with SyncPrefectClient(env["PREFECT_API_URL"]) as client:
+        trees = {kind: _tree(client, uuid.UUID(re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)))
+                 for kind, out in (("good", good.stdout), ("bad", bad.stdout))}
+    return trees | {"lock": lock}
+
+
+def test_pipeline_is_one_run_tree(served, deployed):
+    repo, env = served
+    tree = deployed["good"]
+    stages = run(["dvc", "stage", "list", "--name-only"], repo, env).stdout.split()
+    assert tree["parent"].state_name == "Completed"
+    assert sorted(tree["stages"]) == sorted(stages)  # every stage is a child of the run
+    assert any(t.startswith("commit:") for t in tree["parent"].tags)
+    for name, stage in tree["stages"].items():
+        tracker = tree["tasks"][stage.parent_task_run_id]  # a task run of the reproduce run
+        assert tracker.state_name == stage.state_name == "Completed", name
+        assert f"stage:{name}" in stage.tags and any(t.startswith("commit:") for t in stage.tags)
+    # DVC's own lines are in the parent; the stages were hosted in the reproduce process
+    parent_logs = " ".join(log.message for log in tree["logs"]["reproduce"])
+    assert "Running stage 'score'" in parent_logs and "in this process" in parent_logs
+
+
+def test_failed_stage_shows_under_its_parent(deployed):
+    tree = deployed["bad"]
+    reason = "prompt file missing.jsonl does not exist"  # the library's own message
+    assert tree["parent"].state_name == "Failed" and reason in tree["parent"].state.message
+    failed = [s for s in tree["stages"].values() if s.state_name == "Failed"]
+    assert [s.name for s in failed] in (["sample"], ["cross_sample"])  # DVC stops at the first
+    assert reason in failed[0].state.message
+    assert tree["tasks"][failed[0].parent_task_run_id].state_name == "Failed"
+
+
+def test_stage_runs_publish_results_and_progress(deployed):
+    tree = deployed["good"]
+    for name in tree["stages"]:  # a table of headline numbers and a list of outputs each
+        assert set(tree["artifacts"][name]) == {artifact_key(name, "metrics"),
+                                                artifact_key(name, "outputs")}, name
+    table = tree["artifacts"]["evaluate"]["evaluate-metrics"]
+    assert table.type == "table" and "base.accuracy" in str(table.data)
+    assert "data/tokens" in tree["artifacts"]["score"]["score-outputs"].data
+    assert "reproduce-summary" in tree["artifacts"]["reproduce"]
+    # the library's progress lines reached the stage runs (rlvr never imports Prefect)
+    progress = {name: [log.message for log in logs if log.name == "rlvr.progress"]
+                for name, logs in tree["logs"].items()}
+    assert any(m.startswith("pretrain: 200/200 step (100%)") for m in progress["pretrain"])
+    for name, desc in [("rl", "grpo: "), ("sample", "sampling: "), ("score", "scoring: "),
+                       ("cross_sample", "cross js: ")]:
+        assert any(m.startswith(desc) for m in progress[name]), (name, progress[name])
+
+
+def _page_text(chromium: str, url: str, shot: Path) -> str:
+    """The text headless Chromium renders at `url` (scripts and tags stripped); a screenshot."""
+    profile = shot.parent / f".profile-{shot.stem}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1400,1000",
+             "--virtual-time-budget=15000"]  # let the UI fetch from the API and render
+    env = dict(os.environ)
+    run([chromium, *flags, f"--screenshot={shot}", url], shot.parent, env, timeout=180)
+    dom = run([chromium, *flags, "--dump-dom", url], shot.parent, env, timeout=180).stdout
+    shutil.rmtree(profile, ignore_errors=True)
+    text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_ui_shows_run_tree_and_artifacts(served, deployed, tmp_path_factory, capsys):
+    """The Prefect UI (V2 pages) in headless Chromium; screenshots kept as test artifacts."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's `chromium`)")
+    shots = tmp_path_factory.mktemp("ui-screenshots")
+    with capsys.disabled():
+        print(f"\nPrefect UI screenshots: {shots}")
+    ui = served[1]["PREFECT_API_URL"].removesuffix("/api") + "/v2"
+    good, bad = deployed["good"], deployed["bad"]
+    text = _page_text(chromium, f"{ui}/runs/flow-run/{good['parent'].id}?tab=SubflowRuns",
+                      shots / "run-tree.png")
+    assert f"{len(good['stages'])} Subflow runs" in text
+    assert "weighted_run@baseline" in text and "cross_sample" in text and "Completed" in text
+    failed = next(s for s in bad["stages"].values() if s.state_name == "Failed")
+    text = _page_text(chromium, f"{ui}/runs/flow-run/{bad['parent'].id}?tab=SubflowRuns",
+                      shots / "failed-run-tree.png")
+    assert failed.name in text and "Failed" in text
+    text = _page_text(chromium, f"{ui}/runs/flow-run/{good['stages']['evaluate'].id}?tab=Artifacts",
+                      shots / "stage-artifacts.png")
+    assert "evaluate-metrics" in text and "evaluate-outputs" in text and "Parent Run" in text
+    table = good["artifacts"]["evaluate"]["evaluate-metrics"]
+    text = _page_text(chromium, f"{ui}/artifacts/artifact/{table.id}", shots / "metrics-table.png")
+    assert "base.accuracy" in text
+    assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))  # rendered, not blank
 
 
 def test_deployment_run_via_worker(served):
     repo, env = served
-    listed = _run(["prefect", "deployment", "ls"], repo, env).stdout
+    listed = run(["prefect", "deployment", "ls"], repo, env).stdout
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     for name in ["default", *stages]:
         assert f"reproduce/{name}" in listed
-    run = _run(["prefect", "deployment", "run", "reproduce/prepare", "--watch",
+    done = run(["prefect", "deployment", "run", "reproduce/prepare", "--watch",
                 "--watch-timeout", "900"], repo, env)
-    assert "Completed" in run.stdout
+    assert "Completed" in done.stdout
     assert (repo / "data/task/train.parquet").exists()
     assert (repo / "data/task/eval.parquet").exists()
-    status = _run(["dvc", "status", "prepare"], repo, env).stdout
+    status = run(["dvc", "status", "prepare"], repo, env).stdout
     assert "up to date" in status  # the outputs are recorded in dvc.lock and the cache
 
     # a bad value fails the run with the library's message, shown by the CLI
-    bad = _run(["prefect", "deployment", "run", "reproduce/prepare", "--watch",
+    bad = run(["prefect", "deployment", "run", "reproduce/prepare", "--watch",
                 "--params", json.dumps({"params": {"task": {"n_train": 0}}})], repo, env,
                check=False)
     assert bad.returncode != 0 and "Failed" in bad.stdout
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", bad.stdout).group(1)
-    logs = _run(["prefect", "flow-run", "logs", run_id], repo, env).stdout
+    logs = run(["prefect", "flow-run", "logs", run_id], repo, env).stdout
     assert "error: params.yaml `task.n_train`: must be positive" in logs  # the library's line
-    _run(["git", "checkout", "--", "params.yaml"], repo, env)  # `dvc exp run -S` edited it
+    run(["git", "checkout", "--", "params.yaml"], repo, env)  # `dvc exp run -S` edited it
 
 
 def test_repro_builds_all_then_nothing(built):
     repo, env, first = built
-    stages = _run(["dvc", "stage", "list", "--name-only"], repo, env).stdout.split()
+    stages = run(["dvc", "stage", "list", "--name-only"], repo, env).stdout.split()
     assert sorted(_ran(first)) == sorted(stages)
-    second = _run(["dvc", "repro"], repo, env).stdout
+    second = run(["dvc", "repro"], repo, env).stdout
     assert _ran(second) == []
-    assert _run(["dvc", "status"], repo, env).stdout.strip().endswith("up to date.")
-    dag = _run(["dvc", "dag"], repo, env).stdout
+    assert run(["dvc", "status"], repo, env).stdout.strip().endswith("up to date.")
+    dag = run(["dvc", "dag"], repo, env).stdout
     assert all(name.split("@")[0] in dag for name in stages)
-    metrics = _run(["dvc", "metrics", "show", "--json"], repo, env).stdout
+    metrics = run(["dvc", "metrics", "show", "--json"], repo, env).stdout
     assert "data/metrics/" in metrics
+
+
+def _cached_outs(lock: str, repo: Path) -> dict[str, str]:
+    """md5 of every cached output in a dvc.lock text whose bytes depend on inputs alone."""
+    timed = ("data/plots/", "data/weighted/", "data/report/")  # curves and runs log seconds
+    return {out["path"]: out["md5"] for stage in yaml.safe_load(lock)["stages"].values()
+            for out in stage.get("outs", []) if out["path"] not in _uncached(repo)
+            and not out["path"].startswith(timed)}
+
+
+def test_hosted_stages_write_what_stage_processes_write(deployed, built):
+    """Stages hosted in the reproduce run (the deployment) and run as processes of their own
+    (`dvc repro` from a shell) write byte-identical models, samples, tokens and analyses."""
+    repo = built[0]
+    hosted = _cached_outs(deployed["lock"], repo)
+    assert {"data/models/base", "data/samples", "data/tokens", "data/cross"} <= set(hosted)
+    assert hosted == _cached_outs((repo / "dvc.lock").read_text(), repo)
 
 
 @pytest.mark.parametrize("kind", ["dask", "ray"])
@@ -183,14 +288,14 @@ def test_sharded_stages_on_a_local_cluster(built, kind):
             thread_tables = {p: pd.read_parquet(repo / out / p) for p in before[stage]
                              if p.endswith(".parquet")}
             shutil.rmtree(repo / out)
-            _run(["python", "-m", f"flows.{stage}"], repo, env)
+            run(["python", "-m", f"flows.{stage}"], repo, env)
             for part, table in thread_tables.items():
                 pd.testing.assert_frame_equal(pd.read_parquet(repo / out / part), table)
             assert _digests(repo / out) == before[stage]  # byte-identical part files
     finally:
         (repo / "params.yaml").write_text(original)
     # record the rewritten gate JSONs, as after any flow run outside `dvc repro`
-    _run(["dvc", "commit", "--force", "sample", "score"], repo, env)
+    run(["dvc", "commit", "--force", "sample", "score"], repo, env)
 
 
 def _uncached(repo: Path) -> list[str]:
@@ -207,18 +312,18 @@ def _uncached(repo: Path) -> list[str]:
 
 def test_push_pull_and_offline_plots(built, tmp_path):
     repo, env, _ = built
-    _run(["dvc", "push"], repo, env)
+    run(["dvc", "push"], repo, env)
     before = _digests(repo / "data")
     keep = tuple(str(Path(p).relative_to("data")) for p in _uncached(repo))
     shutil.rmtree(repo / ".dvc" / "cache")
     for rel in before:
         if not rel.startswith(keep) and rel != ".gitkeep":
             (repo / "data" / rel).unlink()
-    _run(["dvc", "pull"], repo, env)
+    run(["dvc", "pull"], repo, env)
     assert _digests(repo / "data") == before  # every pushed output came back intact
-    assert _run(["dvc", "status"], repo, env).stdout.strip().endswith("up to date.")
+    assert run(["dvc", "status"], repo, env).stdout.strip().endswith("up to date.")
 
-    page = _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo, env)
+    page = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo, env)
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "cdn.jsdelivr" not in html and "<script src=" not in html  # nothing to fetch
     assert "vegaEmbed(" in html and "vega-lite" in html, page.stdout
@@ -233,7 +338,7 @@ def test_params_change_reruns_only_dependents(built):
     section, leaf = key.split(".", 1)
     value = yaml.safe_load((repo / "params.yaml").read_text())[section][leaf]
     # expected: the stage and everything downstream of it in DVC's graph
-    dot = _run(["dvc", "dag", "--dot"], repo, env).stdout
+    dot = run(["dvc", "dag", "--dot"], repo, env).stdout
     edges = re.findall(r'"([^"]+)" -> "([^"]+)"', dot)
     expected, frontier = {name}, [name]
     while frontier:
@@ -242,7 +347,35 @@ def test_params_change_reruns_only_dependents(built):
             if a == node and b not in expected:
                 expected.add(b)
                 frontier.append(b)
-    out = _run(["dvc", "exp", "run", "-S", f"{key}={json.dumps(value + 1)}"], repo, env).stdout
+    out = run(["dvc", "exp", "run", "-S", f"{key}={json.dumps(value + 1)}"], repo, env).stdout
     assert set(_ran(out)) <= expected and name in _ran(out), out
-    shown = _run(["dvc", "exp", "show", "--json"], repo, env).stdout
+    shown = run(["dvc", "exp", "show", "--json"], repo, env).stdout
     assert key.split(".")[-1] in shown
+    # one weighting variant's knob reruns that variant's runs only (then the summary, report)
+    variants = yaml.safe_load((repo / "params.yaml").read_text())["weighted"]["variants"]
+    variant = next(v for v in variants if v != "baseline")
+    out = run(["dvc", "exp", "run", "-S", f"weighted.variants.{variant}.alpha=0.25"], repo,
+              env).stdout
+    reran = [s for s in _ran(out) if s.startswith("weighted_run@")]
+    assert reran == [f"weighted_run@{variant}"], out
+
+
+def viewer_responses(page: str) -> list[tuple[str, str]]:
+    """(pair · generator · prompt, the token texts) of each response the token viewer shows."""
+    viewer = page.split('<section id="viewer">')[1]
+    blocks = re.findall(r'<div class="resp-head">(.*?) #\d+ .*?<div class="toks">(.*?)</div>',
+                        viewer, flags=re.S)
+    return [(head, " ".join(re.findall(r">([^<]*)</span>", toks))) for head, toks in blocks]
+
+
+def test_report_reads_clean(built):
+    """The report of a whole tiny run as a reader sees it: every figure drawn (no failure notice
+    in its place, none empty) and the token viewer showing each distinct response once."""
+    from rlvr.report.blocks import failures
+
+    repo, _, _ = built
+    page = (repo / "data" / "report" / "index.html").read_text()
+    assert failures(page) == []
+    assert page.count("<img ") >= 12
+    shown = viewer_responses(page)
+    assert shown and len(shown) == len(set(shown)), shown

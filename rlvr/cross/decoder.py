@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from rlvr.generation.sampler import (
@@ -39,6 +38,7 @@ from rlvr.generation.sampler import (
     pick_tokens,
     sampling_uniforms,
 )
+from rlvr.progress import Progress
 from rlvr.tokens.divergence import entropy, js
 
 RULES = ("js", "entropy", "delta", "random")
@@ -142,7 +142,7 @@ def cross_sample(
     _check_pair(primary, intervention)
     results: list[CrossGeneration] = []
     starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc=f"cross {rule.name}", unit="batch", disable=not progress):
+    for start in Progress(starts, f"cross {rule.name}", len(starts), "batch", progress):
         rows = prompts[start : start + batch_size]
         row_keys = keys[start : start + batch_size]
         results += _decode_batch(primary, intervention, rows, row_keys, rule, params, eos_id,

@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
@@ -40,8 +39,9 @@ from rlvr.cross.decoder import CrossGeneration, SwitchRule, cross_sample
 from rlvr.generation.sampler import SamplingParams
 from rlvr.generation.samples import Grader, sample_keys
 from rlvr.layout import Layout
-from rlvr.models.loading import check_pair, load_spec
-from rlvr.models.specs import ModelSpec
+from rlvr.models.checks import check_model, check_pair, fit_prompts
+from rlvr.models.loading import load_spec, pin_torch_threads
+from rlvr.models.specs import ModelsParams, ModelSpec
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     clear_complete,
@@ -52,7 +52,7 @@ from rlvr.store.tables import (
     write_part,
 )
 from rlvr.testbed.graders import get_grader
-from rlvr.testbed.prompts import PromptRecord, encode_prompts
+from rlvr.testbed.prompts import PromptRecord, encode_prompts, load_prompts, prompt_origin
 
 DIRECTIONS = ("forward", "backward")
 
@@ -106,11 +106,10 @@ class CrossResources:
     """`cross_sample.resources`: speed only (not fingerprinted, not DVC params)."""
 
     batch_size: int = 256  # rows decoded in lock-step at once
-    torch_threads: int = 1  # per cell; tiny models decode fastest single-threaded
-    max_parallel: int = 2  # cells decoded at once (threads)
+    max_parallel: int = 2  # cells decoded at once (threads), each single-threaded
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "torch_threads", "max_parallel"):
+        for key in ("batch_size", "max_parallel"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
 
 
@@ -204,10 +203,26 @@ def grid_cells(
     return cells
 
 
+def plan_inputs(
+    cfg: CrossParams, models: ModelsParams, prompts: str, drop_unfit: bool, layout: Layout,
+) -> tuple[dict[str, ModelSpec], list[PromptRecord], int]:
+    """Check every input of the sweep before any output is touched: both models' files, one
+    vocabulary and head size, the prompt file and each prompt's fit to both models (all of the
+    file, as the sample stage asks). Returns the pair's specs, the first `n_prompts` prompts
+    that fit, and how many of the file's were dropped."""
+    specs = {n: models.spec(n, layout) for n in (cfg.base_model, cfg.tuned_model)}
+    base, tuned = (check_model(specs[n]) for n in (cfg.base_model, cfg.tuned_model))
+    check_pair(base, tuned)
+    records = load_prompts(prompts, layout)
+    kept, dropped = fit_prompts(records, [base, tuned], cfg.max_new_tokens, drop_unfit,
+                                prompt_origin(prompts, layout), "sample.unfit_prompts")
+    return specs, kept[: cfg.n_prompts], dropped
+
+
 @functools.lru_cache(maxsize=8)
 def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     # cells share a few models: load each once per process (load_spec serialises loads)
-    return load_spec(spec, made_by="rl")
+    return load_spec(spec)
 
 
 def cell_rows(
@@ -261,14 +276,14 @@ def run_cell(
     cfg: CrossParams,
     grader: str,
     layout: Layout,
+    progress: bool = False,
 ) -> dict[str, object]:
     """Cross-sample one cell and write its part files (kept if current); returns a summary.
 
     The primary's tokenizer and chat template format the prompts (as when it samples alone);
-    the pair shares one vocabulary (checked). `cfg.resources.torch_threads` sets torch's
-    process-wide intra-op thread count: tiny models decode fastest with 1, cells in parallel.
+    the pair shares one vocabulary (checked). Runs torch single-threaded (`pin_torch_threads`).
     """
-    torch.set_num_threads(cfg.resources.torch_threads)
+    pin_torch_threads()
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cell.seed)
     primary_spec, intervention_spec = specs[cell.primary], specs[cell.intervention]
     name = f"part-{cell.name}.parquet"
@@ -278,7 +293,6 @@ def run_cell(
                       intervention=intervention_spec.identity(), n=cfg.samples_per_prompt,
                       params=asdict(params), prompts=[asdict(r) for r in records], grader=grader)
     if not (part_is_current(samples_path, key) and part_is_current(tokens_path, key)):
-        check_pair(primary_spec, intervention_spec)
         primary, tokenizer = _load(primary_spec)
         intervention, _ = _load(intervention_spec)
         prompt_ids = encode_prompts(records, tokenizer, primary_spec.chat_template)
@@ -288,7 +302,7 @@ def run_cell(
         gens = cross_sample(
             primary, intervention, [prompt_ids[i] for i in index], keys,
             SwitchRule(cell.rule, cell.threshold), params, tokenizer.eos_token_id, pad_id,
-            batch_size=cfg.resources.batch_size,
+            batch_size=cfg.resources.batch_size, progress=progress,
         )
         samples, tokens = cell_rows(cell, records, cfg.samples_per_prompt, gens, tokenizer,
                                     params, pair_name(cfg.base_model, cfg.tuned_model),
@@ -333,6 +347,7 @@ def matched_random_cells(layout: Layout, js_cells: Sequence[CrossCell]) -> list[
 
 def publish_cross(layout: Layout, cells: Sequence[CrossCell]) -> dict[str, int]:
     """Drop part files of cells no longer in the grid and mark both tables complete."""
+    _load.cache_clear()  # the sweep is over: free its models (the process may run more stages)
     counts = {}
     for table in ("samples", "tokens"):
         directory = layout.cross_dir / table

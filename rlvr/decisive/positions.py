@@ -10,6 +10,10 @@ rollouts ~ K x measured positions x the share of draws that leave the response).
 with the schema `rlvr.store.tables.DECISIVE_SCHEMA`. Then `sql/decisive/agg_decisive_*.sql`
 join them to the token table and measure how well js, base entropy and |Δ log-prob| find the
 positions whose measured |ΔV| is large.
+
+`plan_decisive` checks every input before the stage touches an output: the samples and token
+tables are complete and hold the pair's partitions, each generator's model is whole and finite
+(`rlvr.models.checks.check_model`), its samples exist and share one sampling setting.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from rlvr.config import require
 from rlvr.decisive.values import Measured, bootstrap_delta, measure_values, wilson
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import load_spec
-from rlvr.models.specs import ModelsParams, resolve
-from rlvr.store.atomic import write_json
+from rlvr.models.checks import check_model
+from rlvr.models.loading import load_spec, pin_torch_threads
+from rlvr.models.specs import ModelEntry, ModelsParams, resolve
+from rlvr.store.atomic import is_complete, sweep_debris, write_json
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     DECISIVE_SCHEMA,
@@ -42,6 +47,7 @@ from rlvr.store.tables import (
     read_partition,
     samples_dir,
     to_table,
+    tokens_dir,
     write_part,
 )
 from rlvr.testbed.graders import get_grader
@@ -57,11 +63,9 @@ class DecisiveResources:
     """`decisive.resources`: speed only (not fingerprinted, not DVC params)."""
 
     batch_size: int = 512  # rows per teacher-forced forward and per rollout batch
-    torch_threads: int = 1
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "torch_threads"):
-            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1", "use a positive integer")
 
 
 @dataclass(frozen=True)
@@ -146,23 +150,61 @@ def sampling_of(table: pa.Table, seed: int) -> SamplingParams:
                           seed)
 
 
+@dataclass(frozen=True)
+class DecisiveJob:
+    """One generator's measurement: its model, its samples partition, its part file."""
+
+    generator: str  # "base" or "tuned"
+    entry: ModelEntry
+    samples: str
+    out_path: str
+
+
+def plan_decisive(
+    cfg: DecisiveParams, grader: str, models: ModelsParams, layout: Layout
+) -> list[DecisiveJob]:
+    """Check every input of the decisive stage (see the module docstring); one job per
+    generator."""
+    get_grader(grader)
+    for table, directory, stage in (("samples", layout.samples_dir, "sample"),
+                                    ("token", layout.tokens_dir, "score")):
+        if not is_complete(directory):
+            raise ValueError(f"the {table} table {directory} is not complete: run the {stage} "
+                             f"stage first (dvc repro {stage})")
+    pair = pair_name(cfg.base, cfg.tuned)
+    jobs = []
+    for generator in cfg.generators:
+        if not tokens_dir(layout.tokens_dir, pair, generator).is_dir():
+            raise ValueError(f"params.yaml `decisive.base`/`decisive.tuned`: no pair {pair!r} "
+                             f"(generator {generator}) in the token table {layout.tokens_dir}; "
+                             "add the models to `score.base`/`score.tuned` and run `dvc repro "
+                             "score`")
+        entry = resolve(cfg.model_of(generator), models, layout)
+        check_model(entry.spec)
+        source = samples_dir(layout.samples_dir, entry.name)
+        if not any(source.glob("part-*.parquet")):
+            raise ValueError(f"params.yaml `decisive.{generator}`: no samples of model "
+                             f"{entry.name!r}; add it to `sample.models` and run `dvc repro "
+                             "sample`")
+        sampling_of(read_partition(source, ["temperature", "top_p", "max_new_tokens"]), cfg.seed)
+        out = part_path(layout.decisive_dir / "positions" / f"model={entry.name}", 0)
+        jobs.append(DecisiveJob(generator, entry, str(source), str(out)))
+    return jobs
+
+
 def measure_generator(
-    generator: str, cfg: DecisiveParams, grader: str, models: ModelsParams, layout: Layout,
-    progress: bool = False,
+    job: DecisiveJob, cfg: DecisiveParams, grader: str, progress: bool = False
 ) -> dict:
-    """Measure one generator's responses into its part file (kept when current)."""
-    entry = resolve(cfg.model_of(generator), models, layout)
-    source = samples_dir(layout.samples_dir, entry.name)
-    if not source.is_dir():
-        raise ValueError(f"params.yaml `decisive.{generator}`: no samples of model "
-                         f"{entry.name!r}; add it to `sample.models` and run `dvc repro sample`")
-    table = read_partition(source)
-    out = part_path(layout.decisive_dir / "positions" / f"model={entry.name}", 0)
+    """Measure one generator's responses into its part file (kept when current). Runs torch
+    single-threaded (`pin_torch_threads`)."""
+    pin_torch_threads()
+    entry, source, out = job.entry, Path(job.samples), Path(job.out_path)
     key = fingerprint(model=entry.spec.identity(), name=entry.name, kind=entry.kind,
                       samples=[part_fingerprint(p) for p in sorted(source.glob("part-*.parquet"))],
                       params=cfg.result_fields(), grader=grader)
     if part_is_current(out, key):
         return {"model": entry.name, "path": str(out), "skipped": True}
+    table = read_partition(source)
     items = select_items(table, cfg)
     model, tokenizer = load_spec(entry.spec)
     start = time.perf_counter()
@@ -251,10 +293,13 @@ def publish(layout: Layout, runs: list[dict]) -> None:
     finalize_dataset(layout.decisive_dir / "positions", [r["path"] for r in runs])
 
 
-def prepare(layout: Layout) -> None:
-    """Withdraw the table's completion marker before its parts are rewritten."""
-    Path(layout.decisive_dir / "positions").mkdir(parents=True, exist_ok=True)
-    clear_complete(layout.decisive_dir / "positions")
+def claim_outputs(layout: Layout) -> None:
+    """After the checks: sweep what killed runs left, withdraw the table's completion marker
+    before its parts are rewritten (finished parts stay: `persist` in dvc.yaml)."""
+    sweep_debris(*layout.outputs("decisive"))
+    positions = layout.decisive_dir / "positions"
+    positions.mkdir(parents=True, exist_ok=True)
+    clear_complete(positions)
 
 
 def write_metrics(layout: Layout, metrics: dict) -> None:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel
+
+from rlvr.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def sample(
     assert len(offsets) == len(prompts), "one offset per prompt row"
     results: list[Generation] = []
     starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+    for start in Progress(starts, "sampling", len(starts), "batch", progress):
         rows = prompts[start : start + batch_size]
         shift = torch.tensor(offsets[start : start + batch_size])
         u = sampling_uniforms(params.seed, keys[start : start + batch_size],

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,12 +20,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.config import require
 from rlvr.generation.backends import BackendParams, make_backend
 from rlvr.generation.sampler import Generation, SamplingParams, sample
-from rlvr.models.loading import check_lengths, load_tokenizer
-from rlvr.models.specs import ModelEntry
+from rlvr.layout import Layout
+from rlvr.models.checks import check_model, fit_prompts
+from rlvr.models.loading import check_lengths, load_tokenizer, pin_torch_threads
+from rlvr.models.specs import ModelEntry, ModelsParams, plan_models
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import SAMPLES_SCHEMA, part_is_current, to_table, write_part
 from rlvr.testbed.graders import GRADERS, get_grader
-from rlvr.testbed.prompts import PromptRecord, encode_prompts
+from rlvr.testbed.prompts import PromptRecord, encode_prompts, load_prompts, prompt_origin
 
 Grader = Callable[[str, str], int]
 
@@ -37,6 +40,9 @@ class SampleParams:
     checkpoints: bool = True  # also every RL checkpoint rl_step_<N>
     prompts: str = ""  # "": the testbed's eval split; or a .jsonl/.parquet (prompt, answer)
     grader: str = "toy"  # rlvr.testbed.graders.GRADERS (cross_sample grades with it too)
+    # a prompt too long for a model, or with words outside its vocabulary: stop the run naming
+    # its row (error), or skip it for every model and log the count (drop)
+    unfit_prompts: Literal["error", "drop"] = "error"
     n_per_prompt: int = 4
     temperature: float = 1.0
     top_p: float = 1.0  # the study sampled with 0.7
@@ -57,6 +63,26 @@ class SampleParams:
     @property
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_p, self.max_new_tokens, self.seed)
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """The checked inputs of a sample run: the models and the prompts they all answer."""
+
+    entries: list[ModelEntry]
+    records: list[PromptRecord]
+    dropped: int  # prompts skipped because they do not fit a model (`unfit_prompts: drop`)
+
+
+def plan_samples(cfg: SampleParams, models: ModelsParams, layout: Layout) -> SamplePlan:
+    """Check every input of the sample stage before any output is touched: each model's files
+    (`check_model`) and the prompt file, rows and fit to every model (`fit_prompts`)."""
+    entries = plan_models(cfg.models, models, layout, cfg.checkpoints)
+    facts = [check_model(e.spec) for e in entries]
+    records, dropped = fit_prompts(load_prompts(cfg.prompts, layout), facts, cfg.max_new_tokens,
+                                   cfg.unfit_prompts == "drop", prompt_origin(cfg.prompts, layout),
+                                   "sample.unfit_prompts")
+    return SamplePlan(entries, records, dropped)
 
 
 def sample_keys(records: Sequence[PromptRecord], n: int) -> tuple[list[int], list[str]]:
@@ -148,6 +174,7 @@ def sample_shard(
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,
                 "skipped": True}
+    pin_torch_threads()
     tokenizer = load_tokenizer(entry.spec)
     prompt_ids = encode_prompts(records, tokenizer, entry.spec.chat_template)
     check_lengths(prompt_ids, params.max_new_tokens, entry.spec)

@@ -91,18 +91,24 @@ def load_model(
     return model.to(device).eval(), tokenizer
 
 
-def load_spec(
-    spec: ModelSpec, made_by: str = ""
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def pin_torch_threads() -> None:
+    """Compute single-threaded on a CPU: float results depend on torch's intra-op thread count
+    (measured: sampled log-probs differ in their last bits between 1 and 2 threads), so every
+    stage runs one thread per task and parallelises across tasks. Results are then the same on
+    any runner (threads, Dask or Ray workers) and machine load."""
+    torch.set_num_threads(1)
+
+
+def load_spec(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the model and tokenizer a spec names (one load at a time: see `LOAD_LOCK`)."""
     with LOAD_LOCK:
-        return load_model(spec.path, made_by=made_by, dtype=spec.dtype, device=spec.device,
-                          trust_remote_code=spec.trust_remote_code, key=f"{spec.key}.path")
+        return load_model(spec.path, made_by=spec.built_by, dtype=spec.dtype, device=spec.device,
+                          trust_remote_code=spec.trust_remote_code, key=spec.path_key)
 
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     """The tokenizer of a spec's model, without its weights; errors name the spec's key."""
-    check_model_dir(spec.path, key=f"{spec.key}.path")
+    check_model_dir(spec.path, made_by=spec.built_by, key=spec.path_key)
     return AutoTokenizer.from_pretrained(spec.path, trust_remote_code=spec.trust_remote_code)
 
 

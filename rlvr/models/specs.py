@@ -22,6 +22,7 @@ from rlvr.store.hashing import content_hash
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 FAMILY_KINDS = {"base": "base", "rl": "rl", "sft": "sft", "rft": "rft"}
+BUILT_BY = {"base": "pretrain", "rl": "rl", "sft": "sft", "rft": "sft"}  # model -> DVC stage
 # transformers builds models under a process-global init context (meta device), so two threads
 # loading at once (shards on a thread-pool runner) corrupt each other: load one at a time
 LOAD_LOCK = threading.Lock()
@@ -45,10 +46,16 @@ class ModelSpec:
     trust_remote_code: bool = False  # run Python shipped in the model directory (opt in only)
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template, when it has one
     key: str = "models"  # the params.yaml key this spec came from, for error messages
+    built_by: str = ""  # the stage that builds this model here; "" for a user's checkpoint
 
     def __post_init__(self) -> None:
         require(bool(self.path), "path", "is empty", "give a model directory")
         _check_device(self.device, "device")
+
+    @property
+    def path_key(self) -> str:
+        """The params.yaml key that names this model's directory ("" for a model built here)."""
+        return "" if self.built_by else f"models.named.{self.name}.path"
 
     def identity(self) -> dict[str, object]:
         """What a result computed with this model depends on, for fingerprints: the checkpoint's
@@ -101,7 +108,9 @@ class ModelsParams:
                        if v is not None and f != "path"})
         path = entry.path or str(layout.model_dir(name))
         key = f"models.named.{name}" if name in self.named else "models"
-        return ModelSpec(name=name, path=path, key=key, **values)
+        built_by = "" if entry.path else BUILT_BY.get(
+            name, "rl" if rl_step_of(name) is not None else "")
+        return ModelSpec(name=name, path=path, key=key, built_by=built_by, **values)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,18 +151,33 @@ def table_html(df: pd.DataFrame, caption: str, max_rows: int = 30, fold: bool = 
     return f"<figure>{body}<figcaption>{text}</figcaption></figure>"
 
 
-def mismatch_html(what: str, err: Exception) -> str:
-    return f'<div class="notice">Could not draw {html.escape(what)}: {html.escape(str(err))}</div>'
+FAILURE = "Could not draw"  # how a notice of a figure that failed to render starts
+
+
+def mismatch_html(what: str, err: Exception | str) -> str:
+    return f'<div class="notice">{FAILURE} {html.escape(what)}: {html.escape(str(err))}</div>'
 
 
 def figure(make: Callable[[], tuple[Figure, str]], what: str, dpi: int) -> str:
-    """Render one figure; a producer/report schema mismatch becomes a visible notice."""
+    """Render one figure; a producer/report schema mismatch, or a figure with nothing drawn in
+    it, becomes a visible notice."""
     try:
         fig, caption = make()
     except F.SchemaError as err:
         plt.close("all")
         return mismatch_html(what, err)
+    if not any(ax.has_data() for ax in fig.axes):
+        plt.close(fig)
+        return mismatch_html(what, "its input has no rows to plot")
     return figure_html(fig, caption, dpi)
+
+
+def failures(page: str) -> list[str]:
+    """The failure notices of a rendered page, as plain text: what a reader would see in place
+    of a figure (a schema mismatch between producer and report, or an empty figure)."""
+    notices = re.findall(r'<div class="notice">(.*?)</div>', page, flags=re.S)
+    texts = [html.unescape(re.sub(r"<[^>]+>", "", n)) for n in notices]
+    return [t for t in texts if t.startswith(FAILURE)]
 
 
 # --- derived tables ------------------------------------------------------------------------------

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import html
 
-from tqdm.auto import tqdm
-
+from rlvr.progress import Progress
 from rlvr.report import figures as F
-from rlvr.report.blocks import CSS, Inputs, ReportOptions, mismatch_html
+from rlvr.report.blocks import CSS, Inputs, ReportOptions, failures, mismatch_html
 from rlvr.report.sections import SECTIONS
-from rlvr.store.atomic import atomic_dir
+from rlvr.store.atomic import atomic_dir, sweep_debris
 
 
 def render_html(options: ReportOptions, progress: bool = False) -> str:
     """The whole report page as one HTML string, from whatever exists in the layout."""
     inp = Inputs(options.layout)
     parts = []
-    for section in tqdm(SECTIONS, desc="report", unit="section", disable=not progress):
+    for section in Progress(SECTIONS, "report", len(SECTIONS), "section", progress):
         try:
             blocks = section.render(inp, options)
         except F.SchemaError as err:
@@ -40,9 +39,11 @@ def render_html(options: ReportOptions, progress: bool = False) -> str:
 
 
 def build_report(options: ReportOptions, progress: bool = False) -> dict[str, int]:
-    """Write `report/index.html` atomically; returns counts of figures and notices."""
+    """Write `report/index.html` atomically; returns counts of figures, notices and failures
+    (notices of figures that could not be drawn: `failures`)."""
     page = render_html(options, progress)
+    sweep_debris(*options.layout.outputs("report"))
     with atomic_dir(options.layout.report_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return {"figures": page.count("<img "), "notices": page.count('class="notice"'),
-            "bytes": len(page.encode("utf-8"))}
+            "failures": len(failures(page)), "bytes": len(page.encode("utf-8"))}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
+from rlvr.report import comparison_figures as C
 from rlvr.report import experiments as E
 from rlvr.report import figures as F
 from rlvr.report import viewer
@@ -27,6 +28,7 @@ from rlvr.report.blocks import (
     table_html,
 )
 from rlvr.warehouse.views import complete_files
+from rlvr.weighted.grid import ACCURACY
 
 # --- sections -------------------------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ def _render_shift(inp: Inputs, opt: ReportOptions) -> list[str]:
         ("sparsity", F.sparsity_curve, "sparsity curve"),
         ("entropy_fixed", lambda d: F.js_by_entropy(d, "fixed"), "JS by base entropy"),
         ("entropy_quantile", lambda d: F.js_by_entropy(d, "quantile"), "JS by entropy quantile"),
-        ("correctness", F.correct_vs_incorrect, "correct vs incorrect"),
+        ("correctness", C.correct_vs_incorrect, "correct vs incorrect"),
     ):
         df, path = _analysis(inp, key)
         out.append(_missing(what, path) if df is None
@@ -163,11 +165,11 @@ def _quantile_table(df: pd.DataFrame) -> pd.DataFrame:
 def _render_mass(inp: Inputs, opt: ReportOptions) -> list[str]:
     topk, path = _analysis(inp, "topk")
     out = [_missing("top-k overlap", path) if topk is None
-           else figure(lambda: F.topk_overlap(topk), "top-k overlap", opt.params.dpi)]
+           else figure(lambda: C.topk_overlap(topk), "top-k overlap", opt.params.dpi)]
     rank, path = _analysis(inp, "rank")
     realloc, realloc_path = _analysis(inp, "reallocation")
     out.append(_missing("rank histogram", path) if rank is None
-               else figure(lambda: F.rank_histogram(rank, realloc), "rank histogram",
+               else figure(lambda: C.rank_histogram(rank, realloc), "rank histogram",
                             opt.params.dpi))
     out.append(_missing("reallocation summary", realloc_path) if realloc is None else
                table_html(realloc, "Where the tuned top-1 sits under the base model, over all "
@@ -190,7 +192,7 @@ def _render_roles(inp: Inputs, opt: ReportOptions) -> list[str]:
     if shares is None:
         return [_missing("role ground truth", path)]
     pr, _ = _analysis(inp, "role_pr")
-    return [figure(lambda: F.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
+    return [figure(lambda: C.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
 
 
 def _render_cross(inp: Inputs, opt: ReportOptions) -> list[str]:
@@ -236,7 +238,7 @@ def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
     if training is None:
         out.append(notice_html("training curves (data/weighted/training)", "weighted_summary"))
     else:
-        out.append(figure(lambda: E.weighted_curves(training, "accuracy"), "training curves",
+        out.append(figure(lambda: E.weighted_curves(training, ACCURACY), "training curves",
                            opt.params.dpi))
     return out
 
@@ -276,14 +278,14 @@ SECTIONS = (
     Section("evolution", "3. Evolution over RL checkpoints",
             "Study: JS rises over training, the 95th/99th percentiles faster than the rest, and "
             "the divergent set converges to the final one (Jaccard → 1).",
-            _single("evolution", F.checkpoint_evolution, "checkpoint evolution")),
+            _single("evolution", C.checkpoint_evolution, "checkpoint evolution")),
     Section("controls", "4. RL vs SFT vs RFT",
             "Study: an SFT model's shifts are denser and more spread out than RL's.",
-            _single("controls", F.tuned_comparison, "RL vs SFT vs RFT")),
+            _single("controls", C.tuned_comparison, "RL vs SFT vs RFT")),
     Section("truncation", "5. Truncation error of top-p JS",
             "The study computed JS on top-p (0.7) truncated supports; this measures what that "
             "approximation costs against exact full-vocabulary JS.",
-            _single("truncation", F.truncation_error, "truncation error")),
+            _single("truncation", C.truncation_error, "truncation error")),
     Section("roles", "6. Ground truth: decisive token roles",
             "The toy task knows which tokens decide correctness (method, intermediate results, "
             "answer format, final answer): does JS find them?", _render_roles),

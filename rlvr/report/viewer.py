@@ -71,18 +71,23 @@ def select_responses(
     data: ds.Dataset, per_group: int, pairs: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Keys of the responses to show: the first `per_group` (by prompt_id, sample_id) of every
-    (pair, generator, reward) group, optionally only for `pairs`.
+    (pair, generator, reward) group, optionally only for `pairs`, each a distinct response (a
+    prompt sampled several times often gets the same tokens twice; those show once).
 
     Returns pair, generator, prompt_id, sample_id, reward.
     """
-    keys = ["pair", "generator", "prompt_id", "sample_id", "reward"]
-    table = data.to_table(columns=keys, filter=ds.field("position") == 0).to_pandas()
+    keys = ["pair", "generator", "prompt_id", "sample_id"]
+    rows = data.to_table(columns=[*keys, "reward", "position", "token_id"]).to_pandas()
     if pairs:
-        table = table[table["pair"].isin(list(pairs))]
+        rows = rows[rows["pair"].isin(list(pairs))]
+    rows = rows.sort_values([*keys, "position"])
+    table = rows.groupby(keys, sort=False).agg(reward=("reward", "first"),
+                                               tokens=("token_id", tuple)).reset_index()
+    table = table.drop_duplicates(["pair", "generator", "prompt_id", "reward", "tokens"])
     table = table.sort_values(["pair", "generator", "reward", "prompt_id", "sample_id"],
                               ascending=[True, True, False, True, True])
     return table.groupby(["pair", "generator", "reward"], sort=False).head(per_group) \
-        .reset_index(drop=True)
+        .drop(columns="tokens").reset_index(drop=True)
 
 
 def load_response_tokens(data: ds.Dataset, chosen: pd.DataFrame) -> pd.DataFrame:

@@ -2,13 +2,16 @@
 
 Files are written to a temporary sibling and renamed; directories are built in a temporary
 sibling, get a `_COMPLETE` marker last, and are renamed into place. A directory without the
-marker is an interrupted write and is redone, never read.
+marker is an interrupted write and is redone, never read. A killed writer leaves its temporary
+(`.<name>.tmp-<hex>`, or `.<name>.old-<hex>` mid-swap) behind: `sweep_debris`, called by the
+stage that owns a path before it writes there, removes them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 MARKER = "_COMPLETE"
+# the temporary names atomic_dir and atomic_file use: `.<name>.tmp-<8 hex>`, `.<name>.old-<8 hex>`
+_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{8}$")
 
 
 def is_complete(path: str | Path) -> bool:
@@ -67,3 +72,41 @@ def write_json(obj: Any, path: str | Path) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def keep_only(directory: str | Path, names: set[str]) -> list[Path]:
+    """Remove the files directly in `directory` that are not in `names` (e.g. gate results of
+    models a previous run had): for outputs DVC keeps between runs (`persist`)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.is_file() and p.name not in names]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def sweep_debris(*paths: str | Path) -> list[Path]:
+    """Remove what killed atomic writes of `paths` left: their temporary siblings and every
+    temporary below them. Returns what was removed.
+
+    Only the stage that owns a path may call this, before it writes (a temporary of a write in
+    progress looks the same as one of a killed write): stages sweep `Layout.outputs` once their
+    inputs are checked.
+    """
+    found = []
+    for path in map(Path, paths):
+        siblings = path.parent.iterdir() if path.parent.is_dir() else []
+        found += [p for p in siblings if (m := _DEBRIS.match(p.name)) and m["name"] == path.name]
+        if path.is_dir():
+            found += [p for p in path.rglob(".*") if _DEBRIS.match(p.name)]
+    removed = []
+    for p in sorted(found, key=lambda p: len(p.parts)):  # a directory before what it holds
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue  # inside a directory removed above
+        removed.append(p)
+    return removed

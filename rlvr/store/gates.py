@@ -1,10 +1,11 @@
 """Data-quality gates (Great Expectations 1.x) on the samples and token tables.
 
 Each gate builds an ephemeral GX context, validates one dataframe against a suite, saves the
-validation result as JSON, and raises `GateFailed` with a readable summary when an expectation
-fails. Checks GX has no single expectation for (contiguous positions per response, `n_tokens`
-consistent with the rows present) are computed here into a helper column that reads `ok` on good
-rows and describes the problem on bad ones, so the failure summary shows the offending response.
+validation result as JSON, and raises `GateFailed` with one line per failed check, each naming
+the part file, the row and its values. Checks GX has no single expectation for (contiguous
+positions per response, the math tying a token row's columns together, agreement with the
+samples table and the tokenizer: `rlvr.store.invariants`) are computed into helper columns that
+read `ok` on good rows and describe the problem on bad ones.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+from transformers import PreTrainedTokenizerBase
 
+from rlvr.store import invariants as inv
 from rlvr.store.atomic import write_json
-from rlvr.store.tables import KEYS, read_partition
+from rlvr.store.tables import KEYS
+from rlvr.testbed.grammars import ALL_ROLES
 from rlvr.tokens.divergence import LN2
 
 TOKEN_FLOATS = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base",
@@ -29,25 +34,29 @@ TOKEN_INTS = ["position", "n_tokens", "token_id", "rank_base", "rank_tuned", "to
 
 
 class GateFailed(RuntimeError):
-    """A quality gate found bad rows; the message lists each failed expectation."""
+    """A quality gate found bad rows; the message has one line per failed check."""
 
 
-def _response_check(df: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Per row: `ok`, or why its response's positions are not 0..n_tokens-1 exactly once each."""
+def _response_check(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Per row: `ok`, or why its response is not positions 0..n_tokens-1 exactly once each with
+    one reward."""
     g = df.groupby(keys, sort=False, dropna=False)
     agg = pd.DataFrame({
         "rows": g["position"].size(), "lo": g["position"].min(), "hi": g["position"].max(),
         "distinct": g["position"].nunique(), "n_lo": g["n_tokens"].min(),
-        "n_hi": g["n_tokens"].max(),
+        "n_hi": g["n_tokens"].max(), "rewards": g["reward"].nunique(dropna=False),
     })
     contiguous = (agg.lo == 0) & (agg.hi == agg.rows - 1) & (agg.distinct == agg.rows)
     consistent = (agg.n_lo == agg.n_hi) & (agg.n_hi == agg.rows)
     msg = pd.Series("ok", index=agg.index, dtype=object)
-    bad = ~(contiguous & consistent)
-    for key, row in agg[bad].iterrows():
-        name = "/".join(map(str, np.atleast_1d(key)))
-        msg[key] = (f"{name}: {row.rows} rows, positions {row.lo}..{row.hi} "
-                    f"({row.distinct} distinct), n_tokens {row.n_lo}..{row.n_hi}")
+    for key, row in agg[~(contiguous & consistent) | (agg.rewards > 1)].iterrows():
+        where = "/".join(map(str, np.atleast_1d(key)[-2:]))  # the gate names pair and generator
+        if row.rewards > 1:
+            msg[key] = f"{where}: {row.rewards} different rewards in one response"
+        else:
+            msg[key] = (f"{where}: {row.rows} rows at positions {row.lo}..{row.hi} "
+                        f"({row.distinct} distinct) with n_tokens {row.n_lo}..{row.n_hi}; a "
+                        "response has positions 0..n_tokens-1, once each")
     return df[keys].merge(msg.rename("check").reset_index(), on=keys, how="left")["check"].values
 
 
@@ -64,32 +73,77 @@ def _without_run_stamps(report: dict) -> dict:
     return report
 
 
-def _run(df: pd.DataFrame, name: str, expectations: list, result_path: str | Path) -> dict:
-    """Validate `df`, save the result JSON, and raise GateFailed listing every failure."""
+def _where(index: dict) -> str:
+    """`part prompt/sample position N` (or the key columns present) of one GX row index."""
+    part = f"{index['part']} " if "part" in index else ""
+    rest = [f"{index[k]}" for k in ("model", "prompt_id", "sample_id") if k in index]
+    pos = f" position {index['position']}" if "position" in index else ""
+    return f"{part}{'/'.join(rest)}{pos}"
+
+
+def _failure_line(r, n: int) -> str:
+    """One line for one failed expectation: what, how many rows, and the first offending row."""
+    kind, kw, res = r.expectation_config.type, r.expectation_config.kwargs, r.result
+    count = res.get("unexpected_count", "?")
+    where = [_where(i) for i in res.get("partial_unexpected_index_list") or []]
+    values = res.get("partial_unexpected_list") or []
+    column = kw.get("column")
+    if kind == "expect_compound_columns_to_be_unique":
+        return f"duplicate key {kw['column_list']}: {count} of {n} rows; e.g. {where[0]}"
+    if kind == "expect_column_values_to_be_in_set" and kw["value_set"] == ["ok"]:
+        return f"{column}: {count} of {n} rows fail; e.g. {values[0]}"
+    what = {"expect_column_values_to_not_be_null": "is null",
+            "expect_column_values_to_be_between":
+                f"outside [{kw.get('min_value')}, {kw.get('max_value')}]",
+            "expect_column_values_to_be_in_set": f"not in {kw.get('value_set')}"}.get(kind, kind)
+    example = f"; e.g. {where[0]}: {values[0]!r}" if where and values else ""
+    return f"{column} {what}: {count} of {n} rows{example}"
+
+
+def _run(df: pd.DataFrame, name: str, expectations: list, result_path: str | Path,
+         index_columns: list[str], problems: list[str] | None = None) -> dict:
+    """Validate `df`, save the result JSON, and raise GateFailed listing every failure
+    (`problems`: table-level findings computed outside GX, saved and reported with them)."""
     context = gx.get_context(mode="ephemeral")
     batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
              .add_batch_definition_whole_dataframe("all"))
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
     validation = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    result = validation.run(batch_parameters={"dataframe": df})
-    write_json(_without_run_stamps(result.to_json_dict()), result_path)
-    failures = []
-    for r in result.results:
-        if r.success:
-            continue
-        cfg = r.expectation_config
-        args = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)}
-        count = r.result.get("unexpected_count", "?")
-        example = (r.result.get("partial_unexpected_list") or [r.result.get("observed_value")])[0]
-        failures.append(f"- {cfg.type} {args}: {count} of {len(df)} rows fail; e.g. {example!r}")
+    result = validation.run(batch_parameters={"dataframe": df}, result_format={
+        "result_format": "SUMMARY",
+        "unexpected_index_column_names": [c for c in index_columns if c in df.columns]})
+    report = _without_run_stamps(result.to_json_dict())
+    problems = list(problems or [])
+    if problems:
+        report["success"], report["rlvr_problems"] = False, problems
+    write_json(report, result_path)
+    failures = [_failure_line(r, len(df)) for r in result.results if not r.success] + problems
+    if len(failures) == 1:
+        raise GateFailed(f"quality gate `{name}` failed ({result_path}): {failures[0]}")
     if failures:
-        raise GateFailed(f"quality gate `{name}` failed ({result_path}):\n" + "\n".join(failures))
+        raise GateFailed(f"quality gate `{name}` failed {len(failures)} checks ({result_path}):\n"
+                         + "\n".join(f"- {f}" for f in failures))
     return {"rows": len(df), "expectations": len(result.results), "result": str(result_path)}
+
+
+def _sample_id_check(df: pd.DataFrame) -> np.ndarray:
+    """Per row: `ok`, or why its prompt's sample ids are not 0..n-1 with the n of most prompts
+    (a whole response dropped or added)."""
+    g = df.groupby("prompt_id", sort=False)["sample_id"]
+    agg = pd.DataFrame({"rows": g.size(), "lo": g.min(), "hi": g.max()})
+    n = agg.rows.mode().max() if len(agg) else 0
+    bad = (agg.rows != n) | (agg.lo != 0) | (agg.hi != agg.rows - 1)
+    msg = pd.Series("ok", index=agg.index, dtype=object)
+    for key, row in agg[bad].iterrows():
+        msg[key] = (f"{key}: {row.rows} responses with sample ids {row.lo}..{row.hi}; most "
+                    f"prompts have {n} (0..{n - 1})")
+    return df.prompt_id.map(msg).values
 
 
 def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
     """Gate the samples table (one model's rows or all of them); returns a small summary."""
+    df = df.reset_index(drop=True)  # GX names offending rows by position
     df = df.assign(
         length_check=np.where(
             (df.response_token_ids.map(len) == df.n_tokens)
@@ -98,6 +152,8 @@ def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
         max_sampling_logprob=df.sampling_logprobs.map(lambda x: max(x, default=0.0)),
     )
     keys = KEYS["samples"]
+    if df.model.nunique() <= 1:  # one model: every prompt has the same number of responses
+        df = df.assign(sample_id_check=_sample_id_check(df))
     expectations = [
         *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in keys + [
             "prompt_token_ids", "response_token_ids", "n_tokens", "finish_reason", "reward",
@@ -107,22 +163,31 @@ def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
         gxe.ExpectColumnValuesToBeInSet(column="finish_reason", value_set=["eos", "length"]),
         gxe.ExpectColumnValuesToBeInSet(column="reward", value_set=[0, 1]),
         gxe.ExpectColumnValuesToBeBetween(column="max_sampling_logprob", max_value=0.0),
-        gxe.ExpectColumnValuesToBeInSet(column="length_check", value_set=["ok"]),
+        *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=["ok"])
+          for c in df.columns if c.endswith("_check")],
     ]
-    return _run(df, name, expectations, result_path)
+    return _run(df, name, expectations, result_path, ["part", *keys])
 
 
-def check_tokens(df: pd.DataFrame, name: str, vocab_size: int, result_path: str | Path) -> dict:
-    """Gate token-table rows (one or more whole responses); returns a small summary."""
+def check_tokens(
+    df: pd.DataFrame, name: str, vocab_size: int, result_path: str | Path,
+    samples: pd.DataFrame | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
+) -> dict:
+    """Gate token-table rows (one or more whole responses); returns a small summary.
+
+    With `samples` (the generator's rows of the samples table) the rows must match it: the same
+    responses, token ids, lengths and rewards. With `tokenizer`, `token_text` must be its text
+    of `token_id`. Roles must be the labeller's or, when labelling is off, null on every row.
+    """
     keys = KEYS["tokens"]
-    df = df.assign(response_check=_response_check(df, keys[:-1]))
+    df = df.reset_index(drop=True)  # GX names offending rows by position
     log_v = math.log(vocab_size)
     tol = 1e-6  # float32 rounding at the bounds is not an error
-    between = [
+    bounds = [
         ("js", 0.0, LN2 + tol), ("js_top_p", 0.0, LN2 + tol),
         ("entropy_base", 0.0, log_v + tol), ("entropy_tuned", 0.0, log_v + tol),
-        ("logprob_base", None, 0.0), ("logprob_tuned", None, 0.0),
-        ("kl_base_tuned", 0.0, None), ("kl_tuned_base", 0.0, None),
+        ("logprob_base", -inv.BOUND, 0.0), ("logprob_tuned", -inv.BOUND, 0.0),
+        ("kl_base_tuned", 0.0, inv.BOUND), ("kl_tuned_base", 0.0, inv.BOUND),
         ("rank_base", 1, vocab_size), ("rank_tuned", 1, vocab_size),
         ("rank_in_base_of_top1_tuned", 1, vocab_size),
         ("rank_in_tuned_of_top1_base", 1, vocab_size), ("prob_base_of_top1_tuned", 0.0, 1.0),
@@ -130,25 +195,51 @@ def check_tokens(df: pd.DataFrame, name: str, vocab_size: int, result_path: str 
         ("token_id", 0, vocab_size - 1), ("position", 0, None), ("n_tokens", 1, None),
         *[(f"topk_overlap_{k}", 0.0, 1.0) for k in range(1, 6)],
     ]
+    labelled = df.role.notna().any()  # the labeller ran: every row has a role
+    required = keys + TOKEN_FLOATS + TOKEN_INTS + ["reward"] + (["role"] if labelled else [])
+    # one helper column for all bounds: GX's cost grows with the number of expectations
+    checks = {"bounds_check": inv.bound_rules(df, required, bounds),
+              "delta_check": inv.delta_rules(df), "divergence_check": inv.divergence_rules(df),
+              "rank_check": inv.rank_rules(df), "overlap_check": inv.overlap_rules(df),
+              "text_check": inv.text_rules(df, tokenizer)}
+    problems = []
+    if samples is not None:
+        checks["samples_check"], problems = inv.sample_rules(df, samples)
+    df = df.assign(response_check=_response_check(df, keys[:-1]),
+                   **{c: inv.verdicts(df, rules) for c, rules in checks.items()})
     expectations = [
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in keys + TOKEN_FLOATS + TOKEN_INTS],
         gxe.ExpectCompoundColumnsToBeUnique(column_list=keys),
-        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi)
-          for c, lo, hi in between],
         gxe.ExpectColumnValuesToBeInSet(column="reward", value_set=[0, 1]),
-        gxe.ExpectColumnValuesToBeInSet(column="response_check", value_set=["ok"]),
+        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=list(ALL_ROLES)),
+        *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=["ok"])
+          for c in ["response_check", *checks]],
     ]
-    return _run(df, name, expectations, result_path)
+    return _run(df, name, expectations, result_path, ["part", *keys], problems)
+
+
+def read_parts(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every part file of one partition as one dataframe, with the file's name in `part`."""
+    parts = sorted(Path(directory).glob("part-*.parquet"))
+    assert parts, f"no part files in {directory}"
+    return pd.concat([pq.read_table(p, columns=columns).to_pandas().assign(part=p.name)
+                      for p in parts], ignore_index=True)
 
 
 def gate_samples_dir(directory: str | Path, result_path: str | Path) -> dict:
     """Gate every part file of one samples partition (one model)."""
-    df = read_partition(directory).to_pandas()
-    return check_samples(df, f"samples_{Path(directory).name}", result_path)
+    model = Path(directory).name.removeprefix("model=")
+    return check_samples(read_parts(directory), f"samples_{model}", result_path)
 
 
-def gate_tokens_dir(directory: str | Path, vocab_size: int, result_path: str | Path) -> dict:
-    """Gate every part file of one token partition (one pair and generator)."""
-    df = read_partition(directory).to_pandas()
-    name = f"tokens_{Path(directory).parent.name}_{Path(directory).name}"
-    return check_tokens(df, name, vocab_size, result_path)
+def gate_tokens_dir(
+    directory: str | Path, vocab_size: int, result_path: str | Path,
+    samples_dir: str | Path | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
+) -> dict:
+    """Gate every part file of one token partition (one pair and generator), against the
+    generator's samples partition (`samples_dir`, data/samples/model=<generator>) and the
+    pair's tokenizer when given."""
+    samples = None if samples_dir is None else read_parts(
+        samples_dir, ["prompt_id", "sample_id", "response_token_ids", "n_tokens", "reward"])
+    pair, generator = (p.split("=", 1)[-1] for p in Path(directory).parts[-2:])
+    name = f"tokens_{pair}_{generator}"
+    return check_tokens(read_parts(directory), name, vocab_size, result_path, samples, tokenizer)

@@ -4,7 +4,8 @@ A part file records a fingerprint of everything it was computed from; a rerun ke
 fingerprint matches. Fingerprints hold content hashes, never mtimes or absolute paths, so a
 fresh clone plus `dvc pull`, or `touch` of every model file, keeps every finished shard.
 Hashing a 7B checkpoint takes a while, so digests are cached per file by (size, mtime,
-inode): a changed stamp only costs a rehash, never a wrong answer.
+inode): a changed stamp only costs a rehash, never a wrong answer. `checked_once` caches the
+verdict of a slow file check (a scan of a checkpoint's weights) the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rlvr.store.atomic import atomic_file
@@ -34,11 +36,15 @@ def _load_cache() -> dict[str, str]:
         return {}
 
 
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+
+
 def file_hash(path: str | Path, cache: dict[str, str] | None = None) -> str:
     """sha256 of a file's bytes; `cache` maps a stat stamp to a digest already computed."""
     path = Path(path)
-    st = path.stat()
-    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    stamp = _stamp(path)
     if cache is not None and stamp in cache:
         return cache[stamp]
     digest = hashlib.sha256()
@@ -75,6 +81,21 @@ def content_hash(path: str | Path) -> str:
         if len(cache) != before:
             _save_cache(cache)
     return value
+
+
+def checked_once(path: str | Path, name: str, check: Callable[[Path], None]) -> None:
+    """Run `check(path)` (which raises on a bad file) unless it passed on this very file before:
+    the pass is cached under the file's stat stamp, so any rewrite checks again."""
+    path = Path(path)
+    key = f"{_stamp(path)}|{name}"  # the path stays first: _save_cache keeps live files' entries
+    with _LOCK:
+        if _load_cache().get(key) == "ok":
+            return
+    check(path)
+    with _LOCK:
+        cache = _load_cache()
+        cache[key] = "ok"
+        _save_cache(cache)
 
 
 def _save_cache(cache: dict[str, str]) -> None:

@@ -10,12 +10,15 @@ Rows carry the model's kind (base/rl/sft/rft/checkpoint/user) and RL step (check
 so analyses over checkpoints need no join. Read them with
 `read_parquet('data/tokens/**/*.parquet', hive_partitioning=true)`.
 A part file is written under a temporary name and renamed, so it is either whole or absent; it
-records a fingerprint of its inputs, so a rerun keeps the parts that match and redoes the rest.
+records a fingerprint of its inputs and a hash of its own data bytes, so a rerun keeps the parts
+that match both and redoes the rest (a part edited by hand no longer matches its hash).
 A dataset directory gets the `_COMPLETE` marker last, once every part is in and gated.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import pyarrow.parquet as pq
 from rlvr.store.atomic import MARKER, atomic_file
 
 FINGERPRINT_KEY = b"rlvr.fingerprint"
+CONTENT_KEY = b"rlvr.content"  # blake2b of the file's bytes before its footer
 
 SAMPLING_PARAM_FIELDS = [
     pa.field("temperature", pa.float32(), nullable=False),
@@ -122,13 +126,48 @@ def part_fingerprint(path: str | Path) -> str:
     return ((pq.read_schema(path).metadata or {}).get(FINGERPRINT_KEY) or b"").decode()
 
 
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes every byte written through it."""
+
+    def __init__(self, raw: io.BufferedWriter) -> None:
+        self.raw, self.digest = raw, hashlib.blake2b(digest_size=16)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.digest.update(b)
+        return self.raw.write(b)
+
+
+def data_digest(path: str | Path) -> str:
+    """blake2b of a parquet file's bytes before its footer (the footer holds the digest)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        f.seek(-8, io.SEEK_END)
+        left = path.stat().st_size - 8 - int.from_bytes(f.read(4), "little")
+        f.seek(0)
+        digest = hashlib.blake2b(digest_size=16)
+        while left > 0:
+            chunk = f.read(min(left, 1 << 22))
+            assert chunk, f"{path}: shorter than its footer says"
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
 def part_is_current(path: str | Path, key: str) -> bool:
-    """True when `path` exists and was written from the same inputs (`key`)."""
+    """True when `path` exists, was written from the same inputs (`key`), and its data bytes
+    still match the content hash written with them."""
     path = Path(path)
     if not path.exists():
         return False
-    meta = pq.read_schema(path).metadata or {}
-    return meta.get(FINGERPRINT_KEY) == key.encode()
+    try:
+        meta = pq.read_metadata(path).metadata or {}
+    except pa.ArrowInvalid:  # not a parquet file any more (truncated, overwritten): redo it
+        return False
+    return (meta.get(FINGERPRINT_KEY) == key.encode()
+            and meta.get(CONTENT_KEY) == data_digest(path).encode())
 
 
 def write_part(
@@ -137,14 +176,20 @@ def write_part(
     """Stream batches into one parquet file atomically; returns the row count.
 
     Memory stays at one batch: rows go to a temporary file that is renamed onto `path` at the end.
+    The footer records `key` and the hash of the bytes before it (`part_is_current` checks both).
     """
     schema = schema.with_metadata({FINGERPRINT_KEY: key.encode()})
     rows = 0
-    with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for batch in batches:
-            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-            writer.write_table(table.cast(schema))
-            rows += table.num_rows
+    with atomic_file(path) as tmp, open(tmp, "wb") as raw:
+        sink = _HashingFile(raw)
+        with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+            for batch in batches:
+                table = (pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch)
+                         else batch)
+                writer.write_table(table.cast(schema))
+                rows += table.num_rows
+            # every row group is in the file by now; only the footer follows
+            writer.add_key_value_metadata({CONTENT_KEY: sink.digest.hexdigest().encode()})
     return rows
 
 

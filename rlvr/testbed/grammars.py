@@ -42,6 +42,9 @@ GRAMMARS = {
                      steps.ROLES, steps.DECISIVE_ROLES),
 }
 
+# every role any testbed labels: what the token gate accepts (user data has none, null)
+ALL_ROLES = tuple(dict.fromkeys(r for g in GRAMMARS.values() for r in g.roles))
+
 
 def get_grammar(name: str, key: str = "task.testbed") -> Grammar:
     """The testbed grammar registered under `name`."""

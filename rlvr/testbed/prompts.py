@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerBase
 
@@ -33,10 +34,19 @@ class PromptRecord:
 
 def _read_rows(path: Path, where: str) -> list[dict]:
     if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowInvalid, OSError):
+            raise ValueError(f"{where}{path}: not a readable parquet file (corrupt, or another "
+                             "format); write it with pandas or pyarrow, or use .jsonl") from None
     if path.suffix in (".jsonl", ".json"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{where}{path}: not UTF-8 text (byte {err.start}); save the file "
+                             "as UTF-8") from None
         rows = []
-        for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -71,7 +81,9 @@ def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[Prom
             raise ValueError(f"{at}: missing column(s) {missing}; every row needs "
                              f"`prompt` and `answer` (and optionally `prompt_id`)")
         prompt, answer = row["prompt"], row["answer"]
-        if not isinstance(prompt, str) or not prompt.strip():
+        if not isinstance(prompt, str):
+            raise ValueError(f"{at}: prompt {prompt!r} is not text")
+        if not prompt.strip():
             raise ValueError(f"{at}: empty prompt")
         if answer is None or str(answer).strip() == "":
             raise ValueError(f"{at}: empty answer")
@@ -89,7 +101,15 @@ def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[Prom
 
 def load_prompts(path: str, layout: Layout, key: str = "sample.prompts") -> list[PromptRecord]:
     """The prompts a run asks: the user file `path`, or the testbed's eval split when empty."""
+    if not path and not layout.split("eval").exists():
+        raise FileNotFoundError(f"no eval split at {layout.split('eval')}: run the prepare stage "
+                                "first (dvc repro prepare), or set params.yaml `sample.prompts`")
     return load_prompt_file(path or layout.split("eval"), key if path else "")
+
+
+def prompt_origin(path: str, layout: Layout, key: str = "sample.prompts") -> str:
+    """How messages name the file `load_prompts` reads, with the params key that names it."""
+    return f"params.yaml `{key}`: {path}" if path else str(layout.split("eval"))
 
 
 def task_prompts(n_eval: int, seed: int, min_digits: int, max_digits: int) -> list[PromptRecord]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from rlvr.config import require
 from rlvr.layout import Layout
-from rlvr.store.atomic import atomic_file
+from rlvr.store.atomic import atomic_file, sweep_debris
 from rlvr.testbed.digits import CorpusStyle, Problem, make_split
 
 
@@ -117,6 +117,7 @@ def prepare_split(task: TaskParams, layout: Layout) -> dict[str, int]:
     if task.eval_prompts:
         evaluation = read_problems(task.eval_prompts, "params.yaml `task.eval_prompts`")
     check_disjoint(train, evaluation, "task.eval_prompts" if task.eval_prompts else "task.seed")
+    sweep_debris(*layout.outputs("prepare"))
     for name, problems in (("train", train), ("eval", evaluation)):
         with atomic_file(layout.split(name)) as tmp:
             problem_table(problems).to_parquet(tmp, index=False)

@@ -15,11 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from rlvr.config import require
 from rlvr.layout import Layout
-from rlvr.store.atomic import atomic_dir, atomic_file, write_json
+from rlvr.progress import Progress
+from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
 from rlvr.warehouse.sql import SQL_DIR, list_queries, run_sql
 from rlvr.warehouse.views import connect, views
 
@@ -80,7 +80,7 @@ class AnalyzeParams:
 
 
 # result name -> plot file stem under the plots directory (the curves)
-PLOTS = {
+PLOTS = {  # query -> plot CSV (rlvr.layout.ANALYSIS_PLOTS)
     "agg_sparsity": "analysis_sparsity",
     "agg_js_histogram": "analysis_js_histogram",
     "agg_js_by_entropy_quantile": "analysis_js_by_entropy",
@@ -119,10 +119,11 @@ def run_analyses(
         raise ValueError(f"no complete token table under {layout.tokens_dir}; "
                          "run the score stage first (`dvc repro score`)")
     params = cfg.sql_params()
+    sweep_debris(*layout.outputs("analyze"))
     results = {}
     # one atomic directory: a rerun never mixes old and new results, nor keeps renamed ones
     with atomic_dir(layout.analysis_dir) as tmp:
-        for name in tqdm(analysis_queries(sql_dir), desc="analyses", disable=not progress):
+        for name in Progress(analysis_queries(sql_dir), "analyses", enabled=progress):
             results[name] = run_sql(con, name, params, sql_dir)
             write_table(results[name], tmp / f"{name}.parquet")
     for name, stem in PLOTS.items():

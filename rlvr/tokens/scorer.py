@@ -29,21 +29,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-from transformers import AutoConfig, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
 from rlvr.generation.sampler import left_pad
-from rlvr.models.loading import check_head, check_same_vocab, load_spec
+from rlvr.models.loading import check_head, check_same_vocab, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelEntry
+from rlvr.progress import Progress
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     TOKENS_SCHEMA,
     pair_name,
     part_fingerprint,
     part_is_current,
-    samples_dir,
-    tokens_dir,
     write_part,
 )
 from rlvr.tokens.pairstats import pair_statistics
@@ -241,8 +239,8 @@ def score_batches(
     vocab, dev = wa.shape[0], wa.device
     assert wb.shape[0] == vocab, "output heads differ in size: check_same_vocab first"
     block_rows = params.resources.rows_per_block(vocab, dev)
-    for rows in tqdm(_pack(responses, params.resources.batch_tokens), desc="scoring", unit="batch",
-                     disable=not progress):
+    batches = _pack(responses, params.resources.batch_tokens)
+    for rows in Progress(batches, "scoring", len(batches), "batch", progress):
         batch = _batch(responses, rows, pad_id, dev)
         rows_t = torch.tensor(rows, device=dev)
         out: dict[str, list[torch.Tensor]] = {}
@@ -341,6 +339,7 @@ def score_shard(
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,
                 "skipped": True}
+    pin_torch_threads()
     base_model, base_tok = load_spec(base.spec)
     tuned_model, tuned_tok = load_spec(tuned.spec)
     check_same_vocab(base_tok, tuned_tok, base.spec.path, tuned.spec.path)
@@ -353,53 +352,3 @@ def score_shard(
                              tuned.rl_step)
     rows = write_part(tables, out_path, TOKENS_SCHEMA, key)
     return {"path": str(out_path), "rows": rows, "skipped": False}
-
-
-@dataclass(frozen=True)
-class ScoreJob:
-    """One unit of scoring work: a pair, which of its models generated, one samples part file."""
-
-    base: ModelEntry
-    tuned: ModelEntry
-    generator: str  # "base" or "tuned"
-    samples_part: str
-    out_path: str
-
-
-def plan_score_jobs(
-    base: ModelEntry, tuned: Sequence[ModelEntry], samples_root: str | Path,
-    tokens_root: str | Path,
-) -> list[ScoreJob]:
-    """One job per (pair, generator, samples part); the token part keeps the shard's name."""
-    jobs = []
-    for t in tuned:
-        pair = pair_name(base.name, t.name)
-        for generator, model in (("base", base), ("tuned", t)):
-            parts = sorted(samples_dir(samples_root, model.name).glob("part-*.parquet"))
-            if not parts:
-                raise ValueError(
-                    f"no samples of model {model.name!r} under {samples_root}: add it to "
-                    f"params.yaml `sample.models` (or set `sample.checkpoints`) and run the "
-                    f"sample stage (dvc repro sample)")
-            out_dir = tokens_dir(tokens_root, pair, generator)
-            jobs += [ScoreJob(base, t, generator, str(p), str(out_dir / p.name)) for p in parts]
-    return jobs
-
-
-def vocab_size_of(entry: ModelEntry) -> int:
-    """Rows of the model's output head (its config's vocab_size), without loading weights."""
-    return AutoConfig.from_pretrained(
-        entry.spec.path, trust_remote_code=entry.spec.trust_remote_code).vocab_size
-
-
-def summarize_tokens(root: str | Path) -> dict:
-    """Rows and mean JS per (pair, generator) partition: the score stage's metrics."""
-    out = {}
-    for d in sorted(Path(root).glob("pair=*/generator=*")):
-        table = pa.concat_tables([pq.read_table(p, columns=["js", "js_top_p"])
-                                  for p in sorted(d.glob("part-*.parquet"))])
-        name = f"{d.parent.name.removeprefix('pair=')}/{d.name.removeprefix('generator=')}"
-        js, js_p = table.column("js").to_numpy(), table.column("js_top_p").to_numpy()
-        out[name] = {"rows": table.num_rows, "mean_js": float(js.mean()),
-                     "mean_js_top_p": float(js_p.mean())}
-    return out

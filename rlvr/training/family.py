@@ -14,9 +14,10 @@ import torch
 
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import load_model, load_spec, save_model
+from rlvr.models.checks import check_model
+from rlvr.models.loading import load_spec, pin_torch_threads, save_model
 from rlvr.models.specs import ModelsParams, checkpoint_names, plan_models
-from rlvr.store.atomic import atomic_dir, atomic_file, write_json
+from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
 from rlvr.testbed.grammars import SFT_STYLES, get_grammar
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.testbed.split import TaskParams, read_problems
@@ -30,15 +31,6 @@ from rlvr.training.lm import (
     train_lm,
     written_examples,
 )
-
-MADE_BY = {"base": "pretrain", "rl": "rl", "sft": "sft", "rft": "sft"}  # model -> DVC stage
-
-
-def use_one_thread() -> None:
-    """Run torch single-threaded: the toy models are tiny, and on a shared 2-core machine a
-    second intra-op thread spin-waits (measured: 4.4 s vs 0.29 s per pretraining step)."""
-    torch.set_num_threads(1)
-
 
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
@@ -58,9 +50,10 @@ def pretrain_base(
 ) -> dict[str, float]:
     """Build a random model over the testbed's vocabulary and train it on `corpus_copies` corpus
     responses per train problem, written by the testbed's grammar."""
-    use_one_thread()
+    pin_torch_threads()
     grammar = get_grammar(task.testbed)
     problems = read_problems(layout.split("train"))
+    sweep_debris(*layout.outputs("pretrain"))
     prompts, responses = [], []
     for copy in range(cfg.corpus_copies):
         prompts += [p.prompt for p in problems]
@@ -75,14 +68,19 @@ def pretrain_base(
             "n_params": sum(p.numel() for p in model.parameters())}
 
 
-def _load_base(layout: Layout) -> tuple[torch.nn.Module, object]:
-    return load_model(layout.model_dir("base"), made_by=MADE_BY["base"])
+def _load_base(layout: Layout, stage: str) -> tuple[torch.nn.Module, object]:
+    """The base this pipeline built, checked first; then `stage`'s outputs are swept."""
+    spec = ModelsParams().spec("base", layout)
+    check_model(spec)
+    read_problems(layout.split("train"))  # the stage's other input: exists and reads
+    sweep_debris(*layout.outputs(stage))
+    return load_spec(spec)
 
 
 def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[str, float]:
     """GRPO/DAPO from the base model; checkpoints `rl_step_<N>` go under the rl_steps dir."""
-    use_one_thread()
-    model, tokenizer = _load_base(layout)
+    pin_torch_threads()
+    model, tokenizer = _load_base(layout, "rl")
     problems = read_problems(layout.split("train"))
     # the checkpoint directory is one DVC output: build it whole, then move it into place
     with atomic_dir(layout.rl_steps_dir) as tmp_steps:
@@ -100,8 +98,8 @@ def train_sft(
 ) -> dict[str, float]:
     """SFT control: fine-tune the base on solutions of the train problems written in the
     `sft.data` style by the testbed's grammar."""
-    use_one_thread()
-    model, tokenizer = _load_base(layout)
+    pin_torch_threads()
+    model, tokenizer = _load_base(layout, "sft")
     examples = written_examples(tokenizer, read_problems(layout.split("train")),
                                 get_grammar(testbed), SFT_STYLES[cfg.data], cfg.seed)
     curve = _fine_tune(model, tokenizer, examples, cfg, layout, "sft", progress)
@@ -120,8 +118,8 @@ def _fine_tune(model: torch.nn.Module, tokenizer, examples: list, cfg: SFTParams
 
 def train_rft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
     """RFT control: fine-tune the base on its own correct samples of `rft_prompts` problems."""
-    use_one_thread()
-    model, tokenizer = _load_base(layout)
+    pin_torch_threads()
+    model, tokenizer = _load_base(layout, "sft")
     problems = read_problems(layout.split("train"))[: cfg.rft_prompts]
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.seed)
@@ -142,13 +140,17 @@ def evaluate_family(
     Writes {"<model>": {"accuracy": ..., "n": ..., ...}} to the `models` metrics; checkpoint
     accuracies (with the base as step 0) go to the `rl_checkpoint_accuracy` plot.
     """
-    use_one_thread()
+    pin_torch_threads()
+    entries = plan_models(cfg.models, models, layout, cfg.checkpoints)
+    for entry in entries:  # every model checked before the first is evaluated
+        check_model(entry.spec)
     problems = read_problems(layout.split("eval"))
+    sweep_debris(*layout.outputs("evaluate"))
     sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.seed)
     metrics, steps = {}, []
-    for entry in plan_models(cfg.models, models, layout, cfg.checkpoints):
-        model, tokenizer = load_spec(entry.spec, made_by=MADE_BY.get(entry.name, "rl"))
+    for entry in entries:
+        model, tokenizer = load_spec(entry.spec)
         result = evaluate_model(model, tokenizer, problems, cfg.n_samples, sampling,
                                 progress=progress and entry.kind != "checkpoint")
         if entry.kind == "checkpoint":

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
 from rlvr.generation.sampler import Generation, SamplingParams, left_pad, sample
 from rlvr.models.loading import save_model
+from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir
 from rlvr.testbed.digits import Problem, grade
 
@@ -244,8 +244,8 @@ def train_grpo(
     order: list[Problem] = []
     pad = tokenizer.pad_token_id
     log, start = [], time.perf_counter()
-    bar = tqdm(range(1, params.steps + 1), desc="grpo", unit="step", disable=not progress)
-    for step in bar:
+    steps = Progress(range(1, params.steps + 1), "grpo", params.steps, "step", progress)
+    for step in steps:
         if len(order) < params.prompts_per_step:
             fresh = list(problems)
             rng.shuffle(fresh)
@@ -315,7 +315,7 @@ def train_grpo(
         row["clip_frac"] = sum(clipped) / len(clipped) if clipped else float("nan")
         row["seconds"] = time.perf_counter() - start
         log.append(row)
-        bar.set_postfix(reward=f"{row['reward_mean']:.2f}", drop=f"{row['dropped_share']:.2f}")
+        steps.note(reward=f"{row['reward_mean']:.2f}", drop=f"{row['dropped_share']:.2f}")
         if checkpoint_dir is not None and (step % params.save_every == 0 or step == params.steps):
             save_checkpoint(policy, tokenizer, Path(checkpoint_dir) / f"{CHECKPOINT_PREFIX}{step}")
     return log

@@ -16,11 +16,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams, sample
+from rlvr.progress import Progress
 from rlvr.testbed.digits import CorpusStyle, Problem, grade
 from rlvr.testbed.grammars import Grammar
 
@@ -166,8 +166,8 @@ def train_lm(
     rng = random.Random(params.seed)
     order: list[int] = []
     curve, window, start = [], [], time.perf_counter()
-    bar = tqdm(range(params.steps), desc=desc, unit="step", disable=not progress)
-    for step in bar:
+    steps = Progress(range(params.steps), desc, params.steps, "step", progress)
+    for step in steps:
         if len(order) < params.batch_size:
             fresh = list(range(len(examples)))
             rng.shuffle(fresh)
@@ -186,7 +186,7 @@ def train_lm(
             mean = sum(window) / len(window)
             curve.append({"step": step + 1, "loss": mean, "lr": lr_at(step, params),
                           "seconds": time.perf_counter() - start})
-            bar.set_postfix(loss=f"{mean:.3f}")
+            steps.note(loss=f"{mean:.3f}")
             window = []
     model.eval()
     return curve

@@ -4,10 +4,16 @@ Paths are bound here, in Python; SQL files only name the views (`tokens`, `sampl
 way dbt's `ref` works. A table directory is read only once its `_COMPLETE` marker exists, so a
 stage that is still writing (or rewriting) a table never shows half of it. `COLUMNS` documents
 every column in one place; `rlvr describe` prints it.
+
+`connect` opens the views read-only: once they exist, the connection may read their parquet
+files and nothing else (no COPY/EXPORT/ATTACH to a new file, no extension install or load, no
+other file read), and its configuration is locked so no statement can undo that.
 """
 
 from __future__ import annotations
 
+import tempfile
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -15,14 +21,14 @@ import duckdb
 from rlvr.store.atomic import is_complete
 from rlvr.warehouse.sql import SQL_DIR, load_sql
 
-# view name -> directory under the data root (written by the stage named in the comment)
+# view name -> (directory or file under the data root, the stage that writes it)
 SOURCES = {
-    "samples": "samples",  # sample stage (issue 3)
-    "tokens": "tokens",  # score stage (issue 3)
-    "cross_samples": "cross/samples",  # cross_sample stage (issue 5)
-    "cross_tokens": "cross/tokens",  # cross_sample stage (issue 5)
-    "training": "weighted/training.parquet",  # weighted stage (issue 6)
-    "decisiveness": "decisive/positions",  # decisive stage (issue 14)
+    "samples": ("samples", "sample"),
+    "tokens": ("tokens", "score"),
+    "cross_samples": ("cross/samples", "cross_sample"),
+    "cross_tokens": ("cross/tokens", "cross_sample"),
+    "training": ("weighted/training.parquet", "weighted_summary"),
+    "decisiveness": ("decisive/positions", "decisive"),
 }
 
 # staging views: sql/staging/<name>.sql over the views it needs, created when those exist
@@ -201,31 +207,72 @@ def view_sql(name: str, files: list[Path]) -> str:
             f"hive_partitioning = {str(hive).lower()}, union_by_name = true);")
 
 
-def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
-    """Statements that create every available view: run them in the duckdb CLI or a notebook."""
-    statements, present = [], set()
-    for name, sub in SOURCES.items():
-        files = complete_files(Path(data_dir) / sub)
-        if files:
-            statements.append(view_sql(name, files))
-            present.add(name)
+def _available(data_dir: str | Path) -> dict[str, list[Path]]:
+    """The complete parquet files of each table present under `data_dir`, by view name."""
+    found = {name: complete_files(Path(data_dir) / sub) for name, (sub, _) in SOURCES.items()}
+    return {name: files for name, files in found.items() if files}
+
+
+def _statements(available: dict[str, list[Path]], sql_dir: str | Path) -> list[str]:
+    statements = [view_sql(name, files) for name, files in available.items()]
     for name, needs in STAGING.items():
-        if set(needs) <= present:
+        if set(needs) <= set(available):
             body = load_sql(name, sql_dir).strip().rstrip(";")
             statements.append(f"create or replace view {name} as\n{body};")
     return statements
 
 
+def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
+    """Statements that create every available view: run them in the duckdb CLI or a notebook."""
+    return _statements(_available(data_dir), sql_dir)
+
+
+# Applied once the views exist, in this order (enable_external_access = false must come after
+# allowed_paths, and the lock last). The views keep reading their files because those are the
+# allowed paths; DuckDB would also let a COPY overwrite one of them in place, which is why
+# `rlvr sql` runs read statements only.
+LOCKDOWN = (
+    "autoinstall_known_extensions = false",
+    "autoload_known_extensions = false",
+    "allow_community_extensions = false",
+    "enable_external_access = false",
+    "lock_configuration = true",
+)
+
+
 def connect(
     data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per available table under `data_dir`."""
-    con = duckdb.connect()
+    """A read-only in-memory DuckDB connection with a view per available table under
+    `data_dir`: it reads the views' parquet files and nothing else, writes no file, loads no
+    extension, and its settings are locked."""
+    available = _available(data_dir)
+    # spills go to a private temporary directory, never to DuckDB's default `./.tmp`
+    spill = Path(tempfile.gettempdir()) / f"rlvr-duckdb-{uuid.uuid4().hex[:8]}"
+    con = duckdb.connect(config={"temp_directory": str(spill)})
     if threads is not None:
         con.sql(f"set threads = {int(threads)}")
-    for statement in setup_sql(data_dir, sql_dir):
+    for statement in _statements(available, sql_dir):
         con.sql(statement)
+    files = [str(f.resolve()) for fs in available.values() for f in fs]
+    con.sql("set allowed_paths = $files", params={"files": files})
+    for setting in LOCKDOWN:
+        con.sql(f"set {setting}")
     return con
+
+
+def missing_view(data_dir: str | Path, name: str) -> str | None:
+    """Why table `name` has no view under `data_dir`, naming the stage to run; None when `name`
+    is no table of the pipeline."""
+    if name in STAGING:
+        absent = [n for n in STAGING[name] if n not in _available(data_dir)]
+        return missing_view(data_dir, absent[0]) if absent else None
+    if name not in SOURCES:
+        return None
+    sub, stage = SOURCES[name]
+    path = Path(data_dir) / sub
+    state = "is not complete" if path.exists() else "has not been produced"
+    return f"table `{name}` {state} ({path}): run the {stage} stage (dvc repro {stage})"
 
 
 def views(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -50,9 +50,10 @@ import torch
 from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import load_model, load_spec
-from rlvr.models.specs import ModelSpec
-from rlvr.store.atomic import atomic_file
+from rlvr.models.checks import check_model
+from rlvr.models.loading import load_model, load_spec, pin_torch_threads
+from rlvr.models.specs import ModelsParams, ModelSpec
+from rlvr.store.atomic import atomic_file, sweep_debris
 from rlvr.testbed.digits import Problem
 from rlvr.testbed.split import read_problems
 from rlvr.training.evaluation import evaluate_model
@@ -108,12 +109,10 @@ class VariantParams:
 class WeightedResources:
     """`weighted.resources`: speed only (not DVC params)."""
 
-    workers: int = 1  # runs in flight at once (threads); 1 on a 2-core machine
-    torch_threads: int = 1  # intra-op threads; >1 spins badly when the cores are oversubscribed
+    workers: int = 1  # runs in flight at once (threads), each single-threaded
 
     def __post_init__(self) -> None:
-        for key in ("workers", "torch_threads"):
-            require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+        require(self.workers >= 1, "workers", "must be >= 1", "use a positive integer")
 
 
 def _default_variants() -> dict[str, VariantParams]:
@@ -227,7 +226,7 @@ def train_and_evaluate(
     Returns a small summary: final accuracy and wall seconds.
     """
     start = time.perf_counter()
-    policy, tokenizer = load_spec(base, made_by="pretrain")
+    policy, tokenizer = load_spec(base)
     sampling = SamplingParams(temperature=1.0, top_p=1.0,
                               max_new_tokens=evaluation.max_new_tokens, seed=evaluation.seed)
 
@@ -268,15 +267,29 @@ def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> lis
     return [(name, seed) for name in chosen for seed in range(config.seeds)]
 
 
+def plan_grid(
+    config: WeightedParams, models: ModelsParams, names: Sequence[str] | None, layout: Layout,
+) -> tuple[list[tuple[str, int]], ModelSpec]:
+    """The runs of the named variants and the spec of their start model, both checked (with
+    the task split) before the runs' outputs are swept."""
+    runs = grid_runs(config, names)
+    base = models.spec(config.model, layout)
+    check_model(base)
+    for split in ("train", "eval"):
+        read_problems(layout.split(split))  # exists and parses
+    sweep_debris(*(p for v in dict(runs) for p in layout.outputs(f"weighted_run@{v}")))
+    return runs, base
+
+
 def run_grid_cell(
     config: WeightedParams, base: ModelSpec, layout: Layout, variant: str, seed: int,
     progress: bool = False,
 ) -> dict[str, float]:
     """Train and evaluate run (variant, seed) of the grid from `base`; writes its run file.
 
-    Sets torch's (process-wide) intra-op thread count to `resources.torch_threads` first.
+    Runs torch single-threaded (see `pin_torch_threads`).
     """
-    torch.set_num_threads(config.resources.torch_threads)
+    pin_torch_threads()
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
     return train_and_evaluate(
         base, read_problems(layout.split("train")),

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from rlvr.layout import Layout
-from rlvr.store.atomic import atomic_file, write_json
+from rlvr.store.atomic import atomic_file, sweep_debris, write_json
 from rlvr.weighted.grid import ACCURACY, BASELINE, Variant, WeightedParams, grid_runs, variants_of
 
 
@@ -149,4 +149,5 @@ def write_summary(
 def summarize_grid(config: WeightedParams, layout: Layout) -> dict:
     """Aggregate every run of the grid into the tables, plots and metrics (`write_summary`)."""
     files = [layout.weighted_run(v, s) for v, s in grid_runs(config)]
+    sweep_debris(*layout.outputs("weighted_summary"))
     return write_summary(files, variants_of(config), layout)

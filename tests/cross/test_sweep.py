@@ -174,7 +174,7 @@ def test_cells_on_disk_match_random_publish_and_summarize(family):
     part = out / "samples" / f"part-{cells[1].name}.parquet"
     before = part.stat().st_mtime_ns
     # the speed knobs are not part of a cell's fingerprint
-    fast = _cfg(resources=CrossResources(batch_size=3, torch_threads=1))
+    fast = _cfg(resources=CrossResources(batch_size=3, max_parallel=1))
     sweep.run_cell(cells[1], specs, records, fast, "toy", layout)
     assert part.stat().st_mtime_ns == before
     sweep.run_cell(cells[1], specs, records, _cfg(samples_per_prompt=3), "toy", layout)

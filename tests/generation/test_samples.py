@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from rlvr.generation.backends import BackendParams, BackendResources
 from rlvr.generation.sampler import SamplingParams
@@ -110,3 +111,26 @@ def test_shards_depend_on_content_not_mtimes_or_resources(tiny_pair, tokenizer, 
     assert [samples.read_bytes(), tokens.read_bytes()] == before
     save_model(tiny_pair[0], tokenizer, moved.model_dir("rl"))  # other weights under that name
     assert not sample_shard(rl2, records, 2, PARAMS, "toy", fast, samples)["skipped"]
+
+
+def test_shard_bytes_do_not_depend_on_the_callers_thread_count(tiny_pair, tokenizer, records,
+                                                               tmp_path) -> None:
+    """Shards pin torch to one thread: a runner or machine with more cores writes the same
+    bytes (log-probs differ in their last bits between 1 and 2 intra-op threads otherwise)."""
+    layout = Layout(tmp_path / "data")
+    for name, model in zip(["base", "rl"], tiny_pair, strict=True):
+        save_model(model, tokenizer, layout.model_dir(name))
+    base, rl = plan_models(["base", "rl"], ModelsParams(), layout)
+    written = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            samples, tokens = tmp_path / f"s{threads}.parquet", tmp_path / f"t{threads}.parquet"
+            sample_shard(rl, records, 2, PARAMS, "toy", BackendParams(), samples)
+            torch.set_num_threads(threads)
+            score_shard(base, rl, "tuned", samples, tokens, ScoreParams(), label_roles)
+            written.append([samples.read_bytes(), tokens.read_bytes()])
+    finally:
+        torch.set_num_threads(before)
+    assert written[0] == written[1]

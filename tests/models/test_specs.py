@@ -77,8 +77,9 @@ def test_load_spec_missing_directory_names_key_and_path(tmp_path):
 def test_load_spec_without_tokenizer_names_key_and_path(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path.parent / "models" / "weights_only")
     spec = ModelsParams().spec("weights_only", Layout(tmp_path.parent))
-    with pytest.raises(FileNotFoundError, match=rf"`models.path`: no tokenizer in "
-                                                rf"{tmp_path.parent / 'models' / 'weights_only'}"):
+    # a name the pipeline does not build: the key that would name its directory
+    with pytest.raises(FileNotFoundError, match=rf"`models.named.weights_only.path`: no "
+                       rf"tokenizer in {tmp_path.parent / 'models' / 'weights_only'}"):
         load_spec(spec)
 
 

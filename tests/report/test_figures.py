@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from rlvr.report import comparison_figures as C
 from rlvr.report import experiments as E
 from rlvr.report import figures as F
 
@@ -55,7 +56,7 @@ def test_js_by_entropy_and_position_captions():
 def test_topk_and_rank_captions():
     topk = pd.DataFrame({"pair": "a__b", "generator": "tuned", "subset": "divergent",
                          "k": [1, 2, 3], "mean_overlap": [0.25, 0.85, 0.9]})
-    _, caption = F.topk_overlap(topk)
+    _, caption = C.topk_overlap(topk)
     assert "k=1 25.0%, k=2 85.0%" in caption
     shares = np.array([3, 4, 1, 2]) / 10
     rank = pd.DataFrame({"pair": "a__b", "generator": "tuned", "subset": "all",
@@ -63,7 +64,7 @@ def test_topk_and_rank_captions():
                          "share_positions": shares})
     realloc = pd.DataFrame({"pair": ["a__b"], "generator": ["tuned"], "subset": ["all"],
                             "share_base_prob_below_low": [0.05]})
-    _, caption = F.rank_histogram(rank, realloc)
+    _, caption = C.rank_histogram(rank, realloc)
     assert f"top-1 {100 * shares[0]:.1f}%, top-3 {100 * shares[:3].sum():.1f}%" in caption
     assert "p_base<low 5.0%" in caption
 
@@ -74,7 +75,7 @@ def test_checkpoint_evolution_caption():
                        "js_p50": [0.001, 0.002, 0.003], "js_p90": [0.01, 0.02, 0.03],
                        "js_p95": [0.02, 0.04, 0.05], "js_p99": [0.05, 0.12, 0.2],
                        "jaccard_with_final": [0.3, 0.7, 1.0]})
-    _, caption = F.checkpoint_evolution(df)
+    _, caption = C.checkpoint_evolution(df)
     assert "p99 0.050 → 0.120" in caption and "Jaccard with final 0.30 → 0.70" in caption
     assert "final model p99 0.200" in caption
 
@@ -82,22 +83,22 @@ def test_checkpoint_evolution_caption():
 def test_truncation_roles_correctness_family_captions():
     trunc = pd.DataFrame({"pair": ["a__b"], "generator": ["base"], "mae": [0.0123],
                           "spearman": [0.9876]})
-    assert "MAE 0.0123, ρ 0.988" in F.truncation_error(trunc)[1]
+    assert "MAE 0.0123, ρ 0.988" in C.truncation_error(trunc)[1]
     roles = pd.DataFrame({"pair": "a__b", "generator": "base",
                           "role": ["method", "other", "format"],
                           "share_divergent": [0.6, 0.05, 0.3]})
     pr = pd.DataFrame({"pair": "a__b", "generator": "base", "threshold": [0.05, 0.1, 0.2],
                        "precision": [0.5, 0.75, 0.9], "recall": [0.9, 0.6, 0.3]})
-    caption = F.role_ground_truth(roles, pr)[1]
+    caption = C.role_ground_truth(roles, pr)[1]
     assert "most divergent role method (60.0%)" in caption and "P=0.75 R=0.60" in caption
     corr = pd.DataFrame({"pair": "a__b", "generator": "tuned", "is_correct": [True, False],
                          "mean_js": [0.01, 0.03], "share_divergent": [0.04, 0.12]})
-    assert "4.0% correct vs 12.0% incorrect" in F.correct_vs_incorrect(corr)[1]
+    assert "4.0% correct vs 12.0% incorrect" in C.correct_vs_incorrect(corr)[1]
     fam = pd.DataFrame({"tuned_kind": ["rl", "sft"], "generator": "tuned",
                         "share_above_001": [0.1, 0.5], "share_divergent": [0.02, 0.2],
                         "top_decile_js_mass": [0.9, 0.5], "mean_js_first_bin": [0.1, 0.1],
                         "mean_js_middle_bins": [0.01, 0.1], "mean_js_last_bin": [0.02, 0.1]})
-    caption = F.tuned_comparison(fam)[1]
+    caption = C.tuned_comparison(fam)[1]
     assert "rl/tuned 10.0% above 0.01, 2.0% divergent" in caption
     assert "sft/tuned 50.0% above 0.01, 20.0% divergent" in caption
 

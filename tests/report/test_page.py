@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from rlvr.layout import Layout
 from rlvr.models.loading import save_model
 from rlvr.models.specs import ModelsParams, NamedModel
-from rlvr.report.blocks import ReportOptions, ReportParams
+from rlvr.report.blocks import ReportOptions, ReportParams, failures
 from rlvr.report.page import build_report, render_html
 from rlvr.report.sections import SECTIONS
 from rlvr.store.atomic import MARKER
@@ -112,7 +113,7 @@ def page(data_root) -> str:
     options = ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]), ModelsParams(),
                             Layout(data_root))
     summary = build_report(options)
-    assert summary["figures"] >= 6
+    assert summary["figures"] >= 6 and summary["failures"] == 0
     return (data_root / "report" / "index.html").read_text()
 
 
@@ -219,10 +220,45 @@ def test_viewer_reads_hive_layout_without_partition_columns(tmp_path):
         part = tmp_path / "tokens" / f"pair={PAIR}" / f"generator={gen}"
         part.mkdir(parents=True)
         pd.DataFrame({"prompt_id": ["b", "a", "a"], "sample_id": [0, 0, 1],
-                      "position": [0, 0, 0], "reward": [1, 1, 0], "js": 0.0}).to_parquet(
+                      "position": [0, 0, 0], "reward": [1, 1, 0], "token_id": [5, 6, 7],
+                      "js": 0.0}).to_parquet(
             part / "part-0.parquet")
     (tmp_path / "tokens" / MARKER).write_text("ok\n")
     chosen = select_responses(token_dataset(tmp_path / "tokens"), per_group=1)
     # per (pair, generator, reward): the first by prompt_id then sample_id, correct first
     assert chosen[["generator", "prompt_id", "sample_id", "reward"]].values.tolist() == [
         ["base", "a", 0, 1], ["base", "a", 1, 0], ["tuned", "a", 0, 1], ["tuned", "a", 1, 0]]
+
+
+def test_viewer_shows_distinct_responses(tmp_path):
+    """Two samples of one prompt with the same tokens are one response to a reader."""
+    from rlvr.report.viewer import select_responses, token_dataset
+
+    part = tmp_path / "tokens" / f"pair={PAIR}" / "generator=base"
+    part.mkdir(parents=True)
+    tokens = {0: [5, 9], 1: [5, 8], 2: [5, 9], 3: [5, 9, 2]}  # 2 repeats 0; 3 only starts alike
+    rows = [{"prompt_id": "a", "sample_id": s, "position": i, "token_id": t, "reward": 0}
+            for s, ids in tokens.items() for i, t in enumerate(ids)]
+    pd.DataFrame(rows).to_parquet(part / "part-0.parquet")
+    (tmp_path / "tokens" / MARKER).write_text("ok\n")
+    chosen = select_responses(token_dataset(tmp_path / "tokens"), per_group=3)
+    assert chosen["sample_id"].tolist() == [0, 1, 3]
+
+
+def test_failures_are_what_a_reader_sees_instead_of_a_figure(data_root, tmp_path):
+    """A producer/report mismatch and an empty input each replace their figure with a failure
+    notice that `failures` finds; a missing input is a plain notice, not a failure."""
+    shutil.copytree(data_root, tmp_path / "d", ignore=shutil.ignore_patterns("models"))
+    pd.DataFrame({"variant": "baseline", "seed": 0, "step": [0, 1], "metric": "accuracy",
+                  "value": [0.2, 0.3]}).to_parquet(tmp_path / "d/weighted/training.parquet")
+    topk = pd.read_parquet(tmp_path / "d/analysis/agg_topk_overlap.parquet")
+    topk.iloc[:0].to_parquet(tmp_path / "d/analysis/agg_topk_overlap.parquet")
+    none = {n: NamedModel(path=str(tmp_path / "none" / n)) for n in ("base", "rl", "sft")}
+    page = render_html(ReportOptions(ReportParams(responses_per_group=1),
+                                     ModelsParams(named=none), Layout(tmp_path / "d")))
+    assert failures(page) == [
+        "Could not draw top-k overlap: its input has no rows to plot",
+        "Could not draw training curves: training table: no rows with metric 'eval_accuracy'; "
+        "has ['accuracy']"]
+    nothing = ReportOptions(ReportParams(), ModelsParams(), Layout(tmp_path / "nothing"))
+    assert failures(render_html(nothing)) == []

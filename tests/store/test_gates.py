@@ -54,39 +54,48 @@ def _set(df: pd.DataFrame, row: int, col: str, value) -> pd.DataFrame:
 
 
 PLANTED = [
-    # (how to break one row, column named by the failing expectation, expectation type)
-    (lambda df: _set(df, 3, "js", np.nan), "js", "expect_column_values_to_not_be_null"),
-    (lambda df: _set(df, 2, "js_top_p", 0.8), "js_top_p", "expect_column_values_to_be_between"),
-    (lambda df: _set(df, 2, "kl_base_tuned", -0.1), "kl_base_tuned", "to_be_between"),
-    (lambda df: _set(df, 1, "logprob_tuned", 0.5), "logprob_tuned", "to_be_between"),
-    (lambda df: _set(df, 1, "rank_base", 0), "rank_base", "to_be_between"),
-    (lambda df: _set(df, 0, "entropy_base", 5.0), "entropy_base", "to_be_between"),
-    (lambda df: _set(df, 0, "reward", 2), "reward", "to_be_in_set"),
-    (lambda df: pd.concat([df, df.iloc[[4]]]), "column_list", "compound_columns_to_be_unique"),
+    # (how to break one row, the check that must flag it, the start of that row's verdict)
+    (lambda df: _set(df, 3, "js", np.nan), "bounds_check", "js is null"),
+    (lambda df: _set(df, 2, "js_top_p", 0.8), "bounds_check", "js_top_p outside [0, 0.69"),
+    (lambda df: _set(df, 5, "kl_base_tuned", -0.1), "bounds_check", "kl_base_tuned outside"),
+    (lambda df: _set(df, 1, "logprob_tuned", 0.5), "bounds_check", "logprob_tuned outside"),
+    (lambda df: _set(df, 6, "rank_base", 0), "bounds_check", f"rank_base outside [1, {VOCAB}]"),
+    (lambda df: _set(df, 7, "entropy_base", 5.0), "bounds_check", "entropy_base outside"),
+    (lambda df: _set(df, 8, "delta_logprob", 3.0), "delta_check", "delta_logprob != "),
+    (lambda df: _set(df, 9, "topk_overlap_2", 0.75), "overlap_check", "topk_overlap_2 is not"),
     # a gap in the positions of the last response, and a wrong n_tokens in the first one
-    (lambda df: df.drop(df.index[df.position == 1][-1]), "response_check", "in_set"),
-    (lambda df: _set(df, 0, "n_tokens", 99), "response_check", "in_set"),
+    (lambda df: df.drop(df.index[df.position == 1][-1]), "response_check", ""),
+    (lambda df: _set(df, 0, "n_tokens", 99), "response_check", ""),
 ]
 
 
 def test_each_planted_bad_row_fails_the_token_gate(tokens, tmp_path) -> None:
-    """All plants in one table (one GX run, for speed); each must produce its own failure."""
-    bad = tokens
+    """All plants in one table (one GX run, for speed); each must show among its check's
+    offending rows in the saved result, and each check gets one line naming a row."""
+    bad = pd.concat([tokens.iloc[[4]], tokens], ignore_index=True)  # a duplicate key, first
+    bad.loc[:, "reward"] = bad.reward.where(bad.index != bad.index[-1], 2)  # a reward of 2
     for breaker, _, _ in PLANTED:
         bad = breaker(bad)
     with pytest.raises(GateFailed) as err:
         check_tokens(bad, "tokens", VOCAB, tmp_path / "t.json")
-    lines = str(err.value).splitlines()[1:]
-    for _, column, expectation in PLANTED:
-        hits = [ln for ln in lines if expectation in ln and f"'{column}'" in ln]
-        assert hits, f"no failure for {column} / {expectation} in:\n{err.value}"
-        assert re.search(r": \d+ of \d+ rows fail; e\.g\. .+", hits[0]), hits[0]
-    gap = [ln for ln in lines if "response_check" in ln][0]
-    assert "n_tokens 8..99" in gap or "n_tokens 99" in gap or "distinct" in gap
-    assert json.loads((tmp_path / "t.json").read_text())["success"] is False
-    # a cross-row check alone fails too
-    with pytest.raises(GateFailed, match="response_check"):
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("quality gate `tokens` failed ") and "t.json" in lines[0]
+    flagged = {r["expectation_config"]["kwargs"].get("column"): r["result"]
+               for r in json.loads((tmp_path / "t.json").read_text())["results"]
+               if not r["success"]}
+    for _, check, start in PLANTED:
+        hits = [v for v in flagged[check]["partial_unexpected_list"] if f": {start}" in v]
+        assert hits, f"{check}: no verdict {start!r} in {flagged[check]}"
+        assert re.search(r"sum-\d+/\d+ position \d+: ", hits[0]) or check == "response_check"
+        assert any(ln.startswith(f"- {check}: ") for ln in lines), lines
+    assert flagged["bounds_check"]["unexpected_count"] == 6
+    assert any(ln.startswith("- reward not in [0, 1]: 1 of ") for ln in lines)
+    assert any(ln.startswith("- duplicate key ['pair', 'generator', 'prompt_id', 'sample_id', "
+                             "'position']: 2 of ") for ln in lines)
+    # a cross-row check alone fails too, on one line
+    with pytest.raises(GateFailed, match="response_check") as err:
         check_tokens(PLANTED[-2][0](tokens), "tokens", VOCAB, tmp_path / "t.json")
+    assert len(str(err.value).splitlines()) == 1
 
 
 def test_planted_bad_rows_fail_the_samples_gate(samples, tmp_path) -> None:
@@ -95,9 +104,10 @@ def test_planted_bad_rows_fail_the_samples_gate(samples, tmp_path) -> None:
     bad = pd.concat([bad, bad.iloc[[2]]])
     with pytest.raises(GateFailed) as err:
         check_samples(bad, "samples", tmp_path / "s.json")
-    for needle in ("finish_reason", "length_check", "compound_columns_to_be_unique"):
+    for needle in ("finish_reason not in ['eos', 'length']", "length_check: 1 of 7 rows",
+                   "duplicate key ['model', 'prompt_id', 'sample_id']: 2 of 7 rows",
+                   "sample_id_check: 3 of 7 rows fail; e.g. sum-"):
         assert needle in str(err.value), needle
-
 
 
 def test_saved_result_is_stable_across_runs(samples, tmp_path) -> None:

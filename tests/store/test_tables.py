@@ -61,3 +61,20 @@ def test_schema_rejects_wrong_columns(tmp_path) -> None:
     with pytest.raises((pa.ArrowInvalid, KeyError, ValueError)):
         write_part([pa.table({"k": [1]})], part_path(tmp_path, 0), TOKENS_SCHEMA, "k")
     assert not part_path(tmp_path, 0).exists()
+
+
+def test_a_part_edited_by_hand_is_not_current(tmp_path) -> None:
+    """Edits that keep the fingerprint (metadata copied over) are caught by the content hash."""
+    path = part_path(tmp_path, 2)
+    write_part(_batches(3), path, SCHEMA, "a")
+    original = path.read_bytes()
+    table = pq.read_table(path)  # an edit as a user would make it: read, change, write back
+    edited = table.set_column(1, "v", pa.array([9.0, 0.5, 1.0], pa.float32()))
+    pq.write_table(edited.replace_schema_metadata(pq.read_metadata(path).metadata), path,
+                   compression="zstd")
+    assert pq.read_metadata(path).metadata[b"rlvr.fingerprint"] == b"a"  # kept its fingerprint
+    assert not part_is_current(path, "a")
+    path.write_bytes(original[:-40] + b"\0" * 40)  # a torn footer: unreadable, so not current
+    assert not part_is_current(path, "a")
+    path.write_bytes(original)
+    assert part_is_current(path, "a")

@@ -289,9 +289,9 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
         rl=GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10),
         eval=EvalSpec(prompts=8, n_samples=2, max_new_tokens=10, every=1),
     )
-    base = ModelsParams().spec("base", layout)
     # the flow's recipe with each task's function (`.fn`): no Prefect API server is started
-    names, seeds = plan_runs.fn(cfg, None)
+    names, seeds, base = plan_runs.fn(cfg, ModelsParams(), None, layout)
+    assert base == ModelsParams().spec("base", layout)
     assert list(zip(names, seeds, strict=True)) == [
         ("baseline", 0), ("baseline", 1), ("k3_old_high", 0), ("k3_old_high", 1)]
     finals = [train_run.fn(cfg, base, layout, v, s) for v, s in zip(names, seeds, strict=True)]
@@ -322,6 +322,15 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
 
     metrics = json.loads(layout.metrics("weighted").read_text())
     assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi"}
+
+    # the report's section 8 draws what this stage wrote, as a reader sees it
+    from rlvr.report.blocks import ReportOptions, ReportParams, failures
+    from rlvr.report.page import render_html
+
+    page = render_html(ReportOptions(ReportParams(), ModelsParams(), layout))
+    section = page.split('<section id="weighted">')[1].split("</section>")[0]
+    assert failures(page) == [] and section.count("<img ") == 2
+    assert "eval_accuracy over training" in section
 
 
 @pytest.mark.parametrize(

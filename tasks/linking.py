@@ -1,0 +1,98 @@
+"""Stage runs as children of the `reproduce` run that caused them, tagged with commit and exp.
+
+A stage's `__main__` calls `run_stage(flow, ...)` instead of `flow(...)`:
+- hosted in the reproduce process (`rlvr.stagehost`), the flow runs as a native subflow of it;
+- in a stage process that `reproduce` started through DVC (RLVR_PARENT_FLOW_RUN_ID, set by
+  `child_env`), it runs as a child created the way Prefect creates a subflow: a tracking task
+  run in the parent, then a flow run with `parent_task_run_id`; the server copies the child's
+  states onto that task, so the UI draws the stage under its parent, failed if it failed;
+- anywhere else it is a plain flow run.
+In each case the run is named after the DVC stage, tagged `commit:<sha>` (plus `dirty`),
+`exp:<name>` under `dvc exp run` and `stage:<name>`, and the library's progress lines reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import uuid
+from typing import Any
+
+from prefect import Flow, Task, tags
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext, TagsContext
+from prefect.flow_engine import run_flow
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings.context import get_current_settings
+from prefect.states import Pending
+from prefect.utilities.callables import get_call_parameters
+
+ENV_PARENT = "RLVR_PARENT_FLOW_RUN_ID"
+
+
+def stage_name(default: str) -> str:
+    """The DVC stage being run (`weighted_run@baseline`), else `default` (the flow's name)."""
+    return os.environ.get("DVC_STAGE") or default
+
+
+def run_tags(repo: str = ".") -> list[str]:
+    """`commit:<short sha>`, `dirty` if tracked files changed, `exp:<name>` under dvc exp run."""
+    found = []
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, text=True,
+                          capture_output=True)
+    if head.returncode == 0:
+        found.append(f"commit:{head.stdout.strip()}")
+        # dvc.lock changes with every run, so only other tracked files make the tree dirty
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", ":!dvc.lock"], cwd=repo, text=True, capture_output=True)
+        if status.stdout.strip():
+            found.append("dirty")
+    if os.environ.get("DVC_EXP_NAME"):  # DVC sets it for stage commands of `dvc exp run`
+        found.append(f"exp:{os.environ['DVC_EXP_NAME']}")
+    return found
+
+
+def tag_current_run(extra: list[str]) -> None:
+    """Add tags to the running flow run (a deployment's run too, which no `tags()` reaches)."""
+    ctx = FlowRunContext.get()
+    assert ctx is not None and ctx.flow_run is not None, "call inside a flow run"
+    ctx.flow_run.tags = list(dict.fromkeys([*ctx.flow_run.tags, *extra]))
+    ctx.client.update_flow_run(ctx.flow_run.id, tags=ctx.flow_run.tags)
+
+
+def child_env() -> dict[str, str]:
+    """Env vars under which stage processes started from this flow run become its children."""
+    ctx = FlowRunContext.get()
+    url = get_current_settings().api.url
+    if ctx is None or ctx.flow_run is None or not url:
+        return {}  # no server a stage process could reach: its runs stay separate
+    return {ENV_PARENT: str(ctx.flow_run.id), "PREFECT_API_URL": str(url)}
+
+
+def run_stage(flow: Flow, *args: Any, **kwargs: Any) -> Any:
+    """Call `flow(*args, **kwargs)` as this pipeline stage's run (see the module docstring)."""
+    # Prefect gives its API handler to `rlvr` (extra_loggers) but no level: INFO is dropped
+    logging.getLogger("rlvr").setLevel(logging.INFO)
+    stage = stage_name(flow.name)
+    flow = flow.with_options(flow_run_name=stage)
+    parent = os.environ.get(ENV_PARENT)
+    # a heartbeat thread's join costs up to 1 s per run; the local server acts on none
+    with (temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+          tags(*run_tags(), f"stage:{stage}")):
+        if parent and FlowRunContext.get() is None:
+            return _run_as_child(flow, uuid.UUID(parent), stage, args, kwargs)
+        return flow(*args, **kwargs)
+
+
+def _run_as_child(flow: Flow, parent: uuid.UUID, stage: str, args: tuple, kwargs: dict) -> Any:
+    """What `Flow.__call__` does for a subflow, with the parent in another process."""
+    params = get_call_parameters(flow.fn, args, kwargs)
+    with get_client(sync_client=True) as client:
+        tracker = client.create_task_run(
+            task=Task(name=flow.name, fn=flow.fn), flow_run_id=parent, name=stage,
+            dynamic_key=uuid.uuid4().hex[:12], state=Pending())
+        run = client.create_flow_run(
+            flow, name=stage, parameters=flow.serialize_parameters(params), state=Pending(),
+            parent_task_run_id=tracker.id, tags=sorted(TagsContext.get().current_tags))
+    return run_flow(flow, flow_run=run, parameters=params)

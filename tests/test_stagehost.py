@@ -1,0 +1,93 @@
+"""rlvr.stagehost through rlvr.dvc.run_dvc: stage commands forwarded over a real socket run in this
+process with their argv, cwd and DVC_* env, exit codes and one-line errors come back, and what a
+stage changes (cwd, env, torch threads and seed) does not leak into the next."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr import dvc, stagehost
+
+# a stage module: records what it saw, changes process state, fails on request like a stage
+STAGE = """
+import json, os, sys
+import torch
+from rlvr.config import run_main
+
+def main():
+    if sys.argv[1:] == ["--bad"]:
+        raise ValueError("params.yaml `toy.n`: must be >= 1; use a positive count")
+    with open("seen.json", "w") as f:
+        json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "stage": os.environ["DVC_STAGE"],
+                   "threads": torch.get_num_threads(), "draw": torch.rand(1).item()}, f)
+    torch.set_num_threads(1)
+    torch.manual_seed(123)
+    os.environ["DVC_STAGE"] = "changed"
+
+if __name__ == "__main__":
+    run_main(main)
+"""
+
+# what `python -m flows <stage>` does: forward, or say it is not hosted
+CLIENT = """
+import os, sys
+from rlvr.stagehost import forward
+os.environ["DVC_STAGE"] = sys.argv[1]
+rc = forward(["toy_stage", *sys.argv[2:]])
+print("not hosted" if rc is None else f"rc={rc}")
+sys.exit(rc or 0)
+"""
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    (tmp_path / "toy_stage.py").write_text(STAGE)
+    (tmp_path / "client.py").write_text(CLIENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    return tmp_path
+
+
+def _client(*args: str) -> list[str]:
+    return [sys.executable, "client.py", *args]
+
+
+def test_hosted_stages_run_here_and_start_fresh(repo):
+    lines: list[str] = []
+    threads, cwd = torch.get_num_threads(), os.getcwd()
+    script = f"{' '.join(_client('first', '--x'))} && {' '.join(_client('second'))}"
+    dvc.run_dvc(["bash", "-c", script], repo, lines.append, host=stagehost.run_module)
+    assert lines == ["rc=0", "rc=0"]
+    seen = __import__("json").loads((repo / "seen.json").read_text())
+    assert seen["argv"] == [] and seen["stage"] == "second" and seen["cwd"] == str(repo)
+    # the second stage saw torch as the first did, not as the first left it
+    assert seen["threads"] == threads and torch.get_num_threads() == threads
+    torch.manual_seed(torch.initial_seed())
+    assert seen["draw"] == torch.rand(1).item()
+    assert os.getcwd() == cwd and os.environ.get("DVC_STAGE") is None
+
+
+def test_a_failing_hosted_stage_reports_its_one_line_error(repo):
+    lines: list[str] = []
+    with pytest.raises(dvc.StageFailed, match=r"error: params.yaml `toy.n`: must be >= 1"):
+        dvc.run_dvc(_client("make", "--bad"), repo, lines.append, host=stagehost.run_module)
+    assert lines[-1] == "rc=2"  # the exit code of `one_line_errors`, as a stage process
+
+
+def test_without_a_host_the_command_runs_itself(repo):
+    lines: list[str] = []
+    dvc.run_dvc(_client("make"), repo, lines.append)
+    assert lines == ["not hosted"]
+    # a host for another checkout is not this one's (e.g. `dvc exp run --temp` copies)
+    other = repo / "copy"
+    other.mkdir()
+    (other / "client.py").write_text(CLIENT)
+    with stagehost.listening(repo) as (_, env):
+        done = __import__("subprocess").run(_client("make"), cwd=other, capture_output=True,
+                                            text=True, env=os.environ | env)
+    assert done.stdout.strip() == "not hosted"
