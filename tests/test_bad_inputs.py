@@ -50,13 +50,15 @@ from tasks.sample import (
 )
 from tasks.score import finalize_tokens_task, gate_tokens_task, plan_scoring_task, score_shard_task
 from tasks.weighted import plan_runs
+from tests.repo_copy import copy_repo, tool_env
+from tests.repo_copy import run as run_tool
 
 SAMPLE = SampleParams(models=["base", "rl"], checkpoints=False, n_per_prompt=2, max_new_tokens=8,
                       shard_size=3)
 SCORE = ScoreParams(tuned=["rl"], checkpoints=False)
 CROSS = CrossParams(n_prompts=3, samples_per_prompt=1, seeds=[0], directions=["forward"],
-                    rules={"js": [1.0, -1.0]}, match_random=False, max_new_tokens=8,
-                    n_bootstrap=10)
+                    rules=["js", "random"], budgets=[0.5], calibration_rounds=1,
+                    max_new_tokens=8, n_bootstrap=10)
 DECISIVE = DecisiveParams(n_prompts=2, samples_per_prompt=1, rollouts=2, n_bootstrap=10)
 EVALUATE = EvaluateParams(models=["base", "rl"], n_samples=1, max_new_tokens=8,
                           checkpoints=False)
@@ -87,10 +89,14 @@ def run_score(layout: Layout) -> list[dict]:
 
 def run_cross(layout: Layout, prompts: str = "") -> None:
     """The cross_sample flow's recipe (flows/cross_sample.py), task by task."""
-    cells, specs, records = cross_tasks.plan_grid.fn(CROSS, MODELS, prompts, "error", layout)
+    ends, specs, records = cross_tasks.plan_endpoints.fn(CROSS, MODELS, prompts, "error", layout)
+    for cell in ends:
+        cross_tasks.sample_cell.fn(cell, specs, records, CROSS, "toy", layout)
+    pilot = [c for c in ends if c.rule == "none"]
+    cells = cross_tasks.plan_round.fn(CROSS, layout, 1, pilot, [])
     for cell in cells:
         cross_tasks.sample_cell.fn(cell, specs, records, CROSS, "toy", layout)
-    cross_tasks.publish.fn(layout, cells)
+    cross_tasks.publish.fn(layout, ends, cells, CROSS)
     cross_tasks.summarize.fn(layout, CROSS)
 
 
@@ -214,8 +220,8 @@ def stages(layout: Layout, stage: str, over: dict) -> object:
     runs = {
         "sample": lambda: plan_sampling_task.fn(sample, models, layout),
         "score": lambda: plan_scoring_task.fn(SCORE, models, layout),
-        "cross_sample": lambda: cross_tasks.plan_grid.fn(CROSS, models, sample.prompts,
-                                                          "error", layout),
+        "cross_sample": lambda: cross_tasks.plan_endpoints.fn(CROSS, models, sample.prompts,
+                                                               "error", layout),
         "evaluate": lambda: evaluate_models_task.fn(layout, EVALUATE, models),
         "weighted": lambda: plan_runs.fn(WeightedParams(seeds=1), models, None, layout),
         "rl": lambda: train_rl(layout, GRPOParams(steps=1)),
@@ -475,17 +481,15 @@ def test_flow_prints_one_line_last_and_exits_2(built, tmp_path):
     assert digests(tmp_path / "data") == before
 
 
-# --- under `dvc repro`: a tiny pipeline copy (tests/test_orchestration_e2e.py's) -----------
+# --- under `dvc repro`: a tiny pipeline copy (tests/repo_copy.py) -------------------------
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the repository with tiny params, `dvc repro score` done (~6 min on 2 cores)."""
-    from tests.test_orchestration_e2e import _copy_repo, _env, _run
-
     tmp = tmp_path_factory.mktemp("dvc")
-    path = _copy_repo(tmp / "repo", tmp / "remote")
-    env = _env(tmp)
-    _run(["dvc", "repro", "score"], path, env)
+    path = copy_repo(tmp / "repo", tmp / "remote")
+    env = tool_env(tmp)
+    run_tool(["dvc", "repro", "score"], path, env)
     return path, env
 
 
@@ -502,15 +506,13 @@ def _stamps(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.slow
 def test_bad_input_under_dvc_repro_leaves_outputs_intact(repo, tmp_path):
     """persist + checks before writes: a failing `dvc repro` deletes and rewrites nothing."""
-    from tests.test_orchestration_e2e import _run
-
     path, env = repo
     outs = [path / p for p in ("data/samples", "data/tokens", "data/quality", "data/metrics")]
     before = {str(o): digests(o) if o.is_dir() else None for o in outs}
     weights = path / "data/models/rl" / ST
     good = weights.read_bytes()
     weights.write_bytes(good[: len(good) // 2])
-    run = _run(["dvc", "repro", "--single-item", "score"], path, env, check=False)
+    run = run_tool(["dvc", "repro", "--single-item", "score"], path, env, check=False)
     assert run.returncode != 0
     assert ("error: model `rl`: data/models/rl/model.safetensors is truncated or corrupt "
             "(SafetensorError: Error while deserializing header: incomplete metadata, file not "
@@ -520,14 +522,14 @@ def test_bad_input_under_dvc_repro_leaves_outputs_intact(repo, tmp_path):
     original = (path / "params.yaml").read_text()
     (tmp_path / "p.jsonl").write_text(rows(GOOD, {"prompt": "sum 1 :"}))
     _params(path, "sample", prompts=str(tmp_path / "p.jsonl"))
-    run = _run(["dvc", "repro", "--single-item", "sample"], path, env, check=False)
+    run = run_tool(["dvc", "repro", "--single-item", "sample"], path, env, check=False)
     assert run.returncode != 0 and (
         f"error: params.yaml `sample.prompts`: {tmp_path}/p.jsonl row 2: missing column(s) "
         "['answer']; every row needs `prompt` and `answer` (and optionally `prompt_id`)"
     ) in run.stderr.splitlines()
     (path / "params.yaml").write_text(original)
     assert {str(o): digests(o) if o.is_dir() else None for o in outs} == before
-    assert _run(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
+    assert run_tool(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
         "Data and pipelines are up to date.")
 
 
@@ -537,8 +539,6 @@ def test_kill_9_mid_score_then_dvc_repro_resumes(repo):
     kill (persist + fingerprints), sweeps the debris, and ends with `dvc status` clean."""
     import signal
     import time
-
-    from tests.test_orchestration_e2e import _run
 
     path, env = repo
     tokens = path / "data/tokens"
@@ -559,10 +559,10 @@ def test_kill_9_mid_score_then_dvc_repro_resumes(repo):
     assert done and len(done) < len(old), "the kill came too late to test resuming"
     debris = tokens / "pair=base__rl/generator=base/.part-00000.parquet.tmp-0badf00d"
     debris.write_bytes(b"half")  # what a kill inside a write leaves
-    run = _run(["dvc", "repro", "score"], path, env)
+    run = run_tool(["dvc", "repro", "score"], path, env)
     assert "Running stage 'score'" in run.stdout
     assert all(_stamps(tokens)[p] == s for p, s in done.items())  # kept, not rewritten
     assert not [p for p in (path / "data").rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
     assert (tokens / MARKER).exists()
-    assert _run(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
+    assert run_tool(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
         "Data and pipelines are up to date.")

@@ -79,7 +79,7 @@ def test_every_section_parses_and_lists_every_knob_at_its_code_default():
 
 
 BAD = [  # (section, values, the message's start) one per kind of mistake
-    ("rl", {"lr": "1e-3x"}, "params.yaml `rl.lr`: '1e-3x' is not a number; e.g. `lr: 0.0003`"),
+    ("rl", {"lr": "1e-3x"}, "params.yaml `rl.lr`: '1e-3x' is not a number; e.g. `lr: 0.00015`"),
     ("sample", {"temperature": "hot"}, "params.yaml `sample.temperature`: 'hot' is not a number"),
     ("sample", {"n_per_prompt": 2.5}, "params.yaml `sample.n_per_prompt`: 2.5 is not a whole "
                                       "number; e.g. `n_per_prompt: 4`"),

@@ -184,6 +184,15 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
     for r in results["agg_entropy_by_divergence"].to_pylist():
         kind = "divergent" if r["is_divergent"] else "other"
         put(r, f"{kind}_share_high_entropy", r["share_high_entropy"])
+    # token identity: how often the tokens of highest mean JS are divergent (targeted shifts);
+    # the table holds ranks 1..top_tokens (and others by count), so: the top min(5, top_tokens)
+    for r in _rows(results["agg_token_identity"], rank_by_mean_js=1):
+        ranked = {x["rank_by_mean_js"]: x for x in _rows(
+            results["agg_token_identity"], pair=r["pair"], generator=r["generator"])}
+        top = [ranked[k] for k in range(1, 6) if all(j in ranked for j in range(1, k + 1))]
+        put(r, "identity_top5_share_divergent",
+            sum(x["share_divergent"] * x["n_occurrences"] for x in top)
+            / sum(x["n_occurrences"] for x in top))
     checkpoints = {
         r["pair"]: {k: _clean(r[k]) for k in ("rl_step", "js_p50", "js_p95", "js_p99",
                                                "share_divergent", "jaccard_with_final")}

@@ -102,9 +102,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "pair": "model pair `<base>__<tuned>`",
         "primary_model": "model that samples unless the rule switches",
         "intervention_model": "model sampled at switched positions",
-        "rule": "switch rule: js, random, entropy, delta",
-        "threshold": "the rule's threshold (epsilon; a rate for random)",
-        "matched_threshold": "random rule: the js threshold whose budget it matches",
+        "rule": "switch rule: js, entropy (base entropy), entropy_primary, delta, random; the "
+                "endpoints none (primary alone) and all (intervention alone)",
+        "target_budget": "budget the threshold was calibrated to (mean per-response share; "
+                         "0 / 1 for none / all)",
+        "calibration_round": "calibration round of the threshold (0 for the endpoints)",
+        "threshold": "the rule's calibrated threshold (nats; a rate for random, the mean rate "
+                     "when matched per response)",
+        "matched_rule": "random matched per response: the rule whose per-response shares it "
+                        "copies; null otherwise",
         "seed": "sampling seed",
         "prompt_id": "problem id",
         "sample_id": "response number",
@@ -126,6 +132,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "direction": "forward or backward",
         "pair": "model pair",
         "rule": "switch rule",
+        "target_budget": "budget the threshold was calibrated to",
         "threshold": "the rule's threshold",
         "seed": "sampling seed",
         "prompt_id": "problem id",

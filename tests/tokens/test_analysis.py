@@ -401,5 +401,19 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
     assert got["truncation_spearman"] == pytest.approx(
         stats.spearmanr(g.js64, g.js_top_p.astype(float)).statistic, abs=1e-5)
     assert metrics["checkpoints"]["base__rl"]["jaccard_with_final"] == 1.0
+    # token identity: occurrence-weighted divergent share of the top tokens by mean JS: the
+    # top 5, or as many leading ranks as the identity table keeps (top_tokens, or by count)
+    per_token = g.groupby("token_id").js64.agg(["size", "mean", lambda v: (v > TAU).sum()])
+    per_token.columns = ["n", "mean_js", "n_divergent"]
+    per_token = per_token[per_token.n >= PARAMS["min_token_count"]].reset_index()
+    by_js = per_token.sort_values(["mean_js", "token_id"], ascending=[False, True])
+    by_count = per_token.sort_values(["n", "token_id"], ascending=[False, True])
+    kept = set(by_js.token_id[: PARAMS["top_tokens"]]) | set(by_count.token_id[
+        : PARAMS["top_tokens"]])
+    leading = next(k for k in range(6) if k == 5 or by_js.token_id.iloc[k] not in kept)
+    best = by_js.head(leading)
+    assert 1 <= leading < 5  # this table keeps fewer than 5 leading ranks: the truncated case
+    assert got["identity_top5_share_divergent"] == pytest.approx(
+        best.n_divergent.sum() / best.n.sum(), abs=1e-6)
     with pytest.raises(ValueError, match="score stage"):
         run_analyses_task.fn(Layout(tmp_path / "empty"), CFG)
