@@ -67,6 +67,11 @@ class Layout:
         return self.root / "analysis"
 
     @property
+    def decisive_dir(self) -> Path:
+        """Measured decisiveness: `positions/` (the table) and its detection results."""
+        return self.root / "decisive"
+
+    @property
     def cross_dir(self) -> Path:
         return self.root / "cross"
 
@@ -121,6 +126,8 @@ class Layout:
             "cross_sample": [self.cross_dir, self.metrics("cross"),
                              self.plot("cross_accuracy_by_budget"),
                              self.plot("cross_rule_vs_random")],
+            "decisive": [self.decisive_dir, self.metrics("decisive"),
+                         self.plot("decisive_detection")],
             "weighted_summary": [w / "training.parquet", w / "results.parquet",
                                  w / "results.csv", w / "curves.parquet",
                                  self.metrics("weighted"), self.plot("weighted_accuracy"),
@@ -136,4 +143,5 @@ class Layout:
             "cross_samples": self.cross_dir / "samples",
             "cross_tokens": self.cross_dir / "tokens",
             "training": self.weighted_dir / "training.parquet",
+            "decisiveness": self.decisive_dir / "positions",
         }

@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from rlvr.cross.sweep import CrossParams
+from rlvr.decisive.positions import DecisiveParams
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams, plan_samples
 from rlvr.layout import Layout
@@ -39,6 +40,7 @@ from rlvr.training.grpo import GRPOParams
 from rlvr.training.lm import SFTParams
 from rlvr.weighted.grid import WeightedParams
 from tasks import cross_sample as cross_tasks
+from tasks import decisive as decisive_tasks
 from tasks.evaluate import evaluate_models_task
 from tasks.sample import (
     finalize_samples_task,
@@ -57,9 +59,11 @@ SCORE = ScoreParams(tuned=["rl"], checkpoints=False)
 CROSS = CrossParams(n_prompts=3, samples_per_prompt=1, seeds=[0], directions=["forward"],
                     rules=["js", "random"], budgets=[0.5], calibration_rounds=1,
                     max_new_tokens=8, n_bootstrap=10)
+DECISIVE = DecisiveParams(n_prompts=2, samples_per_prompt=1, rollouts=2, n_bootstrap=10)
 EVALUATE = EvaluateParams(models=["base", "rl"], n_samples=1, max_new_tokens=8,
                           checkpoints=False)
 MODELS = ModelsParams()
+VOCAB = len(build_tokenizer())  # the tiny models' vocabulary and output head
 
 
 def run_sample(layout: Layout, cfg: SampleParams = SAMPLE) -> list[dict]:
@@ -76,7 +80,7 @@ def run_sample(layout: Layout, cfg: SampleParams = SAMPLE) -> list[dict]:
 def run_score(layout: Layout) -> list[dict]:
     """The score flow's recipe (flows/score.py), task by task."""
     plan = plan_scoring_task.fn(SCORE, MODELS, layout)
-    parts = [score_shard_task.fn(job, SCORE) for job in plan["jobs"]]
+    parts = [score_shard_task.fn(job, SCORE, "digits") for job in plan["jobs"]]
     for partition in plan["partitions"]:
         gate_tokens_task.fn(partition, plan["vocab_size"], layout)
     finalize_tokens_task.fn(parts, layout)
@@ -221,7 +225,8 @@ def stages(layout: Layout, stage: str, over: dict) -> object:
         "evaluate": lambda: evaluate_models_task.fn(layout, EVALUATE, models),
         "weighted": lambda: plan_runs.fn(WeightedParams(seeds=1), models, None, layout),
         "rl": lambda: train_rl(layout, GRPOParams(steps=1)),
-        "sft": lambda: train_sft(layout, SFTParams(steps=1)),
+        "sft": lambda: train_sft(layout, SFTParams(steps=1), "digits"),
+        "decisive": lambda: decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", models, layout),
     }
     return runs[stage]()
 
@@ -320,21 +325,33 @@ CASES = [  # (id, plant, stage, the exact message)
      f"or corrupted checkpoint); {RL_FIX}"),
     ("head-padded", padded_head, "score",
      "model `rl`: its output head has 128 rows but the head of `base` ({root}/models/base) has "
-     "112 (a padded or resized embedding?); the models of a pair need output heads of one "
+     f"{VOCAB} (a padded or resized embedding?); the models of a pair need output heads of one "
      "size: use checkpoints saved with the same vocabulary"),
     ("vocabulary-mismatch", other_tokenizer(extra=False), "score",
      "model `rl`: models of a pair must share a vocabulary, but the tokenizers at "
-     "{root}/models/base and {root}/models/rl differ first at id 111: '99' vs 'plus'; pair "
+     f"{R}/models/base and {R}/models/rl differ first at id {VOCAB - 1}: '99' vs 'plus'; pair "
      "models saved with one tokenizer"),
     ("tokenizer-wider-than-head", other_tokenizer(extra=True), "score",
-     "model `rl`: its tokenizer has 113 tokens but its output head only 112 rows (config.json "
-     "vocab_size); use the tokenizer saved with these weights"),
+     f"model `rl`: its tokenizer has {VOCAB + 1} tokens but its output head only {VOCAB} rows "
+     "(config.json vocab_size); use the tokenizer saved with these weights"),
     ("samples-incomplete", remove(f"samples/{MARKER}"), "score",
      f"the samples table {R}/samples is not complete: run the sample stage first (dvc repro "
      "sample)"),
+    ("tokens-incomplete-decisive", remove(f"tokens/{MARKER}"), "decisive",
+     f"the token table {R}/tokens is not complete: run the score stage first (dvc repro score)"),
+    ("samples-missing-decisive", remove("samples/model=rl"), "decisive",
+     "params.yaml `decisive.tuned`: no samples of model 'rl'; add it to `sample.models` and run "
+     "`dvc repro sample`"),
+    ("pair-not-scored-decisive", remove("tokens/pair=base__rl/generator=tuned"), "decisive",
+     "params.yaml `decisive.base`/`decisive.tuned`: no pair 'base__rl' (generator tuned) in the "
+     f"token table {R}/tokens; add the models to `score.base`/`score.tuned` and run `dvc repro "
+     "score`"),
+    ("weights-nan-decisive-tuned", edit_weights("rl", nan_at), "decisive",
+     f"model `rl`: {R}/models/rl/{ST}: tensor `model.layers.0.mlp.up_proj.weight` holds NaN "
+     f"values (a diverged or corrupted checkpoint); {RL_FIX}"),
     # every stage that loads a model checks it first
     *[(f"weights-nan-{stage}", edit_weights("base", nan_at), stage, NAN)
-      for stage in ("sample", "cross_sample", "evaluate", "weighted", "rl", "sft")],
+      for stage in ("sample", "cross_sample", "evaluate", "weighted", "rl", "sft", "decisive")],
 ]
 
 
@@ -392,6 +409,30 @@ def test_debris_of_killed_writes_is_swept_and_finished_parts_kept(data):
     assert other.exists()
     assert {p: p.read_bytes() for p in data.root.glob("*/**/part-*.parquet")} == parts
     assert (data.samples_dir / MARKER).exists() and (data.tokens_dir / MARKER).exists()
+
+
+def run_decisive(layout: Layout) -> list[dict]:
+    """The decisive flow's recipe (flows/decisive.py), task by task."""
+    jobs = decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", MODELS, layout)
+    runs = [decisive_tasks.measure_task.fn(job, DECISIVE, "toy") for job in jobs]
+    decisive_tasks.publish_task.fn(layout, runs)
+    decisive_tasks.detection_task.fn(layout, DECISIVE, runs)
+    return runs
+
+
+def test_decisive_sweeps_its_debris_and_keeps_current_parts(data):
+    """The decisive stage on the built tables: a killed write's temporary is swept, a rerun
+    keeps both generators' part files."""
+    first = run_decisive(data)
+    assert [r["skipped"] for r in first] == [False, False]
+    debris = data.decisive_dir / "positions/model=rl/.part-00000.parquet.tmp-0badf00d"
+    debris.write_bytes(b"half")
+    parts = {p: p.read_bytes() for p in data.decisive_dir.rglob("part-*.parquet")}
+    assert [r["skipped"] for r in run_decisive(data)] == [True, True]
+    assert not debris.exists()
+    assert {p: p.read_bytes() for p in data.decisive_dir.rglob("part-*.parquet")} == parts
+    assert (data.decisive_dir / "positions" / MARKER).exists()
+    assert data.metrics("decisive").exists() and data.plot("decisive_detection").exists()
 
 
 def test_dvc_outputs_are_what_layout_owns():

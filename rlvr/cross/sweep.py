@@ -136,7 +136,7 @@ class CrossParams:
 
     base_model: str = "base"  # forward: primary base, intervention tuned; backward: swapped
     tuned_model: str = "rl"
-    n_prompts: int = 64  # the first N prompts of `sample.prompts`
+    n_prompts: int = 32  # the first N prompts of `sample.prompts`
     samples_per_prompt: int = 4
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     directions: list[str] = field(default_factory=lambda: ["forward", "backward"])
@@ -151,7 +151,7 @@ class CrossParams:
     budget_tolerance: float = 0.15  # on target: |achieved - target| <= tolerance x target
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 32
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     n_bootstrap: int = 1000
     alpha: float = 0.05
     bootstrap_seed: int = 0

@@ -46,7 +46,8 @@ class AnalyzeParams:
     top_tokens: int = 20
     final_pair: str = "base__rl"  # checkpoint evolution compares every checkpoint to this pair
     decisive_roles: list[str] = field(
-        default_factory=lambda: ["method", "intermediate", "format", "final_answer"])
+        default_factory=lambda: ["method", "verify", "intermediate", "check", "format",
+                                 "final_answer"])  # the grammar's class, not a measurement
 
     def __post_init__(self) -> None:
         ln2 = 0.6931471805599453
@@ -155,7 +156,7 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
         put(r, "mean_js", r["mean_js"])
     for r in results["agg_reallocation"].to_pylist():
         for key in ("share_top1_is_base_top1", "share_top1_in_base_top3",
-                    "share_base_prob_below_low"):
+                    "share_base_prob_below_low", "share_base_top1_in_tuned_top3"):
             put(r, f"{r['subset']}_{key}", r[key])
     for r in _rows(results["agg_topk_overlap"], subset="divergent"):
         put(r, f"divergent_topk_overlap_{r['k']}", r["mean_overlap"])

@@ -287,7 +287,7 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     cfg = WeightedParams(
         variants={"baseline": VariantParams(), "k3_old_high": VariantParams("k3_old", 50.0)},
         s=1.0, seeds=2,
-        rl=GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10),
+        rl=GRPOParams(steps=2, prompts_per_step=8, group_size=4, max_new_tokens=10),
         eval=EvalSpec(prompts=8, n_samples=2, max_new_tokens=10, every=1),
     )
     # the flow's recipe with each task's function (`.fn`): no Prefect API server is started
