@@ -213,7 +213,24 @@ def _render_roles(inp: Inputs, opt: ReportOptions) -> list[str]:
     if shares is None:
         return [_missing("role ground truth", path)]
     pr, _ = _analysis(inp, "role_pr")
-    return [figure(lambda: C.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
+    out = [figure(lambda: C.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
+    return out + _render_decisive(inp, opt)
+
+
+def _render_decisive(inp: Inputs, opt: ReportOptions) -> list[str]:
+    detection = inp.csv(inp.layout.plot("decisive_detection"))
+    if detection is None:
+        return [notice_html("measured decisiveness (data/plots/decisive_detection.csv)",
+                            "decisive")]
+    metrics = inp.json(inp.layout.metrics("decisive")) or {}
+    cuts = sorted(detection["pivot_cut"].unique()) if "pivot_cut" in detection else [0.0]
+    cut = next((g["pivot_cut"] for g in metrics.get("generators", {}).values()),
+               cuts[len(cuts) // 2])
+    return [figure(lambda: C.measured_decisiveness(detection, cut), "measured decisiveness",
+                   opt.params.dpi),
+            table_html(detection, "Precision, recall and AUC of each signal at finding the "
+                       "positions whose resampling moves success by at least the pivot cut "
+                       "(decisive stage).", max_rows=60)]
 
 
 def _render_cross(inp: Inputs, opt: ReportOptions) -> list[str]:
@@ -338,7 +355,9 @@ SECTIONS = (
             _single("truncation", C.truncation_error, "truncation error")),
     Section("roles", "6. Ground truth: decisive token roles",
             "The toy task knows which tokens decide correctness (method, intermediate results, "
-            "answer format, final answer): does JS find them?", _render_roles),
+            "answer format, final answer): does JS find them? Then measured decisiveness: "
+            "positions where resampling one token changes the success probability, and how "
+            "well JS, base entropy and |Δ| find them.", _render_roles),
     Section("cross", "7. Cross-sampling: accuracy vs budget",
             "Forward (base primary, RL intervenes) tests sufficiency; backward (RL primary, base "
             "intervenes) tests necessity. Study: forward DAPO 8.2% → >44% switching 7.8% of "

@@ -181,3 +181,19 @@ def test_model_accuracies_and_schema_error():
     assert E.model_accuracies(df)[1] == "Held-out accuracy per model: base 12.5%, rl 50.0%."
     with pytest.raises(F.SchemaError, match="missing columns"):
         F.sparsity_curve(pd.DataFrame({"pair": ["x"]}))
+
+
+def test_measured_decisiveness_draws_one_panel_per_generator_at_the_cut():
+    rows = [{"generator": g, "signal": s, "pivot_cut": cut, "flag_share": f,
+             "recall": min(1.0, f * k), "precision": 0.2, "auc": auc, "base_rate": 0.03}
+            for g in ("base", "tuned") for s, k, auc in (("js", 4, 0.91), ("abs_delta", 8, 0.95))
+            for cut in (0.1, 0.2) for f in (0.05, 0.1, 0.2)]
+    fig, caption = C.measured_decisiveness(pd.DataFrame(rows), 0.2)
+    assert len(fig.axes) == 2 and all(len(ax.lines) == 2 for ax in fig.axes)
+    # the lines are the rows at the cut only, in percent of positions flagged
+    assert sorted(fig.axes[0].lines[1].get_xdata()) == [5.0, 10.0, 20.0]
+    assert "base: AUC abs_delta 0.95, js 0.91" in caption and "≥ 0.2" in caption
+    with pytest.raises(ValueError, match="no rows at pivot cut 0.3"):
+        C.measured_decisiveness(pd.DataFrame(rows), 0.3)
+    with pytest.raises(F.SchemaError):
+        C.measured_decisiveness(pd.DataFrame(rows).drop(columns="auc"), 0.2)
