@@ -233,8 +233,8 @@ def study_table(headline: dict, pair: str = "base__rl", generator: str = "tuned"
 
 def finding_inputs(inp: Inputs) -> dict[str, dict | None]:
     """The metrics the findings table is decided from (None where a stage did not run)."""
-    return {name: inp.json(inp.layout.metrics(name)) for name in ("analysis", "cross",
-                                                                  "weighted")}
+    return {name: inp.json(inp.layout.metrics(name))
+            for name in ("analysis", "cross", "decisive", "weighted")}
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:

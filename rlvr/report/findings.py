@@ -1,6 +1,7 @@
 """The study's findings against this run: one row per finding, with a "reproduces?" verdict.
 
-Every verdict is computed from the stages' metrics JSONs (`analysis`, `cross`, `weighted`) by a
+Every verdict is computed from the stages' metrics JSONs (`analysis`, `cross`, `decisive`,
+`weighted`) by a
 rule stated next to it: a finding is split into the parts the study claims, each part is
 checked against this run's numbers (an interval must exclude the alternative where the
 metrics have one), and the verdict is `yes` when every part holds, `partly` when some do, `no`
@@ -149,6 +150,16 @@ def weighted(results: dict) -> tuple[str, str]:
             verdict([(v["paired_ci_low"] or -1) > 0 for _, v in k3.values()]))
 
 
+def critical(decisive: dict) -> tuple[str, str]:
+    d = decisive["generators"][GENERATOR]  # RL-generated responses, measured by resampling
+    share, auc = d["share_pivotal"], d["js_auc"]
+    return (f"{_p(share)} of RL-generated positions move success by >= {d['pivot_cut']:g} when "
+            f"resampled; JS finds them with AUC {auc:.2f} (recall {_p(d['js_recall'])} flagging "
+            f"{_p(d['flag_share'])}; |Δ| {d['abs_delta_auc']:.2f}, base entropy "
+            f"{d['entropy_base_auc']:.2f})",
+            verdict([share <= 0.1, auc >= 0.8]))
+
+
 # (key, finding, the study's claim, which metrics, the check, its rule in words)
 FINDINGS: tuple[tuple[str, str, str, str, Callable[[dict], tuple[str, str]], str], ...] = (
     ("sparsity", "Sparsity", ">83% (DAPO) / >98% (SimpleRL) of positions near-zero JS",
@@ -172,6 +183,9 @@ FINDINGS: tuple[tuple[str, str, str, str, Callable[[dict], tuple[str, str]], str
     ("cross_backward", "Cross-sampling backward (<= 10%)", "RL 44.8% -> <8.5% at 10.1% of "
      "tokens", "cross", cross_backward, "js − random CI < 0 at some budget <= 10%; js at the "
      "largest such budget loses >= half the gain"),
+    ("critical", "Sparse but critical (measured)", "a few percent of tokens carry the gain, and "
+     "they are the divergent ones", "decisive", critical, "share of positions whose resampling "
+     "moves success by the pivot cut <= 10% and JS AUC at finding them >= 0.8"),
     ("weighted", "Divergence-weighted advantage", "DAPO 42.5, low-KL boost 44.9, high-KL boost "
      "45.1 (3 runs)", "weighted", weighted, "paired CI of k3 high and low boost minus baseline "
      "> 0 (yes: both, partly: one)"),

@@ -86,7 +86,8 @@ def _analysis(inp: Inputs, key: str) -> tuple[pd.DataFrame | None, str]:
     return df, f"data/analysis/{stem}.parquet"
 
 
-FINDING_STAGES = {"analysis": "analyze", "cross": "cross_sample", "weighted": "weighted_summary"}
+FINDING_STAGES = {"analysis": "analyze", "cross": "cross_sample", "decisive": "decisive",
+                  "weighted": "weighted_summary"}
 
 
 def _render_findings(inp: Inputs, opt: ReportOptions) -> list[str]:
@@ -99,8 +100,9 @@ def _render_findings(inp: Inputs, opt: ReportOptions) -> list[str]:
     table = table.rename(columns={"this_run": "this run", "reproduces": "reproduces?",
                                   "rule": "rule (from the metrics)"})
     return out + [table_html(table, "Every finding of the study against this run, decided "
-                             "from data/metrics/{analysis,cross,weighted}.json by the stated "
-                             "rule (also written to data/metrics/findings.json).", max_rows=40,
+                             "from data/metrics/{analysis,cross,decisive,weighted}.json by the "
+                             "stated rule (also written to data/metrics/findings.json).",
+                             max_rows=40,
                              fold=False)]
 
 

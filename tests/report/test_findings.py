@@ -49,6 +49,9 @@ GOOD = {
         "backward": {"accuracy_primary": 0.5, "accuracy_intervention": 0.1, "half_target": 0.3,
                      "budgets": {"0.05": _budget(0.2, 0.45, -0.25, -0.35, -0.15)}},
     },
+    "decisive": {"generators": {"tuned": {
+        "share_pivotal": 0.03, "pivot_cut": 0.2, "flag_share": 0.1, "js_auc": 0.85,
+        "js_recall": 0.6, "abs_delta_auc": 0.9, "entropy_base_auc": 0.8}}},
     "weighted": {
         "power": {"n_seeds": 8, "mde_paired": 0.02},
         "baseline": {"accuracy_mean": 0.5, "divergence": "none", "alpha": 0.0},
@@ -106,6 +109,8 @@ CASES = [  # (metric path, value, finding, verdict)
     ("cross/backward/budgets/0|05", _budget(0.4, 0.45, -0.05, -0.15, 0.05), "cross_backward",
      "no"),
     ("weighted/k3_old_low/paired_ci_low", -0.01, "weighted", "partly"),
+    ("decisive/generators/tuned/share_pivotal", 0.3, "critical", "partly"),  # not a few
+    ("decisive/generators/tuned/js_auc", 0.6, "critical", "partly"),  # JS misses them
 ]
 
 
@@ -121,6 +126,8 @@ def test_missing_metrics_read_not_applicable():
     assert got["cross_forward"].reproduces == "n/a" and "no cross metrics" in \
         got["cross_forward"].this_run
     assert got["weighted"].reproduces == "n/a" and got["sparsity"].reproduces == "yes"
+    assert got["critical"].reproduces == "n/a"
+    assert "no decisive metrics" in got["critical"].this_run
     no_small = _with("cross/forward/budgets", {"0.2": GOOD["cross"]["forward"]["budgets"]["0.2"]})
     assert _verdicts(no_small)["cross_forward"] == "n/a"  # no budget <= 10% measured
     metrics = findings_metrics(study_findings(GOOD))
