@@ -287,8 +287,14 @@ def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
     else:
         out.append(figure(lambda: E.weighted_curves(training, ACCURACY), "training curves",
                           opt.params.dpi))
-        out.append(figure(lambda: E.dapo_diagnostics(grid_logs(training)),
-                          "weighted grid DAPO diagnostics", opt.params.dpi))
+        logs = grid_logs(training)
+        if any("clip_frac_low" in log for log in logs.values()):
+            out.append(figure(lambda: E.dapo_diagnostics(logs), "weighted grid DAPO diagnostics",
+                              opt.params.dpi))
+        else:  # the trainer logs update statistics only for steps that took an update
+            out.append('<div class="notice">No DAPO diagnostics: no run of the grid took an '
+                       "update (dynamic sampling dropped every group: all responses of a "
+                       "prompt equally right or wrong).</div>")
     return out
 
 
