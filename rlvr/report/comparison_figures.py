@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from rlvr.report.figures import (
     WIDE,
+    SchemaError,
     finish_axes,
     group_label,
     pct,
@@ -262,7 +263,7 @@ def measured_decisiveness(df: pd.DataFrame, pivot_cut: float) -> tuple[Figure, s
                          "base_rate"], "measured decisiveness")
     rows = df[np.isclose(df["pivot_cut"], pivot_cut)]
     if rows.empty:
-        raise ValueError(f"no rows at pivot cut {pivot_cut}")
+        raise SchemaError(f"no rows at pivot cut {pivot_cut}")
     gens = sorted(rows["generator"].unique())
     fig, axes = plt.subplots(1, len(gens), figsize=WIDE, squeeze=False, sharey=True)
     parts = []
@@ -275,7 +276,8 @@ def measured_decisiveness(df: pd.DataFrame, pivot_cut: float) -> tuple[Figure, s
         ax.set_title(f"{gen}-generated (pivotal {pct(sub['base_rate'].iloc[0])})", fontsize=9)
         finish_axes(fig, ax, "% positions flagged (highest signal first)", "recall")
         aucs = sub.drop_duplicates("signal").sort_values("auc", ascending=False)
-        parts.append(f"{gen}: AUC " + ", ".join(f"{r.signal} {r.auc:.2f}"
-                                                for r in aucs.itertuples()))
+        parts.append(f"{gen}: AUC " + ", ".join(
+            f"{r.signal} {r.auc:.2f}" if pd.notna(r.auc) else f"{r.signal} n/a (none pivotal)"
+            for r in aucs.itertuples()))
     return fig, (f"Positions whose resampling changes success by ≥ {pivot_cut:g}, found by each "
                  "signal; " + "; ".join(parts) + ".")

@@ -153,6 +153,8 @@ def weighted(results: dict) -> tuple[str, str]:
 def critical(decisive: dict) -> tuple[str, str]:
     d = decisive["generators"][GENERATOR]  # RL-generated responses, measured by resampling
     share, auc = d["share_pivotal"], d["js_auc"]
+    if any(d[k] is None for k in ("js_auc", "abs_delta_auc", "entropy_base_auc", "js_recall")):
+        raise KeyError("decisive: no pivotal position measured (AUCs undefined)")
     return (f"{_p(share)} of RL-generated positions move success by >= {d['pivot_cut']:g} when "
             f"resampled; JS finds them with AUC {auc:.2f} (recall {_p(d['js_recall'])} flagging "
             f"{_p(d['flag_share'])}; |Δ| {d['abs_delta_auc']:.2f}, base entropy "
