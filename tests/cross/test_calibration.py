@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from rlvr.cross import calibration, sweep
 from rlvr.cross.calibration import threshold_for_budget
@@ -16,14 +15,6 @@ from rlvr.layout import Layout
 from rlvr.models.loading import save_model
 from rlvr.models.specs import ModelsParams
 from rlvr.testbed.prompts import task_prompts
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: extra intra-op threads only spin on a busy machine
-    yield
-    torch.set_num_threads(before)
 
 
 def per_response_share(values, responses, t) -> float:

@@ -13,16 +13,6 @@ from rlvr.generation.sampler import SamplingParams, sample
 from rlvr.testbed.digits import make_split
 from rlvr.tokens.divergence import entropy, js
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny models: intra-op threads only add spin-wait overhead, badly so on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PARAMS = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, seed=11)
 
 

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from rlvr.config import from_section
 from rlvr.cross import budgets, calibration, sweep
@@ -18,14 +17,6 @@ from rlvr.models.loading import save_model
 from rlvr.models.specs import ModelsParams
 from rlvr.testbed.prompts import task_prompts
 from rlvr.warehouse.views import connect
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: extra intra-op threads only spin on a busy machine
-    yield
-    torch.set_num_threads(before)
 
 
 def _cell(direction, rule, threshold=0.1, target=0.05, round_=1, seed=0):
