@@ -5,8 +5,9 @@ Workload: a fixed synthetic set of prompt + response token sequences (prompts of
 8 responses of 8-20 tokens per prompt, as RLVR samples them), scored by two random models of
 the family's default body shape (4 layers, hidden 64, 2 heads) with an untied output head scaled
 to logit std `--logit-std`.
-- Default: the toy task's 112-id vocabulary, logit std 12: mean entropy ~0.4 nats, about that of
-  the trained default pair (0.37 base, 0.22 rl), so nuclei are as narrow as in the real run.
+- Default: the terse testbed's vocabulary (113 ids), logit std 12: mean entropy ~0.4 nats,
+  about that of the trained default pair (0.37 base, 0.22 rl), so nuclei are as narrow as in
+  the real run.
 - Stress case: `--vocab 32768 --logit-std 4`: entropy ~4 nats, the top-0.7 nucleus wider than
   the top 5 at ~85% of positions, and O(V) statistics that cost more than a hidden-64 head.
 Prints, per dataset size (each in a fresh subprocess so peak RSS is its own):
@@ -51,6 +52,7 @@ from rlvr.tokens.scorer import (
 )
 
 LN2 = float(np.log(2))
+TOY_VOCAB = len(build_tokenizer())  # the terse testbed's vocabulary
 
 
 GROUP = 8  # samples per prompt, as the default run's `sample.n_per_prompt`
@@ -111,7 +113,9 @@ def naive(base, tuned, responses, top_p: float) -> list[dict]:
             a, b = la[start + j], lb[start + j]
             p, q = np.exp(a), np.exp(b)
             m = (p + q) / 2
-            oa, ob = np.argsort(-a), np.argsort(-b)
+            ids = np.arange(len(a))
+            # the scorer's tie rule: logit descending, then id ascending
+            oa, ob = np.lexsort((ids, -a)), np.lexsort((ids, -b))
             tp = []
             for lp, order in ((a, oa), (b, ob)):
                 probs = np.exp(lp)
@@ -129,9 +133,11 @@ def naive(base, tuned, responses, top_p: float) -> list[dict]:
                 "entropy_base": -(p * a).sum(), "entropy_tuned": -(q * b).sum(),
                 "js": 0.5 * (p * (a - np.log(m))).sum() + 0.5 * (q * (b - np.log(m))).sum(),
                 "kl_base_tuned": (p * (a - b)).sum(), "kl_tuned_base": (q * (b - a)).sum(),
-                "rank_base": 1 + (a > a[tok]).sum(), "rank_tuned": 1 + (b > b[tok]).sum(),
+                "rank_base": 1 + int(np.flatnonzero(oa == tok)[0]),
+                "rank_tuned": 1 + int(np.flatnonzero(ob == tok)[0]),
                 "top1_base": oa[0], "top1_tuned": ob[0],
-                "rank_in_base_of_top1_tuned": 1 + (a > a[ob[0]]).sum(),
+                "rank_in_base_of_top1_tuned": 1 + int(np.flatnonzero(oa == ob[0])[0]),
+                "rank_in_tuned_of_top1_base": 1 + int(np.flatnonzero(ob == oa[0])[0]),
                 "prob_base_of_top1_tuned": p[ob[0]], "js_top_p": js_tp,
                 **{f"topk_overlap_{k}": len(set(oa[:k]) & set(ob[:k])) / k for k in range(1, 6)},
             })
@@ -143,11 +149,12 @@ def floor(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
     """Both models' bare forwards as the scorer runs them (each distinct prompt once, then the
     responses after it; output heads at every scored position, in the scorer's blocks), with
     nothing computed from the logits."""
+    res = params.resources
     wa, wb = base.get_output_embeddings().weight, tuned.get_output_embeddings().weight
-    block = params.resources.rows_per_block(wa.shape[0], wa.device)
-    for rows in _pack(responses, params.resources.batch_tokens):
+    block = res.rows_per_block(wa.shape[0], wa.device)
+    for rows in _pack(responses, res.batch_tokens):
         for ha, hb, _, _ in _positions(base, tuned, _batch(responses, rows, pad_id, base.device),
-                                       params.resources.time_chunk):
+                                       res.time_chunk):
             for part in torch.arange(len(ha)).split(block):
                 F.linear(ha[part], wa), F.linear(hb[part], wb)
 
@@ -170,7 +177,7 @@ def child(mode: str, n: int, n_naive: int, threads: int, vocab: int, logit_std: 
     n responses, keeping nothing."""
     torch.set_num_threads(threads)
     tok, base, tuned = pair(vocab, logit_std)
-    responses = workload(n, vocab or 112)
+    responses = workload(n, vocab or TOY_VOCAB)
     # wide vocabularies: smaller batches, so the floor's full (B, L, V) logits stay ~256 MB
     params = ScoreParams(resources=ScoreResources(batch_tokens=16384 if vocab == 0 else 2048))
     out = {"mode": mode, "responses": n, "tokens": sum(len(r.response_ids) for r in responses)}
@@ -179,7 +186,7 @@ def child(mode: str, n: int, n_naive: int, threads: int, vocab: int, logit_std: 
         return list(score_responses(base, tuned, tok, rs, "base__rl", "tuned", params,
                                     label_roles))
 
-    warm = workload(32, vocab or 112, seed=1)  # first calls allocate and pick kernels
+    warm = workload(32, vocab or TOY_VOCAB, seed=1)  # first calls allocate and pick kernels
     scorer(warm)
     floor(base, tuned, warm, params, tok.pad_token_id)
     if mode == "memory":
@@ -229,7 +236,7 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=48, help="responses timed with the reference")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads "
                     "(default: all cores)")
-    ap.add_argument("--vocab", type=int, default=0, help="0: the toy task's 112 ids")
+    ap.add_argument("--vocab", type=int, default=0, help="0: the terse testbed's vocabulary")
     ap.add_argument("--logit-std", type=float, default=12.0, help="how peaked distributions are")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -247,7 +254,7 @@ def main() -> None:
     plain_tps = timed["tokens"] / timed["plain"]
     diffs = timed["max_abs_diff"]
     print(f"workload: {small} responses, {timed['tokens']} scored tokens, vocabulary "
-          f"{args.vocab or 112} (logit std {args.logit_std}: mean entropy "
+          f"{args.vocab or TOY_VOCAB} (logit std {args.logit_std}: mean entropy "
           f"{timed['mean_entropy']:.2f} nats), {th} torch thread(s), {GROUP} samples per "
           f"prompt, min of 5 interleaved runs")
     print("agreement with the float64 naive reference (max |diff| per column): "

@@ -72,6 +72,8 @@ def synthetic_group(pair: str, generator: str, n_rows: int, seed: int) -> pa.Tab
         "top1_base": rng.integers(0, 112, n).astype(np.int32),
         "top1_tuned": rng.integers(0, 112, n).astype(np.int32),
         "rank_in_base_of_top1_tuned": rank.astype(np.int32),
+        "rank_in_tuned_of_top1_base": np.where(rank == 1, 1, rng.integers(2, 6, n)).astype(
+            np.int32),
         "prob_base_of_top1_tuned": (0.9 / rank).astype(np.float32),
         **{f"topk_overlap_{k}": o.astype(np.float32) for k, o in enumerate(overlaps, 1)},
     }

@@ -1,12 +1,13 @@
-"""Budgeted cross-sampling sweep: every (direction, rule, threshold, seed) cell, then the curves.
+"""Cross-sampling at matched budgets: endpoints (the pilot), calibrated rules, then the curves.
 
 Run:   python -m flows.cross_sample        (what `dvc repro cross_sample` runs)
 Reads params.yaml `cross_sample`, `models` (which checkpoints the pair loads) and
 `sample.prompts`/`sample.grader`/`sample.unfit_prompts` (the prompts asked, how answers are
 graded, what to do with prompts that do not fit). Writes
-data/cross/{samples,tokens}/ (views `cross_samples`, `cross_tokens`),
-data/plots/cross_accuracy_by_budget.csv and data/metrics/cross.json. Finished cells are kept on
-a rerun with the same settings.
+data/cross/cells/ (every cell run), data/cross/{samples,tokens}/ (the final cells: views
+`cross_samples`, `cross_tokens`), data/cross/calibration.parquet, the plots
+data/plots/cross_accuracy_by_budget.csv and cross_rule_vs_random.csv, and
+data/metrics/cross.json. Finished cells are kept on a rerun with the same settings.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from tasks.cross_sample import (
-    plan_grid,
-    plan_matched_random,
+    plan_endpoints,
+    plan_per_response_random,
+    plan_round,
     publish,
     sample_cell,
     summarize,
@@ -33,20 +35,27 @@ from tasks.results import publish_results
 @flow(name="cross_sample", log_prints=True)
 def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader: str,
                  data_root: str = DATA_ROOT, unfit_prompts: str = "error") -> dict:
-    """Decode the fixed-threshold grid, then random cells matched to the js budgets."""
+    """Decode the endpoints, calibrate every rule to every budget, publish, summarise."""
     layout = Layout(data_root)
-    # inputs, checked before any output is touched: the pair's models, prompts, the fixed grid
-    cells, specs, records = plan_grid(config, models, prompts, unfit_prompts, layout)
+    # inputs, checked before any output is touched: the pair's models, the prompts; the
+    # endpoints, whose budget-0 cells are the pilot
+    endpoints, specs, records = plan_endpoints(config, models, prompts, unfit_prompts, layout)
     shared = [unmapped(x) for x in (specs, records, config, grader, layout)]
-    # fixed thresholds: one task per cell
-    summaries = [f.result() for f in sample_cell.map(cells, *shared)]
-    # random control: rates matched to the budget each js threshold reached
-    if config.match_random:
-        random_cells = plan_matched_random(layout, cells)
-        summaries += [f.result() for f in sample_cell.map(random_cells, *shared)]
-        cells = cells + random_cells
-    # outputs: tables, curve and metrics
-    counts = publish(layout, cells)
+    summaries = [f.result() for f in sample_cell.map(endpoints, *shared)]
+    pilot = [c for c in endpoints if c.rule == "none"]
+    # calibration rounds: thresholds from the pilot, then re-picked where a budget missed
+    cells, previous = [], []
+    for round_ in range(1, config.calibration_rounds + 1):
+        previous = plan_round(config, layout, round_, pilot, previous)
+        summaries += [f.result() for f in sample_cell.map(previous, *shared)]
+        cells += previous
+    # random control copying each js response's share (random_match: per_response)
+    if config.random_match == "per_response":
+        matched = plan_per_response_random(layout, cells, records, config)
+        summaries += [f.result() for f in sample_cell.map(matched, *shared)]
+        cells += matched
+    # outputs: tables, calibration, curves and metrics
+    counts = publish(layout, endpoints, cells, config)
     metrics = summarize(layout, config)
     # results in the UI: headline numbers and links to the outputs
     publish_results(metrics, layout)

@@ -1,7 +1,8 @@
 """Score stage: both models of every (base, tuned) pair, teacher-forced on both models' samples.
 
-Run: `python -m flows.score` (what `dvc repro score` runs); reads params.yaml `score` and
-`models` (and `runner` for where shards run), reads data/samples/, and writes
+Run: `python -m flows.score` (what `dvc repro score` runs); reads params.yaml `score`, `models`,
+`task.testbed` when `score.labeller` is `testbed` (its grammar labels token roles), and `runner`
+for where shards run; reads data/samples/, and writes
 data/tokens/pair=<base>__<tuned>/generator=<base|tuned>/part-<shard>.parquet, the gate results
 data/quality/tokens/<pair>_<generator>.json and data/metrics/score.json. One task per (pair,
 generator, shard); a rerun keeps finished shards.
@@ -14,6 +15,7 @@ from prefect import flow, get_run_logger, unmapped
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from rlvr.testbed.split import TaskParams
 from rlvr.tokens.scorer import ScoreParams
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -27,7 +29,8 @@ from tasks.score import (
 
 
 @flow(name="score")
-def score(cfg: ScoreParams, models: ModelsParams, data_root: str = DATA_ROOT) -> dict:
+def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
+          data_root: str = DATA_ROOT) -> dict:
     """Score every (pair, generator, shard), gate each partition, then mark the table complete."""
     logger = get_run_logger()
     layout = Layout(data_root)
@@ -36,7 +39,7 @@ def score(cfg: ScoreParams, models: ModelsParams, data_root: str = DATA_ROOT) ->
     logger.info("scoring %d shard jobs over %d partitions", len(plan["jobs"]),
                 len(plan["partitions"]))
     # score: one task and one part file per (pair, generator, shard)
-    parts = score_shard_task.map(plan["jobs"], unmapped(cfg)).result()
+    parts = score_shard_task.map(plan["jobs"], unmapped(cfg), unmapped(testbed)).result()
     # gate: one Great Expectations validation per (pair, generator)
     gate_tokens_task.map(plan["partitions"], unmapped(plan["vocab_size"]),
                          unmapped(layout)).result()
@@ -51,9 +54,11 @@ def score(cfg: ScoreParams, models: ModelsParams, data_root: str = DATA_ROOT) ->
 def main() -> None:
     params = load_params()
     runner = make_runner(from_section(RunnerParams, params, "runner"))
-    run_stage(score.with_options(task_runner=runner),
-              from_section(ScoreParams, params, "score"),
-              from_section(ModelsParams, params, "models"))
+    cfg = from_section(ScoreParams, params, "score")
+    # the toy testbed's grammar labels roles; natural text (`answer`) needs no toy task section
+    testbed = from_section(TaskParams, params, "task").testbed if cfg.labeller == "testbed" else ""
+    run_stage(score.with_options(task_runner=runner), cfg,
+              from_section(ModelsParams, params, "models"), testbed)
 
 
 if __name__ == "__main__":

@@ -181,11 +181,17 @@ def one_line_errors() -> Iterator[None]:
     Prefect's temporary server, started inside, registers its exit handler later, so (atexit
     being last in, first out) it has stopped, and printed its shutdown noise, by then.
     """
+    failed: list[str] = []  # the line, once something failed
+
+    def report() -> None:
+        for line in failed:  # sys.stderr looked up at exit (a test may have swapped it)
+            print(line, file=sys.stderr, flush=True)
+
+    atexit.register(report)  # now, before anything inside starts a server: so it runs last
     try:
         yield
     except (ValueError, FileNotFoundError) as err:
-        line = f"error: {err}"
-        atexit.register(lambda: print(line, file=sys.stderr, flush=True))  # stderr at exit
+        failed.append(f"error: {err}")
         sys.exit(2)
 
 

@@ -67,8 +67,19 @@ class Layout:
         return self.root / "analysis"
 
     @property
+    def decisive_dir(self) -> Path:
+        """Measured decisiveness: `positions/` (the table) and its detection results."""
+        return self.root / "decisive"
+
+    @property
     def cross_dir(self) -> Path:
         return self.root / "cross"
+
+    @property
+    def cross_cells_dir(self) -> Path:
+        """Every cross-sampling cell run, calibration rounds included (the published tables
+        link the final ones)."""
+        return self.cross_dir / "cells"
 
     @property
     def weighted_dir(self) -> Path:
@@ -113,12 +124,15 @@ class Layout:
             "analyze": [self.analysis_dir, self.metrics("analysis"),
                         *(self.plot(p) for p in ANALYSIS_PLOTS)],
             "cross_sample": [self.cross_dir, self.metrics("cross"),
-                             self.plot("cross_accuracy_by_budget")],
+                             self.plot("cross_accuracy_by_budget"),
+                             self.plot("cross_rule_vs_random")],
+            "decisive": [self.decisive_dir, self.metrics("decisive"),
+                         self.plot("decisive_detection")],
             "weighted_summary": [w / "training.parquet", w / "results.parquet",
                                  w / "results.csv", w / "curves.parquet",
                                  self.metrics("weighted"), self.plot("weighted_accuracy"),
                                  self.plot("weighted_final")],
-            "report": [self.report_dir],
+            "report": [self.report_dir, self.metrics("findings")],
         }[stage]
 
     def tables(self) -> dict[str, Path]:
@@ -129,4 +143,5 @@ class Layout:
             "cross_samples": self.cross_dir / "samples",
             "cross_tokens": self.cross_dir / "tokens",
             "training": self.weighted_dir / "training.parquet",
+            "decisiveness": self.decisive_dir / "positions",
         }

@@ -21,7 +21,8 @@ def publish_results(summary: dict, layout: Layout) -> list[str]:
     ctx = FlowRunContext.get()
     assert ctx is not None, "call inside a stage flow"
     stage = stage_name(ctx.flow.name)
-    outputs = dvc.stage_outputs(stage)
+    # a flow run outside a DVC checkout (no dvc.yaml here) still shows its summary
+    outputs = dvc.stage_outputs(stage) if Path("dvc.yaml").exists() else {}
     metrics = {path: json.loads(Path(path).read_text())
                for path in outputs.get("metrics", []) if Path(path).exists()}
     shown = metrics if len(metrics) > 1 else next(iter(metrics.values()), summary)

@@ -10,7 +10,7 @@ from rlvr.models.specs import ModelsParams
 from rlvr.store.atomic import keep_only, sweep_debris, write_json
 from rlvr.store.gates import gate_tokens_dir
 from rlvr.store.tables import clear_complete, finalize_dataset
-from rlvr.testbed.graders import LABELLERS
+from rlvr.testbed.graders import get_labeller
 from rlvr.tokens.jobs import Partition, ScoreJob, plan_scoring, summarize_tokens
 from rlvr.tokens.scorer import ScoreParams, score_shard
 from tasks.retry import TRANSIENT_RETRIES
@@ -27,10 +27,11 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
 
 
 @task(**TRANSIENT_RETRIES)
-def score_shard_task(job: ScoreJob, cfg: ScoreParams) -> dict:
+def score_shard_task(job: ScoreJob, cfg: ScoreParams, testbed: str) -> dict:
     """Score one (pair, generator, shard) into its own part file."""
     return score_shard(job.base, job.tuned, job.generator, job.samples_part, job.out_path, cfg,
-                       LABELLERS[cfg.labeller] if cfg.label_roles else None, progress=True)
+                       get_labeller(cfg.labeller, testbed) if cfg.label_roles else None,
+                       progress=True)
 
 
 @task

@@ -10,9 +10,9 @@ from rlvr.training.lm import SFTParams
 
 
 @task(name="train-sft")
-def train_sft_task(layout: Layout, cfg: SFTParams) -> dict[str, float]:
-    """Fine-tune the base on reference solutions."""
-    return train_sft(layout, cfg, progress=True)
+def train_sft_task(layout: Layout, cfg: SFTParams, testbed: str) -> dict[str, float]:
+    """Fine-tune the base on solutions written in the `sft.data` style."""
+    return train_sft(layout, cfg, testbed, progress=True)
 
 
 @task(name="train-rft")

@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from rlvr.cross.sweep import CrossParams
+from rlvr.decisive.positions import DecisiveParams
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams, plan_samples
 from rlvr.layout import Layout
@@ -39,6 +40,7 @@ from rlvr.training.grpo import GRPOParams
 from rlvr.training.lm import SFTParams
 from rlvr.weighted.grid import WeightedParams
 from tasks import cross_sample as cross_tasks
+from tasks import decisive as decisive_tasks
 from tasks.evaluate import evaluate_models_task
 from tasks.sample import (
     finalize_samples_task,
@@ -48,16 +50,20 @@ from tasks.sample import (
 )
 from tasks.score import finalize_tokens_task, gate_tokens_task, plan_scoring_task, score_shard_task
 from tasks.weighted import plan_runs
+from tests.repo_copy import copy_repo, tool_env
+from tests.repo_copy import run as run_tool
 
 SAMPLE = SampleParams(models=["base", "rl"], checkpoints=False, n_per_prompt=2, max_new_tokens=8,
                       shard_size=3)
 SCORE = ScoreParams(tuned=["rl"], checkpoints=False)
 CROSS = CrossParams(n_prompts=3, samples_per_prompt=1, seeds=[0], directions=["forward"],
-                    rules={"js": [1.0, -1.0]}, match_random=False, max_new_tokens=8,
-                    n_bootstrap=10)
+                    rules=["js", "random"], budgets=[0.5], calibration_rounds=1,
+                    max_new_tokens=8, n_bootstrap=10)
+DECISIVE = DecisiveParams(n_prompts=2, samples_per_prompt=1, rollouts=2, n_bootstrap=10)
 EVALUATE = EvaluateParams(models=["base", "rl"], n_samples=1, max_new_tokens=8,
                           checkpoints=False)
 MODELS = ModelsParams()
+VOCAB = len(build_tokenizer())  # the tiny models' vocabulary and output head
 
 
 def run_sample(layout: Layout, cfg: SampleParams = SAMPLE) -> list[dict]:
@@ -74,7 +80,7 @@ def run_sample(layout: Layout, cfg: SampleParams = SAMPLE) -> list[dict]:
 def run_score(layout: Layout) -> list[dict]:
     """The score flow's recipe (flows/score.py), task by task."""
     plan = plan_scoring_task.fn(SCORE, MODELS, layout)
-    parts = [score_shard_task.fn(job, SCORE) for job in plan["jobs"]]
+    parts = [score_shard_task.fn(job, SCORE, "digits") for job in plan["jobs"]]
     for partition in plan["partitions"]:
         gate_tokens_task.fn(partition, plan["vocab_size"], layout)
     finalize_tokens_task.fn(parts, layout)
@@ -83,10 +89,14 @@ def run_score(layout: Layout) -> list[dict]:
 
 def run_cross(layout: Layout, prompts: str = "") -> None:
     """The cross_sample flow's recipe (flows/cross_sample.py), task by task."""
-    cells, specs, records = cross_tasks.plan_grid.fn(CROSS, MODELS, prompts, "error", layout)
+    ends, specs, records = cross_tasks.plan_endpoints.fn(CROSS, MODELS, prompts, "error", layout)
+    for cell in ends:
+        cross_tasks.sample_cell.fn(cell, specs, records, CROSS, "toy", layout)
+    pilot = [c for c in ends if c.rule == "none"]
+    cells = cross_tasks.plan_round.fn(CROSS, layout, 1, pilot, [])
     for cell in cells:
         cross_tasks.sample_cell.fn(cell, specs, records, CROSS, "toy", layout)
-    cross_tasks.publish.fn(layout, cells)
+    cross_tasks.publish.fn(layout, ends, cells, CROSS)
     cross_tasks.summarize.fn(layout, CROSS)
 
 
@@ -210,12 +220,13 @@ def stages(layout: Layout, stage: str, over: dict) -> object:
     runs = {
         "sample": lambda: plan_sampling_task.fn(sample, models, layout),
         "score": lambda: plan_scoring_task.fn(SCORE, models, layout),
-        "cross_sample": lambda: cross_tasks.plan_grid.fn(CROSS, models, sample.prompts,
-                                                          "error", layout),
+        "cross_sample": lambda: cross_tasks.plan_endpoints.fn(CROSS, models, sample.prompts,
+                                                               "error", layout),
         "evaluate": lambda: evaluate_models_task.fn(layout, EVALUATE, models),
         "weighted": lambda: plan_runs.fn(WeightedParams(seeds=1), models, None, layout),
         "rl": lambda: train_rl(layout, GRPOParams(steps=1)),
-        "sft": lambda: train_sft(layout, SFTParams(steps=1)),
+        "sft": lambda: train_sft(layout, SFTParams(steps=1), "digits"),
+        "decisive": lambda: decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", models, layout),
     }
     return runs[stage]()
 
@@ -314,21 +325,33 @@ CASES = [  # (id, plant, stage, the exact message)
      f"or corrupted checkpoint); {RL_FIX}"),
     ("head-padded", padded_head, "score",
      "model `rl`: its output head has 128 rows but the head of `base` ({root}/models/base) has "
-     "112 (a padded or resized embedding?); the models of a pair need output heads of one "
+     f"{VOCAB} (a padded or resized embedding?); the models of a pair need output heads of one "
      "size: use checkpoints saved with the same vocabulary"),
     ("vocabulary-mismatch", other_tokenizer(extra=False), "score",
      "model `rl`: models of a pair must share a vocabulary, but the tokenizers at "
-     "{root}/models/base and {root}/models/rl differ first at id 111: '99' vs 'plus'; pair "
+     f"{R}/models/base and {R}/models/rl differ first at id {VOCAB - 1}: '99' vs 'plus'; pair "
      "models saved with one tokenizer"),
     ("tokenizer-wider-than-head", other_tokenizer(extra=True), "score",
-     "model `rl`: its tokenizer has 113 tokens but its output head only 112 rows (config.json "
-     "vocab_size); use the tokenizer saved with these weights"),
+     f"model `rl`: its tokenizer has {VOCAB + 1} tokens but its output head only {VOCAB} rows "
+     "(config.json vocab_size); use the tokenizer saved with these weights"),
     ("samples-incomplete", remove(f"samples/{MARKER}"), "score",
      f"the samples table {R}/samples is not complete: run the sample stage first (dvc repro "
      "sample)"),
+    ("tokens-incomplete-decisive", remove(f"tokens/{MARKER}"), "decisive",
+     f"the token table {R}/tokens is not complete: run the score stage first (dvc repro score)"),
+    ("samples-missing-decisive", remove("samples/model=rl"), "decisive",
+     "params.yaml `decisive.tuned`: no samples of model 'rl'; add it to `sample.models` and run "
+     "`dvc repro sample`"),
+    ("pair-not-scored-decisive", remove("tokens/pair=base__rl/generator=tuned"), "decisive",
+     "params.yaml `decisive.base`/`decisive.tuned`: no pair 'base__rl' (generator tuned) in the "
+     f"token table {R}/tokens; add the models to `score.base`/`score.tuned` and run `dvc repro "
+     "score`"),
+    ("weights-nan-decisive-tuned", edit_weights("rl", nan_at), "decisive",
+     f"model `rl`: {R}/models/rl/{ST}: tensor `model.layers.0.mlp.up_proj.weight` holds NaN "
+     f"values (a diverged or corrupted checkpoint); {RL_FIX}"),
     # every stage that loads a model checks it first
     *[(f"weights-nan-{stage}", edit_weights("base", nan_at), stage, NAN)
-      for stage in ("sample", "cross_sample", "evaluate", "weighted", "rl", "sft")],
+      for stage in ("sample", "cross_sample", "evaluate", "weighted", "rl", "sft", "decisive")],
 ]
 
 
@@ -388,6 +411,30 @@ def test_debris_of_killed_writes_is_swept_and_finished_parts_kept(data):
     assert (data.samples_dir / MARKER).exists() and (data.tokens_dir / MARKER).exists()
 
 
+def run_decisive(layout: Layout) -> list[dict]:
+    """The decisive flow's recipe (flows/decisive.py), task by task."""
+    jobs = decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", MODELS, layout)
+    runs = [decisive_tasks.measure_task.fn(job, DECISIVE, "toy") for job in jobs]
+    decisive_tasks.publish_task.fn(layout, runs)
+    decisive_tasks.detection_task.fn(layout, DECISIVE, runs)
+    return runs
+
+
+def test_decisive_sweeps_its_debris_and_keeps_current_parts(data):
+    """The decisive stage on the built tables: a killed write's temporary is swept, a rerun
+    keeps both generators' part files."""
+    first = run_decisive(data)
+    assert [r["skipped"] for r in first] == [False, False]
+    debris = data.decisive_dir / "positions/model=rl/.part-00000.parquet.tmp-0badf00d"
+    debris.write_bytes(b"half")
+    parts = {p: p.read_bytes() for p in data.decisive_dir.rglob("part-*.parquet")}
+    assert [r["skipped"] for r in run_decisive(data)] == [True, True]
+    assert not debris.exists()
+    assert {p: p.read_bytes() for p in data.decisive_dir.rglob("part-*.parquet")} == parts
+    assert (data.decisive_dir / "positions" / MARKER).exists()
+    assert data.metrics("decisive").exists() and data.plot("decisive_detection").exists()
+
+
 def test_dvc_outputs_are_what_layout_owns():
     """Layout.outputs (what a stage sweeps) is exactly what dvc.yaml says each stage writes."""
     from rlvr.dvc import read_stages
@@ -434,17 +481,15 @@ def test_flow_prints_one_line_last_and_exits_2(built, tmp_path):
     assert digests(tmp_path / "data") == before
 
 
-# --- under `dvc repro`: a tiny pipeline copy (tests/test_orchestration_e2e.py's) -----------
+# --- under `dvc repro`: a tiny pipeline copy (tests/repo_copy.py) -------------------------
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the repository with tiny params, `dvc repro score` done (~6 min on 2 cores)."""
-    from tests.test_orchestration_e2e import _copy_repo, _env, _run
-
     tmp = tmp_path_factory.mktemp("dvc")
-    path = _copy_repo(tmp / "repo", tmp / "remote")
-    env = _env(tmp)
-    _run(["dvc", "repro", "score"], path, env)
+    path = copy_repo(tmp / "repo", tmp / "remote")
+    env = tool_env(tmp)
+    run_tool(["dvc", "repro", "score"], path, env)
     return path, env
 
 
@@ -461,15 +506,13 @@ def _stamps(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.slow
 def test_bad_input_under_dvc_repro_leaves_outputs_intact(repo, tmp_path):
     """persist + checks before writes: a failing `dvc repro` deletes and rewrites nothing."""
-    from tests.test_orchestration_e2e import _run
-
     path, env = repo
     outs = [path / p for p in ("data/samples", "data/tokens", "data/quality", "data/metrics")]
     before = {str(o): digests(o) if o.is_dir() else None for o in outs}
     weights = path / "data/models/rl" / ST
     good = weights.read_bytes()
     weights.write_bytes(good[: len(good) // 2])
-    run = _run(["dvc", "repro", "--single-item", "score"], path, env, check=False)
+    run = run_tool(["dvc", "repro", "--single-item", "score"], path, env, check=False)
     assert run.returncode != 0
     assert ("error: model `rl`: data/models/rl/model.safetensors is truncated or corrupt "
             "(SafetensorError: Error while deserializing header: incomplete metadata, file not "
@@ -479,14 +522,14 @@ def test_bad_input_under_dvc_repro_leaves_outputs_intact(repo, tmp_path):
     original = (path / "params.yaml").read_text()
     (tmp_path / "p.jsonl").write_text(rows(GOOD, {"prompt": "sum 1 :"}))
     _params(path, "sample", prompts=str(tmp_path / "p.jsonl"))
-    run = _run(["dvc", "repro", "--single-item", "sample"], path, env, check=False)
+    run = run_tool(["dvc", "repro", "--single-item", "sample"], path, env, check=False)
     assert run.returncode != 0 and (
         f"error: params.yaml `sample.prompts`: {tmp_path}/p.jsonl row 2: missing column(s) "
         "['answer']; every row needs `prompt` and `answer` (and optionally `prompt_id`)"
     ) in run.stderr.splitlines()
     (path / "params.yaml").write_text(original)
     assert {str(o): digests(o) if o.is_dir() else None for o in outs} == before
-    assert _run(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
+    assert run_tool(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
         "Data and pipelines are up to date.")
 
 
@@ -496,8 +539,6 @@ def test_kill_9_mid_score_then_dvc_repro_resumes(repo):
     kill (persist + fingerprints), sweeps the debris, and ends with `dvc status` clean."""
     import signal
     import time
-
-    from tests.test_orchestration_e2e import _run
 
     path, env = repo
     tokens = path / "data/tokens"
@@ -518,10 +559,10 @@ def test_kill_9_mid_score_then_dvc_repro_resumes(repo):
     assert done and len(done) < len(old), "the kill came too late to test resuming"
     debris = tokens / "pair=base__rl/generator=base/.part-00000.parquet.tmp-0badf00d"
     debris.write_bytes(b"half")  # what a kill inside a write leaves
-    run = _run(["dvc", "repro", "score"], path, env)
+    run = run_tool(["dvc", "repro", "score"], path, env)
     assert "Running stage 'score'" in run.stdout
     assert all(_stamps(tokens)[p] == s for p, s in done.items())  # kept, not rewritten
     assert not [p for p in (path / "data").rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
     assert (tokens / MARKER).exists()
-    assert _run(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
+    assert run_tool(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream
         "Data and pipelines are up to date.")

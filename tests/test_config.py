@@ -16,6 +16,7 @@ import yaml
 
 from rlvr.config import ParamsError, from_section, load_params
 from rlvr.cross.sweep import CrossParams
+from rlvr.decisive.positions import DecisiveParams
 from rlvr.dvc import read_stages, stage_module
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams
@@ -41,14 +42,17 @@ SECTIONS = {  # every params.yaml section and the dataclass that owns its knobs
     "sft": SFTParams, "evaluate": EvaluateParams, "runner": RunnerParams,
     "analyze": AnalyzeParams, "report": ReportParams, "weighted": WeightedParams,
     "cross_sample": CrossParams, "sample": SampleParams, "score": ScoreParams,
-    "models": ModelsParams, "backend": BackendParams,
+    "models": ModelsParams, "backend": BackendParams, "decisive": DecisiveParams,
 }
 NO_RESULT = {"runner"}  # sections (besides every `resources` key) that change no result
 PARTIAL = {  # stages that read only some keys of a section: dvc.yaml lists those
     ("prepare", "task"): ["seed", "n_train", "n_eval", "min_digits", "max_digits",
                           "eval_prompts"],
-    ("pretrain", "task"): ["p_chain", "slip_chain", "slip_pairs", "slip_pairs_total",
-                           "p_bad_format"],
+    ("pretrain", "task"): ["testbed", "p_chain", "slip_chain", "slip_pairs",
+                           "slip_pairs_total", "p_bad_format", "p_check"],
+    ("sft", "task"): ["testbed"],
+    ("score", "task"): ["testbed"],
+    ("decisive", "sample"): ["grader"],
     ("cross_sample", "sample"): ["prompts", "grader", "unfit_prompts"],
     ("weighted_summary", "weighted"): ["variants", "s", "seeds"],  # the runs are its deps
     ("weighted_summary", "models"): [],
@@ -75,10 +79,10 @@ def test_every_section_parses_and_lists_every_knob_at_its_code_default():
 
 
 BAD = [  # (section, values, the message's start) one per kind of mistake
-    ("rl", {"lr": "1e-3x"}, "params.yaml `rl.lr`: '1e-3x' is not a number; e.g. `lr: 0.0003`"),
+    ("rl", {"lr": "1e-3x"}, "params.yaml `rl.lr`: '1e-3x' is not a number; e.g. `lr: 0.00015`"),
     ("sample", {"temperature": "hot"}, "params.yaml `sample.temperature`: 'hot' is not a number"),
     ("sample", {"n_per_prompt": 2.5}, "params.yaml `sample.n_per_prompt`: 2.5 is not a whole "
-                                      "number; e.g. `n_per_prompt: 8`"),
+                                      "number; e.g. `n_per_prompt: 4`"),
     ("sample", {"models": "base"}, "params.yaml `sample.models`: 'base' is not a list"),
     ("sample", {"grader": "gsm"}, "params.yaml `sample.grader`: unknown grader 'gsm'"),
     ("sample", {"unfit_prompts": "skip"}, "params.yaml `sample.unfit_prompts`: 'skip' is not one "
@@ -94,6 +98,11 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
     ("model", {"architecture": "gpt9"}, "params.yaml `model.architecture`: 'gpt9' is not one "
                                         "of ['llama', 'qwen2']"),
     ("task", {"p_chain": 1.5}, "params.yaml `task.p_chain`: is a probability, got 1.5"),
+    ("task", {"testbed": "long"}, "params.yaml `task.testbed`: 'long' is not one of"),
+    ("sft", {"data": "mine"}, "params.yaml `sft.data`: 'mine' is not one of"),
+    ("decisive", {"generators": ["rl"]}, "params.yaml `decisive.generators`: ['rl'] is not a "
+                                         "list of distinct"),
+    ("decisive", {"pivot_cuts": [0.0]}, "params.yaml `decisive.pivot_cuts`: need |ΔV| cuts"),
     ("score", {"resources": {"vocab_chunk": 0}}, "params.yaml `score.resources.vocab_chunk`: "
                                                  "must be >= 1"),
     ("weighted", {"rl": {"lr": -1.0}}, "params.yaml `weighted.rl.lr`: must be positive"),

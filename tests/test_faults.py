@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,12 @@ from rlvr.store.atomic import MARKER
 from rlvr.store.gates import GateFailed, gate_samples_dir, gate_tokens_dir
 from rlvr.store.tables import FINGERPRINT_KEY, part_is_current
 from rlvr.testbed.digits import label_roles
-from rlvr.testbed.graders import ROLES  # the gate: toy roles and the answer grader's
+from rlvr.testbed.graders import ROLES  # the gate: every testbed's roles and the answer rule's
+from rlvr.testbed.model import build_tokenizer
 from rlvr.tokens.scorer import ScoreParams, ScoreResources, score_shard
 from rlvr.warehouse.views import connect
 
-VOCAB = 112  # the task tokenizer's size (conftest's tiny models)
+VOCAB = len(build_tokenizer())  # the task tokenizer's size (conftest's tiny models)
 TOKENS = Path("tokens/pair=base__rl/generator=base")
 SAMPLES = Path("samples/model=base")
 
@@ -105,8 +107,8 @@ def response(what: str, count: int = 12) -> Callable:
 
 
 def _rank_one_row(df: pd.DataFrame) -> int:
-    """A row whose forged rank 1 breaks the tie rule on its base prob. (rates over every row
-    are measured in rlvr/store/invariants.py's report, not here)."""
+    """A row whose forged rank 1 breaks the tie rule (its token is not the base top-1) and no
+    rule checked before it."""
     p = np.exp(df.logprob_base.astype(np.float64))
     ok = ((df.token_id != df.top1_base) & (df.entropy_base >= -df.logprob_base + 1e-3)
           & (p < df.prob_base_of_top1_tuned - 1e-3))
@@ -135,16 +137,17 @@ FAULTS: list[Fault] = [
      [line("delta_check", 1, "delta_logprob != logprob_tuned - logprob_base",
            delta_logprob=None, logprob_tuned=None, logprob_base=None)]),
     ("rank_1_not_top1", lambda df: (at(df, r := _rank_one_row(df), "rank_base", 1), r),
-     [line("rank_check", 1, "rank_base 1 but prob_base_of_top1_tuned is higher", rank_base=None,
-           token_id=None, top1_base=None, logprob_base=None, entropy_base=None,
-           prob_base_of_top1_tuned=None)]),
+     [line("rank_check", 1, "rank_base is 1 but the token is not top1_base, or the reverse "
+           "(tie rule)", rank_base=None, token_id=None, top1_base=None, logprob_base=None,
+           entropy_base=None)]),
     ("js_changed", lambda df: (at(df, r := _changed_js_row(df), "js", df.js[r] + 0.2), r),
      [line("divergence_check", 1, "js above (kl_base_tuned + kl_tuned_base) / 4", **DIV_COLS)]),
     ("topk_overlap_1_half", lambda df: (at(df, 3, "topk_overlap_1", 0.5), 3),
      [line("overlap_check", 1, "topk_overlap_1 is not a multiple of 1/1 in [0, 1]",
            **{f"topk_overlap_{k}": None for k in range(1, 6)})]),
     ("role_bogus", lambda df: (at(df, 3, "role", "bogus"), 3),
-     [lambda b, a, n: f"role not in {list(ROLES)}: 1 of {n} rows; e.g. {W.format(r=a)}: 'bogus'"]),
+     [lambda b, a, n: f"role not in {list(ROLES)}: 1 of {n} rows; e.g. {W.format(r=a)}: "
+                      "'bogus'"]),
     ("token_text_wrong", lambda df: (at(df, 3, "token_text", "bogus"), 3),
      [line("text_check", 1, "token_text is not the tokenizer's text of token_id",
            token_text=None, token_id=None)]),
@@ -166,16 +169,16 @@ FAULTS: list[Fault] = [
      [bounds("js", LN2_SPAN),
       line("divergence_check", 1, "js above (kl_base_tuned + kl_tuned_base) / 4", **DIV_COLS)]),
     ("entropy_negative", lambda df: (at(df, 3, "entropy_tuned", -0.5), 3),
-     [bounds("entropy_tuned", "[0, 4.7185]")]),
+     [bounds("entropy_tuned", f"[0, {g(math.log(VOCAB) + 1e-6)}]")]),
     ("rank_zero", lambda df: (at(df, 3, "rank_tuned", 0), 3),
-     [bounds("rank_tuned", "[1, 112]")]),
+     [bounds("rank_tuned", f"[1, {VOCAB}]")]),
     ("prob_above_one", lambda df: (at(df, 3, "prob_base_of_top1_tuned", 1.5), 3),
      [bounds("prob_base_of_top1_tuned", "[0, 1]"),
       line("rank_check", 1, "prob_base_of_top1_tuned above 1 / rank_in_base_of_top1_tuned",
            rank_in_base_of_top1_tuned=None, prob_base_of_top1_tuned=None, top1_base=None,
            top1_tuned=None)]),
     ("token_id_out_of_vocabulary", lambda df: (at(df, 3, "token_id", VOCAB), 3),
-     [bounds("token_id", "[0, 111]"),
+     [bounds("token_id", f"[0, {VOCAB - 1}]"),
       line("text_check", 1, "token_text is not the tokenizer's text of token_id",
            token_text=None, token_id=None),
       line("samples_check", 1, "token_id differs from the sampled response_token_ids",

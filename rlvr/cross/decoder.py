@@ -13,11 +13,12 @@ Rules (all evaluated online on the untempered full-vocabulary distributions, flo
 
 - `js`: switch when JS(primary, intervention) > threshold (the study's rule; threshold >= ln 2
   never switches, a negative one always does);
-- `entropy`: switch when the primary's entropy (nats) > threshold;
+- `entropy_primary` / `entropy_intervention`: switch when that model's entropy (nats) >
+  threshold (which of them is the base model depends on the direction: `rlvr.cross.sweep`);
 - `delta`: switch when |log pi_int(a) - log pi_prim(a)| > threshold, a = the primary's top token;
-- `random`: switch with probability `threshold` (a rate in [0, 1]) at every step, independently,
-  using a second keyed stream (`sampling_uniforms(seed, key + "/switch")`) so token sampling is
-  undisturbed and nested rates give nested switch sets.
+- `random`: switch with probability `threshold` (a rate in [0, 1]), or a per-row rate, at every
+  step, independently, using a second keyed stream (`sampling_uniforms(seed, key + "/switch")`)
+  so token sampling is undisturbed and nested rates give nested switch sets.
 
 Temperature and top-p shape only the sampling of the chosen model; the rules and the recorded
 divergences use the full distributions, so the recorded JS is the scorer's teacher-forced JS.
@@ -41,7 +42,10 @@ from rlvr.generation.sampler import (
 from rlvr.progress import Progress
 from rlvr.tokens.divergence import entropy, js
 
-RULES = ("js", "entropy", "delta", "random")
+# rule -> the `step_signals` entry it thresholds (random thresholds its own uniforms)
+SIGNALS = {"js": "js", "entropy_primary": "entropy_primary",
+           "entropy_intervention": "entropy_intervention", "delta": "delta_top"}
+RULES = (*SIGNALS, "random")
 SWITCH_STREAM = "/switch"  # suffix of the random rule's stream key: independent of token sampling
 
 
@@ -78,20 +82,19 @@ class CrossGeneration:
 
 def switch_mask(
     rule: SwitchRule,
-    step_js: torch.Tensor,
-    entropy_primary: torch.Tensor,
-    delta_top: torch.Tensor,
+    signals: dict[str, torch.Tensor],
     switch_uniforms: torch.Tensor,
+    rates: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The rule's decision per row. All inputs (B,); returns bool (B,), True = intervention."""
-    signal = {
-        "js": step_js,
-        "entropy": entropy_primary,
-        "delta": delta_top,
-        "random": -switch_uniforms,  # u < rate  <=>  -u > -rate
-    }[rule.name]
-    threshold = -rule.threshold if rule.name == "random" else rule.threshold
-    return signal > threshold
+    """The rule's decision per row; True = draw from the intervention model.
+
+    signals: `step_signals` entries, (B,) each; switch_uniforms: (B,) the random rule's draws;
+    rates: optional (B,) per-row rates of the random rule (else `rule.threshold` for every row).
+    Returns bool (B,): signal > threshold, or for `random` u < rate.
+    """
+    if rule.name == "random":
+        return switch_uniforms < (rule.threshold if rates is None else rates)
+    return signals[SIGNALS[rule.name]] > rule.threshold
 
 
 def step_signals(
@@ -133,20 +136,26 @@ def cross_sample(
     pad_id: int,
     batch_size: int = 256,
     progress: bool = False,
+    rates: Sequence[float] | None = None,
 ) -> list[CrossGeneration]:
     """Decode one mixed response per prompt row; `keys` name each row's random streams.
 
+    `rates` (random rule only): one switch rate per row instead of `rule.threshold`.
     Returns generations in input order. A batch stops when every row hit EOS or the limit.
     """
     assert len(prompts) == len(keys), "one key per prompt row"
+    if rates is not None:
+        assert rule.name == "random" and len(rates) == len(prompts), "one rate per random row"
+        assert all(0.0 <= r <= 1.0 for r in rates), "rates are probabilities"
     _check_pair(primary, intervention)
     results: list[CrossGeneration] = []
     starts = range(0, len(prompts), batch_size)
     for start in Progress(starts, f"cross {rule.name}", len(starts), "batch", progress):
         rows = prompts[start : start + batch_size]
         row_keys = keys[start : start + batch_size]
+        row_rates = None if rates is None else rates[start : start + batch_size]
         results += _decode_batch(primary, intervention, rows, row_keys, rule, params, eos_id,
-                                 pad_id)
+                                 pad_id, row_rates)
     return results
 
 
@@ -159,6 +168,7 @@ def _decode_batch(
     params: SamplingParams,
     eos_id: int,
     pad_id: int,
+    rates: Sequence[float] | None,
 ) -> list[CrossGeneration]:
     n_steps = params.max_new_tokens
     u = sampling_uniforms(params.seed, keys, n_steps)
@@ -169,14 +179,15 @@ def _decode_batch(
     logits_p, logits_i = dec_p.prefill(*batch), dec_i.prefill(*batch)
     assert logits_p.device == logits_i.device, "put both models on one device"
     u_switch = u_switch.to(logits_p.device)
+    row_rates = None if rates is None else torch.tensor(rates, dtype=torch.float64,
+                                                        device=logits_p.device)
     done = torch.zeros(len(rows), dtype=torch.bool, device=logits_p.device)
     fields = ("switched", "js", "entropy_primary", "entropy_intervention", "logprob_primary",
               "logprob_intervention", "delta_top")
     steps: dict[str, list[torch.Tensor]] = {name: [] for name in ("tokens", *fields)}
     for t in range(n_steps):
         sig = step_signals(logits_p, logits_i)
-        switch = switch_mask(rule, sig["js"], sig["entropy_primary"], sig["delta_top"],
-                             u_switch[:, t]) & ~done
+        switch = switch_mask(rule, sig, u_switch[:, t], row_rates) & ~done
         # row-wise choice of logits: a row that does not switch sees exactly the primary's logits
         chosen = torch.where(switch.unsqueeze(-1), logits_i, logits_p)
         tok = pick_tokens(chosen, u[:, t], params.temperature, params.top_p)

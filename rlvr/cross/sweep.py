@@ -1,33 +1,43 @@
-"""The cross-sampling budget sweep: grid cells, per-cell tables, matched random rates, curves.
+"""The cross-sampling sweep: cells at matched budgets, per-cell tables, publishing.
 
-One *cell* is (direction, rule, threshold, seed). Running a cell cross-samples
-`samples_per_prompt` responses for every prompt with `rlvr.cross.decoder.cross_sample`, grades them,
-and writes one part file to each table (fingerprinted, so a rerun keeps finished cells):
+One *cell* is (direction, rule, target budget, calibration round, seed). Running a cell
+cross-samples `samples_per_prompt` responses for every prompt with
+`rlvr.cross.decoder.cross_sample`, grades them, and writes one part file to each work table
+(fingerprinted, so a rerun keeps finished cells):
 
-    <out>/samples/part-<cell>.parquet   one row per response  (view `cross_samples`)
-    <out>/tokens/part-<cell>.parquet    one row per response token (view `cross_tokens`)
+    <cross>/cells/samples/part-<cell>.parquet   one row per response
+    <cross>/cells/tokens/part-<cell>.parquet    one row per response token
+
+`publish_cross` links the final cells (the endpoints and the last calibration round of each
+(direction, rule, budget)) into `<cross>/samples` and `<cross>/tokens`, the views `cross_samples`
+and `cross_tokens`; `rlvr.cross.calibration` picks the thresholds.
 
 `cross_samples`: direction, pair (`<base>__<tuned>`), primary_model, intervention_model, rule,
-threshold, matched_threshold (random rule: the js threshold whose budget it copies), seed,
+target_budget, calibration_round, threshold (a rate for random; the mean rate when matched per
+response), matched_rule (random matched per response: the rule whose shares it copies), seed,
 prompt_id, sample_id, prompt, answer, prompt_token_ids, response_token_ids, response_text,
-n_tokens (EOS included), n_switched, switch_share (= n_switched / n_tokens), finish_reason,
-reward, temperature, top_p, max_new_tokens.
-`cross_tokens`: direction, pair, rule, threshold, seed, prompt_id, sample_id, position, token_id,
-token_text, is_switched, source_model, js, entropy_primary, entropy_intervention,
-logprob_primary, logprob_intervention, delta_top (see `rlvr.cross.decoder.CrossGeneration`).
+n_tokens (EOS included), n_switched, switch_share (= n_switched / n_tokens, the budget of one
+response), finish_reason, reward, temperature, top_p, max_new_tokens.
+`cross_tokens`: direction, pair, rule, target_budget, threshold, seed, prompt_id, sample_id,
+position, token_id, token_text, is_switched, source_model, js, entropy_primary,
+entropy_intervention, logprob_primary, logprob_intervention, delta_top (see
+`rlvr.cross.decoder.CrossGeneration`).
 
 Directions: forward = (primary base, intervention tuned), backward = (primary tuned,
-intervention base). The random rule is matched *globally*: for each direction and js threshold,
-its rate is the token-pooled share of switched tokens over every js response of that threshold
-(all prompts, samples and seeds); each token then switches independently with that probability,
-so by Wald's identity the expected pooled share of a random run equals the js run's.
+intervention base). Rules: `js`; `entropy`, the BASE model's entropy in both directions (backward
+it is the intervention model's); `entropy_primary`, the primary's entropy (backward: the tuned
+model's); `delta`; `random`. The endpoints `none` (budget 0: the primary alone) and `all`
+(budget 1: the intervention model alone) bound every rule's curve. A budget is the mean over
+responses of switched / generated tokens, everywhere: calibration, curves and metrics.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,6 +65,9 @@ from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, encode_prompts, load_prompts, prompt_origin
 
 DIRECTIONS = ("forward", "backward")
+RULES = ("js", "entropy", "entropy_primary", "delta", "random")  # calibrated to each budget
+ENDPOINTS = {"none": 0.0, "all": 1.0}  # rule -> its budget: the primary alone, the other alone
+TABLES = ("samples", "tokens")
 
 CROSS_SAMPLES_SCHEMA = pa.schema([
     pa.field("direction", pa.string(), nullable=False),
@@ -62,8 +75,10 @@ CROSS_SAMPLES_SCHEMA = pa.schema([
     pa.field("primary_model", pa.string(), nullable=False),
     pa.field("intervention_model", pa.string(), nullable=False),
     pa.field("rule", pa.string(), nullable=False),
+    pa.field("target_budget", pa.float64(), nullable=False),
+    pa.field("calibration_round", pa.int32(), nullable=False),
     pa.field("threshold", pa.float64(), nullable=False),
-    pa.field("matched_threshold", pa.float64()),
+    pa.field("matched_rule", pa.string()),
     pa.field("seed", pa.int64(), nullable=False),
     pa.field("prompt_id", pa.string(), nullable=False),
     pa.field("sample_id", pa.int32(), nullable=False),
@@ -88,6 +103,7 @@ CROSS_TOKENS_SCHEMA = pa.schema([
     pa.field("direction", pa.string(), nullable=False),
     pa.field("pair", pa.string(), nullable=False),
     pa.field("rule", pa.string(), nullable=False),
+    pa.field("target_budget", pa.float64(), nullable=False),
     pa.field("threshold", pa.float64(), nullable=False),
     pa.field("seed", pa.int64(), nullable=False),
     pa.field("prompt_id", pa.string(), nullable=False),
@@ -115,30 +131,35 @@ class CrossResources:
 
 @dataclass(frozen=True)
 class CrossParams:
-    """`cross_sample`: the budgeted cross-sampling sweep over the first `n_prompts` prompts of
+    """`cross_sample`: cross-sampling at matched budgets over the first `n_prompts` prompts of
     `sample.prompts`, graded by `sample.grader`."""
 
     base_model: str = "base"  # forward: primary base, intervention tuned; backward: swapped
     tuned_model: str = "rl"
-    n_prompts: int = 64  # the first N prompts of `sample.prompts`
+    n_prompts: int = 32  # the first N prompts of `sample.prompts`
     samples_per_prompt: int = 4
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     directions: list[str] = field(default_factory=lambda: ["forward", "backward"])
-    # thresholds per rule; js >= ln 2 never switches and js < 0 always does (the baselines)
-    rules: dict[str, list[float]] = field(default_factory=lambda: {
-        "js": [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, -1.0], "entropy": [1.0, 0.3, 0.1],
-        "delta": [2.0, 1.0, 0.3]})
-    match_random: bool = True  # add random-rule cells at each js threshold's pooled budget
+    # switch rules, each calibrated to every budget; entropy = the base model's entropy
+    rules: list[str] = field(default_factory=lambda: ["js", "entropy", "delta", "random"])
+    # target budgets: mean over responses of switched / generated tokens
+    budgets: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.4])
+    # global: random switches every token at the target rate; per_response: each random
+    # response switches at the rate its js response (same prompt, sample, seed) reached
+    random_match: Literal["global", "per_response"] = "global"
+    calibration_rounds: int = 2  # 1: pilot thresholds only; 2: re-pick once where off target
+    budget_tolerance: float = 0.15  # on target: |achieved - target| <= tolerance x target
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 32
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     n_bootstrap: int = 1000
     alpha: float = 0.05
     bootstrap_seed: int = 0
     resources: CrossResources = field(default_factory=CrossResources)
 
     def __post_init__(self) -> None:
-        for key in ("n_prompts", "samples_per_prompt", "max_new_tokens", "n_bootstrap"):
+        for key in ("n_prompts", "samples_per_prompt", "max_new_tokens", "n_bootstrap",
+                    "calibration_rounds"):
             require(getattr(self, key) >= 1, key, "must be >= 1",
                     "use a positive integer")
         require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
@@ -148,16 +169,19 @@ class CrossParams:
                 "use a subset of [forward, backward]")
         require(self.base_model != self.tuned_model, "tuned_model",
                 "name the same model", "pick two different models")
-        known = {"js", "entropy", "delta", "random"}
-        require(isinstance(self.rules, dict) and set(self.rules) <= known, "rules",
-                f"unknown rule(s) {sorted(set(self.rules) - known)}",
-                f"use keys of {sorted(known)}")
-        js = self.rules.get("js", [])
-        require(any(t >= 0.6931471805599453 for t in js) and any(t < 0 for t in js),
-                "rules.js", "needs the two baselines", "keep 1.0 (never switch) "
-                "and -1.0 (always switch) in the js thresholds")
-        require(all(0 <= r <= 1 for r in self.rules.get("random", [])),
-                "rules.random", "random thresholds are rates", "use values in [0, 1]")
+        unknown = sorted(set(self.rules) - set(RULES))
+        require(not unknown, "rules", f"unknown rule(s) {unknown}", f"use names of {RULES}")
+        require("random" in self.rules and len(set(self.rules)) == len(self.rules), "rules",
+                f"{self.rules} lacks the random control or repeats a rule",
+                "list each rule once, random included")
+        require(self.random_match == "global" or "js" in self.rules, "random_match",
+                "per_response copies the js rule's shares", "add js to rules or use global")
+        require(bool(self.budgets) and all(0 < b < 1 for b in self.budgets)
+                and len(set(self.budgets)) == len(self.budgets), "budgets",
+                f"need distinct shares in (0, 1), got {self.budgets}",
+                "use e.g. [0.02, 0.05, 0.1, 0.2, 0.4]")
+        require(0 < self.budget_tolerance < 1, "budget_tolerance", "must be in (0, 1)",
+                "use e.g. 0.15 (within 15% of the target)")
         require(0 < self.temperature and 0 < self.top_p <= 1, "temperature",
                 "need temperature > 0 and top_p in (0, 1]", "use e.g. 1.0 and 1.0")
         require(0 < self.alpha < 1, "alpha", "must be in (0, 1)", "use 0.05")
@@ -165,19 +189,45 @@ class CrossParams:
 
 @dataclass(frozen=True)
 class CrossCell:
-    """One grid point of the sweep."""
+    """One point of the sweep: a rule at a target budget, for one seed and calibration round."""
 
     direction: str
     primary: str
     intervention: str
     rule: str
-    threshold: float
+    threshold: float  # the decoder's threshold (a rate for random)
     seed: int
-    matched_threshold: float | None = None  # random rule: the js threshold it is matched to
+    target_budget: float
+    calibration_round: int = 0  # 0 for the endpoints
+    matched_rule: str | None = None  # random matched per response: whose shares it copies
+    rates: tuple[float, ...] | None = None  # random matched per response: one rate per row
 
     @property
     def name(self) -> str:
-        return f"{self.direction}-{self.rule}-{self.threshold:.6g}-s{self.seed}"
+        if self.rule in ENDPOINTS:
+            return f"{self.direction}-{self.rule}-s{self.seed}"
+        return (f"{self.direction}-{self.rule}-b{100 * self.target_budget:g}"
+                f"-r{self.calibration_round}-s{self.seed}")
+
+    @property
+    def group(self) -> tuple[str, str, float]:
+        """(direction, rule, target budget): the seeds of one curve point."""
+        return self.direction, self.rule, self.target_budget
+
+    def switch_rule(self) -> SwitchRule:
+        """The decoder rule: base entropy is the primary's forward, the intervention's
+        backward; the endpoints are js thresholds no JS value crosses / every value crosses."""
+        if self.rule in ENDPOINTS:
+            return SwitchRule("js", 1.0 if self.rule == "none" else -1.0)
+        if self.rule == "entropy":
+            side = "primary" if self.direction == "forward" else "intervention"
+            return SwitchRule(f"entropy_{side}", self.threshold)
+        return SwitchRule(self.rule, self.threshold)
+
+
+# decoder signal -> its cross_tokens column (calibration reads the pilot's values)
+SIGNAL_COLUMNS = {"js": "js", "entropy_primary": "entropy_primary",
+                  "entropy_intervention": "entropy_intervention", "delta": "delta_top"}
 
 
 def direction_models(direction: str, base: str, tuned: str) -> tuple[str, str]:
@@ -187,19 +237,15 @@ def direction_models(direction: str, base: str, tuned: str) -> tuple[str, str]:
     return (base, tuned) if direction == "forward" else (tuned, base)
 
 
-def grid_cells(
-    directions: Sequence[str], base: str, tuned: str, rules: dict[str, Sequence[float]],
-    seeds: Sequence[int],
-) -> list[CrossCell]:
-    """Every (direction, rule, threshold, seed) cell of fixed thresholds, in a stable order."""
+def endpoint_cells(directions: Sequence[str], base: str, tuned: str,
+                   seeds: Sequence[int]) -> list[CrossCell]:
+    """The budget-0 and budget-1 cells of every direction and seed; budget 0 is the pilot."""
     cells = []
     for direction in directions:
         primary, intervention = direction_models(direction, base, tuned)
-        for rule, thresholds in rules.items():
-            for threshold in thresholds:
-                SwitchRule(rule, float(threshold))  # validate early, before any decoding
-                cells += [CrossCell(direction, primary, intervention, rule, float(threshold), s)
-                          for s in seeds]
+        cells += [CrossCell(direction, primary, intervention, rule, 1.0 if rule == "none"
+                            else -1.0, s, budget) for rule, budget in ENDPOINTS.items()
+                  for s in seeds]
     return cells
 
 
@@ -234,8 +280,9 @@ def cell_rows(
     eos = tokenizer.eos_token_id
     samples: dict[str, list] = {name: [] for name in CROSS_SAMPLES_SCHEMA.names}
     tokens: dict[str, list] = {name: [] for name in CROSS_TOKENS_SCHEMA.names}
+    threshold = cell.threshold if cell.rates is None else sum(cell.rates) / len(cell.rates)
     shared = {"direction": cell.direction, "pair": pair, "rule": cell.rule,
-              "threshold": cell.threshold, "seed": cell.seed}
+              "target_budget": cell.target_budget, "threshold": threshold, "seed": cell.seed}
     for row, (i, gen) in enumerate(zip(index, gens, strict=True)):
         rec, ids = records[i], gen.response_ids
         body = ids[:-1] if gen.finish_reason == "eos" else ids
@@ -243,13 +290,14 @@ def cell_rows(
         n_switched = sum(gen.switched)
         values = {
             **shared, "primary_model": cell.primary, "intervention_model": cell.intervention,
-            "matched_threshold": cell.matched_threshold, "prompt_id": rec.prompt_id,
-            "sample_id": row % n, "prompt": rec.prompt, "answer": rec.answer,
-            "prompt_token_ids": gen.prompt_ids, "response_token_ids": ids,
-            "response_text": text, "n_tokens": len(ids), "n_switched": n_switched,
-            "switch_share": n_switched / len(ids), "finish_reason": gen.finish_reason,
-            "reward": grader(text, rec.answer), "temperature": params.temperature,
-            "top_p": params.top_p, "max_new_tokens": params.max_new_tokens,
+            "calibration_round": cell.calibration_round, "matched_rule": cell.matched_rule,
+            "prompt_id": rec.prompt_id, "sample_id": row % n, "prompt": rec.prompt,
+            "answer": rec.answer, "prompt_token_ids": gen.prompt_ids,
+            "response_token_ids": ids, "response_text": text, "n_tokens": len(ids),
+            "n_switched": n_switched, "switch_share": n_switched / len(ids),
+            "finish_reason": gen.finish_reason, "reward": grader(text, rec.answer),
+            "temperature": params.temperature, "top_p": params.top_p,
+            "max_new_tokens": params.max_new_tokens,
         }
         assert ids[-1:] != [eos] or gen.finish_reason == "eos"
         for key, value in values.items():
@@ -269,6 +317,11 @@ def cell_rows(
     return to_table(samples, CROSS_SAMPLES_SCHEMA), to_table(tokens, CROSS_TOKENS_SCHEMA)
 
 
+def cell_path(layout: Layout, cell: CrossCell, table: str) -> str:
+    """The work-table part file of a cell (`table`: samples or tokens)."""
+    return str(layout.cross_cells_dir / table / f"part-{cell.name}.parquet")
+
+
 def run_cell(
     cell: CrossCell,
     specs: dict[str, ModelSpec],
@@ -286,9 +339,7 @@ def run_cell(
     pin_torch_threads()
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cell.seed)
     primary_spec, intervention_spec = specs[cell.primary], specs[cell.intervention]
-    name = f"part-{cell.name}.parquet"
-    samples_path = layout.cross_dir / "samples" / name
-    tokens_path = layout.cross_dir / "tokens" / name
+    samples_path, tokens_path = (cell_path(layout, cell, t) for t in TABLES)
     key = fingerprint(cell=asdict(cell), primary=primary_spec.identity(),
                       intervention=intervention_spec.identity(), n=cfg.samples_per_prompt,
                       params=asdict(params), prompts=[asdict(r) for r in records], grader=grader)
@@ -300,60 +351,42 @@ def run_cell(
         pad_id = tokenizer.pad_token_id
         pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
         gens = cross_sample(
-            primary, intervention, [prompt_ids[i] for i in index], keys,
-            SwitchRule(cell.rule, cell.threshold), params, tokenizer.eos_token_id, pad_id,
-            batch_size=cfg.resources.batch_size, progress=progress,
+            primary, intervention, [prompt_ids[i] for i in index], keys, cell.switch_rule(),
+            params, tokenizer.eos_token_id, pad_id, batch_size=cfg.resources.batch_size,
+            progress=progress, rates=cell.rates,
         )
         samples, tokens = cell_rows(cell, records, cfg.samples_per_prompt, gens, tokenizer,
                                     params, pair_name(cfg.base_model, cfg.tuned_model),
                                     get_grader(grader))
         for table, path, schema in ((samples, samples_path, CROSS_SAMPLES_SCHEMA),
                                     (tokens, tokens_path, CROSS_TOKENS_SCHEMA)):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            clear_complete(path.parent)  # the table is being modified until publish_cross
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             write_part([table], path, schema, key)
-    table = pq.read_table(samples_path, columns=["reward", "n_tokens", "n_switched"])
-    n_tokens = pc.sum(table["n_tokens"]).as_py()
+    table = pq.read_table(samples_path, columns=["reward", "switch_share"])
     return {"cell": cell.name, "n_responses": table.num_rows,
             "accuracy": pc.mean(table["reward"]).as_py(),
-            "switch_share_pooled": pc.sum(table["n_switched"]).as_py() / n_tokens}
-
-
-def matched_random_cells(layout: Layout, js_cells: Sequence[CrossCell]) -> list[CrossCell]:
-    """Random-rule cells whose rate is the pooled switch share of each js threshold.
-
-    Thresholds whose js runs switched nothing or everything are skipped (those endpoints are the
-    single-model baselines, already in the grid).
-    """
-    totals: dict[tuple[str, float], list[int]] = {}
-    for cell in js_cells:
-        assert cell.rule == "js", "match random rates to js cells only"
-        t = pq.read_table(layout.cross_dir / "samples" / f"part-{cell.name}.parquet",
-                          columns=["n_tokens", "n_switched"])
-        acc = totals.setdefault((cell.direction, cell.threshold), [0, 0])
-        acc[0] += pc.sum(t["n_switched"]).as_py()
-        acc[1] += pc.sum(t["n_tokens"]).as_py()
-    cells = []
-    seen: set[tuple[str, float]] = set()
-    for cell in js_cells:
-        switched, total = totals[(cell.direction, cell.threshold)]
-        rate = switched / total
-        if 0 < switched < total and (cell.direction, cell.threshold, cell.seed) not in seen:
-            seen.add((cell.direction, cell.threshold, cell.seed))
-            cells.append(CrossCell(cell.direction, cell.primary, cell.intervention, "random",
-                                   rate, cell.seed, matched_threshold=cell.threshold))
-    return cells
+            "budget": pc.mean(table["switch_share"]).as_py()}
 
 
 def publish_cross(layout: Layout, cells: Sequence[CrossCell]) -> dict[str, int]:
-    """Drop part files of cells no longer in the grid and mark both tables complete."""
+    """Link the final cells' work parts into the `cross_samples` / `cross_tokens` tables, drop
+    every other part there, and mark both complete; returns row counts."""
     _load.cache_clear()  # the sweep is over: free its models (the process may run more stages)
     counts = {}
-    for table in ("samples", "tokens"):
+    for table in TABLES:
         directory = layout.cross_dir / table
-        keep = [directory / f"part-{c.name}.parquet" for c in cells]
-        missing = [p for p in keep if not p.exists()]
-        assert not missing, f"cells not written: {missing[:3]}"
+        directory.mkdir(parents=True, exist_ok=True)
+        clear_complete(directory)
+        keep = []
+        for cell in cells:
+            source, target = cell_path(layout, cell, table), directory / f"part-{cell.name}.parquet"
+            assert os.path.exists(source), f"cell not written: {source}"
+            if not (target.exists() and os.path.samefile(source, target)):
+                tmp = target.with_name(f".{target.name}.tmp")
+                tmp.unlink(missing_ok=True)
+                os.link(source, tmp)  # a hard link: the work part, not a second copy
+                os.replace(tmp, target)
+            keep.append(target)
         finalize_dataset(directory, keep)
         counts[table] = sum(pq.read_metadata(p).num_rows for p in keep)
     return counts

@@ -158,17 +158,26 @@ def sample(
     pad_id: int,
     batch_size: int = 256,
     progress: bool = False,
+    offsets: Sequence[int] | None = None,
 ) -> list[Generation]:
-    """Sample one response per prompt row; `keys` name each row's random stream (unique).
+    """Sample one response per prompt row; `keys` name each row's random stream.
 
-    Returns generations in input order. Stops a batch when every row hit EOS or the limit.
+    Row i's first token uses draw `offsets[i]` of its stream (default 0): a continuation of a
+    response from its position s, keyed like the response and offset by s, uses the draws the
+    response itself would use there (common random numbers). Returns generations in input
+    order. Stops a batch when every row hit EOS or the limit.
     """
     assert len(prompts) == len(keys), "one key per prompt row"
+    offsets = [0] * len(prompts) if offsets is None else list(offsets)
+    assert len(offsets) == len(prompts), "one offset per prompt row"
     results: list[Generation] = []
     starts = range(0, len(prompts), batch_size)
     for start in Progress(starts, "sampling", len(starts), "batch", progress):
         rows = prompts[start : start + batch_size]
-        u = sampling_uniforms(params.seed, keys[start : start + batch_size], params.max_new_tokens)
+        shift = torch.tensor(offsets[start : start + batch_size])
+        u = sampling_uniforms(params.seed, keys[start : start + batch_size],
+                              params.max_new_tokens + int(shift.max()))
+        u = u.gather(1, shift[:, None] + torch.arange(params.max_new_tokens)[None, :])
         decoder = CachedDecoder(model)
         logits = decoder.prefill(*left_pad(rows, pad_id))
         done = torch.zeros(len(rows), dtype=torch.bool, device=logits.device)

@@ -43,10 +43,10 @@ class SampleParams:
     # a prompt too long for a model, or with words outside its vocabulary: stop the run naming
     # its row (error), or skip it for every model and log the count (drop)
     unfit_prompts: Literal["error", "drop"] = "error"
-    n_per_prompt: int = 8
+    n_per_prompt: int = 4
     temperature: float = 1.0
     top_p: float = 1.0  # the study sampled with 0.7
-    max_new_tokens: int = 24
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 0
     shard_size: int = 64  # prompts per shard: one task and one part file per (model, shard)
 

@@ -232,6 +232,12 @@ def study_table(headline: dict, pair: str = "base__rl", generator: str = "tuned"
                                        f"this run ({pair}, {generator} responses)"])
 
 
+def finding_inputs(inp: Inputs) -> dict[str, dict | None]:
+    """The metrics the findings table is decided from (None where a stage did not run)."""
+    return {name: inp.json(inp.layout.metrics(name))
+            for name in ("analysis", "cross", "decisive", "weighted")}
+
+
 def flatten_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
     """Nested metrics as (dotted key, value) rows, for the headline table."""
     rows: list[tuple[str, object]] = []

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from rlvr.report.figures import (
     WIDE,
+    SchemaError,
     finish_axes,
     group_label,
     pct,
@@ -247,3 +248,36 @@ def _threshold_pr_note(pr: pd.DataFrame) -> str:
     return f"at JS > {tau:g}: " + ", ".join(
         f"{group_label(r, ['pair', 'generator'])} P={r['precision']:.2f} R={r['recall']:.2f}"
         for _, r in rows.iterrows())
+
+
+# --- §6 measured decisiveness (the decisive stage) --------------------------------------------
+
+
+def measured_decisiveness(df: pd.DataFrame, pivot_cut: float) -> tuple[Figure, str]:
+    """Recall of each signal at finding the positions whose resampling moves success by at
+    least `pivot_cut`, against the share of positions it flags; one panel per generator.
+
+    df: generator, signal, pivot_cut, flag_share, recall, precision, auc, base_rate.
+    """
+    require_columns(df, ["generator", "signal", "pivot_cut", "flag_share", "recall", "auc",
+                         "base_rate"], "measured decisiveness")
+    rows = df[np.isclose(df["pivot_cut"], pivot_cut)]
+    if rows.empty:
+        raise SchemaError(f"no rows at pivot cut {pivot_cut}")
+    gens = sorted(rows["generator"].unique())
+    fig, axes = plt.subplots(1, len(gens), figsize=WIDE, squeeze=False, sharey=True)
+    parts = []
+    for ax, gen in zip(axes[0], gens, strict=True):
+        sub = rows[rows["generator"] == gen]
+        for signal, s in sub.groupby("signal", sort=True):
+            s = s.sort_values("flag_share")
+            ax.plot(100 * s["flag_share"], s["recall"], marker="o", label=signal)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{gen}-generated (pivotal {pct(sub['base_rate'].iloc[0])})", fontsize=9)
+        finish_axes(fig, ax, "% positions flagged (highest signal first)", "recall")
+        aucs = sub.drop_duplicates("signal").sort_values("auc", ascending=False)
+        parts.append(f"{gen}: AUC " + ", ".join(
+            f"{r.signal} {r.auc:.2f}" if pd.notna(r.auc) else f"{r.signal} n/a (none pivotal)"
+            for r in aucs.itertuples()))
+    return fig, (f"Positions whose resampling changes success by ≥ {pivot_cut:g}, found by each "
+                 "signal; " + "; ".join(parts) + ".")

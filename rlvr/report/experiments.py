@@ -6,11 +6,10 @@ Same contract as `figures`: DataFrame in, (Figure, one-line caption with the num
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from rlvr.report.figures import (
     WIDE,
@@ -22,54 +21,137 @@ from rlvr.report.figures import (
     split_groups,
 )
 
-RULE_COLOURS = {"js": "C3", "random": "C7", "entropy": "C0", "delta": "C2"}
+RULE_COLOURS = {"js": "C3", "random": "C7", "entropy": "C0", "entropy_primary": "C9",
+                "delta": "C2"}
+ENDPOINT_RULES = {"none": "primary alone", "all": "intervention alone"}
 
 
-def cross_budget(df: pd.DataFrame, reference: dict[str, float] | None = None) -> tuple[Figure, str]:
-    """Accuracy against effective budget per rule, one panel per direction, with CI bands.
+def cross_budget(df: pd.DataFrame) -> tuple[Figure, str]:
+    """Accuracy against achieved budget per rule at matched targets, one panel per direction.
 
-    df: direction, rule, budget_share (mean share of tokens from the intervention model),
-    accuracy, accuracy_low, accuracy_high (one row per swept threshold). reference: optional
-    accuracies of the plain models (e.g. {"base": 0.2, "rl": 0.6}) drawn as horizontal lines.
+    df: direction, rule, target_budget, budget_share (achieved mean per-response share),
+    accuracy, accuracy_low, accuracy_high; rules `none` / `all` (the endpoints) are drawn as
+    horizontal lines. The x axis is logarithmic: the study's regime is a few percent.
     """
-    require_columns(df, ["direction", "rule", "budget_share", "accuracy", "accuracy_low",
-                         "accuracy_high"], "cross-sampling curve")
+    require_columns(df, ["direction", "rule", "target_budget", "budget_share", "accuracy",
+                         "accuracy_low", "accuracy_high"], "cross-sampling curve")
     directions = sorted(df["direction"].unique(), key=lambda d: d != "forward")
-    parts = [_matched_budget_note(df[df["direction"] == d], d) for d in directions]
     fig, axes = plt.subplots(1, len(directions), figsize=WIDE, squeeze=False, sharey=True)
+    parts = []
     for ax, direction in zip(axes[0], directions, strict=True):
-        for rule, sub in split_groups(df[df["direction"] == direction], ["rule"]):
-            sub = sub.sort_values("budget_share")
-            x = 100 * sub["budget_share"]
-            colour = RULE_COLOURS.get(rule)
-            line = ax.plot(x, 100 * sub["accuracy"], marker="o", label=rule, color=colour)[0]
-            ax.fill_between(x, 100 * sub["accuracy_low"], 100 * sub["accuracy_high"], alpha=0.2,
-                            color=line.get_color())
-        for name, acc in (reference or {}).items():
-            ax.axhline(100 * acc, color="grey", ls=":", lw=1)
-            ax.annotate(name, (1.0, 100 * acc), xycoords=("axes fraction", "data"), fontsize=7,
-                        ha="right", va="bottom")
+        sub = df[df["direction"] == direction]
+        for rule, rows in split_groups(sub[~sub["rule"].isin(ENDPOINT_RULES)], ["rule"]):
+            rows = rows.sort_values("target_budget")
+            x = 100 * rows["budget_share"]
+            line = ax.plot(x, 100 * rows["accuracy"], marker="o", label=rule,
+                           color=RULE_COLOURS.get(rule))[0]
+            ax.fill_between(x, 100 * rows["accuracy_low"], 100 * rows["accuracy_high"],
+                            alpha=0.15, color=line.get_color())
+        for rule, label in ENDPOINT_RULES.items():
+            end = sub[sub["rule"] == rule]
+            if len(end):
+                acc = float(end["accuracy"].iloc[0])
+                ax.axhline(100 * acc, color="grey", ls=":" if rule == "none" else "--", lw=1)
+                ax.annotate(f"{label} {pct(acc)}", (0.99, 100 * acc), fontsize=7, va="bottom",
+                            ha="right", xycoords=("axes fraction", "data"))
+        _budget_axis(ax, sub)
         ax.set_title(direction, fontsize=9)
-        finish_axes(fig, ax, "% tokens from the intervention model", "accuracy %")
-    return fig, ("Cross-sampling accuracy vs effective budget (bands: bootstrap CI); accuracy "
-                 "interpolated at the js rule's smallest nonzero budget: " + "; ".join(parts) +
-                 ".")
+        finish_axes(fig, ax, "% tokens from the intervention model (achieved, log)",
+                    "accuracy %")
+        parts.append(_small_budget_note(sub, direction))
+    return fig, ("Cross-sampling accuracy at matched budgets (each rule's threshold calibrated "
+                 "to the same targets; x = achieved mean per-response share; bands: prompt "
+                 "bootstrap 95% CI). " + "; ".join(parts) + ".")
 
 
-def _matched_budget_note(df: pd.DataFrame, direction: str) -> str:
-    """'direction at b%: rule acc%, ...' with b the js rule's smallest nonzero budget."""
-    anchor = df[df["rule"] == "js"] if (df["rule"] == "js").any() else df
-    nonzero = anchor.loc[anchor["budget_share"] > 0, "budget_share"]
-    if nonzero.empty:
-        return f"{direction}: no switched tokens"
-    b = float(nonzero.min())
-    accs = []
-    for rule, sub in split_groups(df, ["rule"]):
-        sub = sub.sort_values("budget_share")
-        inside = sub["budget_share"].min() <= b <= sub["budget_share"].max()
-        acc = float(np.interp(b, sub["budget_share"], sub["accuracy"])) if inside else math.nan
-        accs.append(f"{rule} {pct(acc)}")
-    return f"{direction} at {pct(b)}: " + ", ".join(accs)
+def _budget_axis(ax, df: pd.DataFrame) -> None:
+    """Log x axis ticked at the target budgets, in plain percent."""
+    ax.set_xscale("log")
+    targets = sorted(t for t in df["target_budget"].unique() if 0 < t < 1)
+    ax.set_xticks([100 * t for t in targets], [f"{100 * t:g}" for t in targets])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _small_budget_note(df: pd.DataFrame, direction: str, largest: float = 0.1) -> str:
+    """'direction at 2% (achieved js 2.1%, random 2.0%): js 44.0%, random 41.0%, ...'."""
+    notes = []
+    for target, rows in df[(df["target_budget"] > 0) & (df["target_budget"] <= largest)
+                           ].groupby("target_budget"):
+        accs = ", ".join(f"{r.rule} {pct(r.accuracy)} (at {pct(r.budget_share)})"
+                         for r in rows.sort_values("rule").itertuples())
+        notes.append(f"{pct(target)}: {accs}")
+    return f"{direction} " + (" | ".join(notes) if notes else "no budget <= 10%")
+
+
+def cross_versus_random(df: pd.DataFrame) -> tuple[Figure, str]:
+    """Each rule minus random at every target budget, with paired bootstrap 95% intervals.
+
+    df: direction, target_budget, rule, diff, diff_low, diff_high (`agg_cross_rule_vs_random`).
+    """
+    require_columns(df, ["direction", "target_budget", "rule", "diff", "diff_low", "diff_high"],
+                    "rule vs random")
+    directions = sorted(df["direction"].unique(), key=lambda d: d != "forward")
+    fig, axes = plt.subplots(1, len(directions), figsize=WIDE, squeeze=False, sharey=True)
+    rules = sorted(df["rule"].unique())
+    parts = []
+    for ax, direction in zip(axes[0], directions, strict=True):
+        sub = df[df["direction"] == direction]
+        for i, rule in enumerate(rules):
+            rows = sub[sub["rule"] == rule].sort_values("target_budget")
+            # a small multiplicative offset per rule, so intervals at one budget do not overlap
+            x = 100 * rows["target_budget"] * (1 + 0.08 * (i - (len(rules) - 1) / 2))
+            y = 100 * rows["diff"]
+            err = 100 * np.vstack([rows["diff"] - rows["diff_low"],
+                                   rows["diff_high"] - rows["diff"]])
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, ls="-", lw=0.8, label=rule,
+                        color=RULE_COLOURS.get(rule))
+        ax.axhline(0, color="grey", lw=1)
+        _budget_axis(ax, sub)
+        ax.set_title(direction, fontsize=9)
+        finish_axes(fig, ax, "target budget % (log)", "accuracy − random, points")
+        small = sub[sub["target_budget"] <= 0.1]
+        above = small[(small["diff_low"] > 0) | (small["diff_high"] < 0)]
+        parts.append(f"{direction}: {len(above)} of {len(small)} (rule, budget <= 10%) "
+                     "intervals exclude 0")
+    return fig, ("Each rule minus the random control at the same target budget (paired "
+                 "bootstrap over prompts, 95%); " + "; ".join(parts) + ".")
+
+
+# (panel title, columns): the DAPO diagnostics of a training log; the second column is dashed
+DAPO_PANELS = (
+    ("active clips: low —, high - -", ["clip_frac_low", "clip_frac_high"]),
+    ("std of ratio π/π_old", ["ratio_std"]),
+    ("k3 KL(π_old‖π): all —, non-first - -", ["k3_old", "k3_old_later"]),
+    ("KL to base per token", ["kl_base"]),
+)
+
+
+def dapo_diagnostics(logs: dict[str, pd.DataFrame]) -> tuple[Figure, str]:
+    """Per step: active clip fractions (low/high side), ratio spread, k3 and KL to base.
+
+    logs: name -> a training log with `step` and the trainer's update columns (`rl_log.csv`,
+    or a variant's mean over seeds). Columns a log lacks are skipped.
+    """
+    for name, df in logs.items():
+        require_columns(df, ["step", "clip_frac_low", "clip_frac_high", "k3_old_later"],
+                        f"training log {name}")
+    fig, axes = plt.subplots(1, len(DAPO_PANELS), figsize=(11.0, 3.2), squeeze=False)
+    for k, (ax, (title, columns)) in enumerate(zip(axes[0], DAPO_PANELS, strict=True)):
+        for i, (name, df) in enumerate(logs.items()):
+            for j, col in enumerate(c for c in columns if c in df.columns):
+                # one legend (the logs, by colour) on the first panel keeps the panels readable
+                ax.plot(df["step"], df[col], lw=1, color=f"C{i}", ls=("-", "--")[j % 2],
+                        label=name if k == 0 and j == 0 else None)
+        ax.set_title(title, fontsize=8)
+        finish_axes(fig, ax, "step", "", legend=k == 0)
+    parts = []
+    for name, df in logs.items():
+        later = df[df["step"] > 0]
+        parts.append(f"{name}: clip low {pct(later['clip_frac_low'].mean())}, high "
+                     f"{pct(later['clip_frac_high'].mean())}, k3 on non-first updates "
+                     f"{later['k3_old_later'].mean():.2g} (mean over steps)")
+    return fig, ("DAPO diagnostics per step (dashed: k3 over the updates after the first of "
+                 "each rollout batch, which is on-policy); " + "; ".join(parts) + ".")
 
 
 def weighted_summary(df: pd.DataFrame) -> tuple[Figure, str]:

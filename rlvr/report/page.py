@@ -10,9 +10,17 @@ import html
 
 from rlvr.progress import Progress
 from rlvr.report import figures as F
-from rlvr.report.blocks import CSS, Inputs, ReportOptions, failures, mismatch_html
+from rlvr.report.blocks import (
+    CSS,
+    Inputs,
+    ReportOptions,
+    failures,
+    finding_inputs,
+    mismatch_html,
+)
+from rlvr.report.findings import findings_metrics, study_findings
 from rlvr.report.sections import SECTIONS
-from rlvr.store.atomic import atomic_dir, sweep_debris
+from rlvr.store.atomic import atomic_dir, sweep_debris, write_json
 
 
 def render_html(options: ReportOptions, progress: bool = False) -> str:
@@ -39,11 +47,14 @@ def render_html(options: ReportOptions, progress: bool = False) -> str:
 
 
 def build_report(options: ReportOptions, progress: bool = False) -> dict[str, int]:
-    """Write `report/index.html` atomically; returns counts of figures, notices and failures
-    (notices of figures that could not be drawn: `failures`)."""
+    """Write `report/index.html` atomically, and the findings table as the `findings` metrics;
+    returns counts of figures, notices and failures (notices of figures that could not be
+    drawn: `failures`)."""
     page = render_html(options, progress)
     sweep_debris(*options.layout.outputs("report"))
     with atomic_dir(options.layout.report_dir) as tmp:
         (tmp / "index.html").write_text(page, encoding="utf-8")
+    rows = study_findings(finding_inputs(Inputs(options.layout)))
+    write_json(findings_metrics(rows), options.layout.metrics("findings"))
     return {"figures": page.count("<img "), "notices": page.count('class="notice"'),
             "failures": len(failures(page)), "bytes": len(page.encode("utf-8"))}

@@ -6,7 +6,7 @@ A section whose inputs are missing says which stage produces them; nothing is in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -20,25 +20,26 @@ from rlvr.report.blocks import (
     Inputs,
     ReportOptions,
     figure,
-    flatten_metrics,
+    finding_inputs,
     headline_table,
     model_table,
     notice_html,
     study_table,
     table_html,
 )
-from rlvr.report.verdicts import verdict_table
+from rlvr.report.findings import study_findings
 from rlvr.warehouse.views import complete_files
 from rlvr.weighted.grid import ACCURACY
 
 # --- sections -------------------------------------------------------------------------------------
 
-CROSS_CURVE = "cross_accuracy_by_budget"  # plot written by the cross_sample stage
+CROSS_CURVE = "cross_accuracy_by_budget"  # plots written by the cross_sample stage
+CROSS_VERSUS = "cross_rule_vs_random"
 # the family's training logs (plots written by pretrain / sft / rl / evaluate)
 TRAINING_LOGS = {  # panel -> (plot, the columns drawn)
     "pretrain loss": ("pretrain_loss", ["loss"]),
     "SFT / RFT loss": ("sft_loss", ["loss"]),
-    "RL train reward": ("rl_log", ["reward_mean"]),
+    "RL train reward": ("rl_log", ["reward_mean"]),  # its DAPO diagnostics: §8
     "RL checkpoint accuracy": ("rl_checkpoint_accuracy", ["accuracy"]),
 }
 IDENTITY_ROWS = 5  # token identity table: top tokens by mean JS per pair and generator
@@ -85,6 +86,26 @@ def _analysis(inp: Inputs, key: str) -> tuple[pd.DataFrame | None, str]:
     return df, f"data/analysis/{stem}.parquet"
 
 
+FINDING_STAGES = {"analysis": "analyze", "cross": "cross_sample", "decisive": "decisive",
+                  "weighted": "weighted_summary"}
+
+
+def _render_findings(inp: Inputs, opt: ReportOptions) -> list[str]:
+    metrics = finding_inputs(inp)
+    out = [notice_html(f"{name} metrics (data/metrics/{name}.json): their findings read n/a",
+                       FINDING_STAGES[name]) for name, m in metrics.items() if m is None]
+    if len(out) == len(metrics):
+        return out
+    table = pd.DataFrame([asdict(r) for r in study_findings(metrics)]).drop(columns="key")
+    table = table.rename(columns={"this_run": "this run", "reproduces": "reproduces?",
+                                  "rule": "rule (from the metrics)"})
+    return out + [table_html(table, "Every finding of the study against this run, decided "
+                             "from data/metrics/{analysis,cross,decisive,weighted}.json by the "
+                             "stated rule (also written to data/metrics/findings.json).",
+                             max_rows=40,
+                             fold=False)]
+
+
 def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
     out = []
     models = inp.json(inp.layout.metrics("models"))
@@ -108,14 +129,9 @@ def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
         out.append(notice_html("headline analysis metrics (data/metrics/analysis.json)",
                                "analyze"))
     else:
-        out.append(table_html(study_table(headline), "The study's findings next to this run "
-                              "(base__rl pair, RL responses as in the study); shares in [0, 1]."))
-        verdicts = verdict_table(headline, _analysis(inp, "roles")[0],
-                                 _analysis(inp, "evolution")[0], _analysis(inp, "controls")[0],
-                                 inp.csv(inp.layout.plot(CROSS_CURVE)))
-        out.append(table_html(verdicts, "Does each finding of the study reproduce on this pair? "
-                              "Verdicts follow the stated criterion (rlvr/report/verdicts.py).",
-                              max_rows=20, fold=False))
+        out.append(table_html(study_table(headline), "The study's headline numbers next to "
+                              "this run (base__rl pair, RL responses as in the study); shares in "
+                              "[0, 1]."))
         out.append(table_html(headline_table(headline), "Headline numbers of the analyses per "
                               "pair/generator (data/metrics/analysis.json; RL checkpoints in §3).",
                               max_rows=60, fold=False))
@@ -199,55 +215,104 @@ def _render_roles(inp: Inputs, opt: ReportOptions) -> list[str]:
     if shares is None:
         return [_missing("role ground truth", path)]
     pr, _ = _analysis(inp, "role_pr")
-    return [figure(lambda: C.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
+    out = [figure(lambda: C.role_ground_truth(shares, pr), "role ground truth", opt.params.dpi)]
+    return out + _render_decisive(inp, opt)
+
+
+def _render_decisive(inp: Inputs, opt: ReportOptions) -> list[str]:
+    detection = inp.csv(inp.layout.plot("decisive_detection"))
+    if detection is None:
+        return [notice_html("measured decisiveness (data/plots/decisive_detection.csv)",
+                            "decisive")]
+    metrics = inp.json(inp.layout.metrics("decisive")) or {}
+    cuts = sorted(detection["pivot_cut"].unique()) if "pivot_cut" in detection else [0.0]
+    cut = next((g["pivot_cut"] for g in metrics.get("generators", {}).values()),
+               cuts[len(cuts) // 2])
+    return [figure(lambda: C.measured_decisiveness(detection, cut), "measured decisiveness",
+                   opt.params.dpi),
+            table_html(detection, "Precision, recall and AUC of each signal at finding the "
+                       "positions whose resampling moves success by at least the pivot cut "
+                       "(decisive stage).", max_rows=60)]
 
 
 def _render_cross(inp: Inputs, opt: ReportOptions) -> list[str]:
     curve = inp.csv(inp.layout.plot(CROSS_CURVE))
     if curve is None:
-        return [notice_html(f"cross-sampling accuracy vs budget (data/{CROSS_CURVE})",
+        return [notice_html(f"cross-sampling accuracy vs budget (data/plots/{CROSS_CURVE}.csv)",
                             "cross_sample")]
-    models = model_table(inp.json(inp.layout.metrics("models")) or {})
-    ref = dict(zip(models["model"], models["accuracy"], strict=True))
-    ref = {m: ref[m] for m in ("base", "rl") if m in ref}
-    out = [figure(lambda: E.cross_budget(curve, ref), "cross-sampling curves", opt.params.dpi)]
-    metrics = inp.json(inp.layout.metrics("cross"))
-    if metrics is not None:
-        out.append(table_html(pd.DataFrame(flatten_metrics(metrics), columns=["metric", "value"]),
-                              "Cross-sampling headline numbers (data/metrics/cross.json): the "
-                              "budget at which forward reaches / backward loses half the RL gain.",
-                              max_rows=40))
-    keep = [c for c in ("direction", "rule", "threshold", "matched_threshold", "n_responses",
-                        "budget_share", "budget_tokens", "accuracy", "accuracy_low",
+    out = [figure(lambda: E.cross_budget(curve), "cross-sampling curves", opt.params.dpi)]
+    versus = inp.csv(inp.layout.plot(CROSS_VERSUS))
+    if versus is not None:
+        out.append(figure(lambda: E.cross_versus_random(versus), "rule minus random",
+                          opt.params.dpi))
+        out.append(table_html(versus, "Each rule minus random at the same target budget "
+                              "(achieved budgets of both; paired prompt bootstrap 95% CI).",
+                              max_rows=60))
+    keep = [c for c in ("direction", "rule", "target_budget", "budget_share", "calibration_round",
+                        "threshold", "n_responses", "budget_tokens", "accuracy", "accuracy_low",
                         "accuracy_high", "accuracy_seed_std") if c in curve.columns]
-    out.append(table_html(curve[keep], "Cross-sampling points: accuracy and effective budget per "
-                                       "rule, direction and threshold, with bootstrap CIs.",
-                          max_rows=60))
+    out.append(table_html(curve[keep], "Cross-sampling points: target and achieved budget "
+                          "(mean per-response share), calibrated threshold and round, accuracy "
+                          "with bootstrap CI and the std over seeds.", max_rows=60))
+    calibration = inp.table(inp.layout.cross_dir / "calibration.parquet")
+    if calibration is not None:
+        out.append(table_html(calibration, "Calibration: every round tried per (direction, rule, "
+                              "budget): its threshold, achieved budget, whether it is within the "
+                              "tolerance, and the round reported.", max_rows=80))
     return out
 
 
 def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
     out = []
     results = inp.table(inp.layout.weighted_dir / "results.parquet")
-    if results is not None:
-        # older writers named the columns after the docstring of rlvr.weighted.grid
-        results = results.rename(columns={"accuracy_mean": "mean", "accuracy_std": "std",
-                                          "ci_low": "diff_lo", "ci_high": "diff_hi"})
     if results is None:
         out.append(notice_html("weighted-advantage results (data/weighted/results.parquet)",
                                "weighted_summary"))
     else:
         out.append(figure(lambda: E.weighted_summary(results), "weighted summary", opt.params.dpi))
-        out.append(table_html(results, "Per variant: mean ± std over seeds and the difference "
-                                        "to baseline with its CI."))
+        out.append(table_html(results, "Per variant: mean ± std over seeds, the difference "
+                              "to baseline with its Welch and paired CIs, and the paired test's "
+                              "minimal detectable effect at this variant's spread."))
+    power = (inp.json(inp.layout.metrics("weighted")) or {}).get("power")
+    if power:
+        out.append(table_html(pd.DataFrame(list(power.items()), columns=["metric", "value"]),
+                              "Power of the grid: seed-to-seed std of the baseline, mean eval "
+                              "standard error, pooled sd of the paired differences and the "
+                              "minimal detectable effect (paired t, alpha 0.05, power 0.8).",
+                              fold=False))
     training = inp.first_table(inp.layout.weighted_dir / "training.parquet",
                                inp.layout.weighted_dir / "training")
     if training is None:
         out.append(notice_html("training curves (data/weighted/training)", "weighted_summary"))
     else:
         out.append(figure(lambda: E.weighted_curves(training, ACCURACY), "training curves",
-                           opt.params.dpi))
+                          opt.params.dpi))
+        logs = grid_logs(training)
+        if any("clip_frac_low" in log for log in logs.values()):
+            out.append(figure(lambda: E.dapo_diagnostics(logs), "weighted grid DAPO diagnostics",
+                              opt.params.dpi))
+        else:  # the trainer logs update statistics only for steps that took an update
+            out.append('<div class="notice">No DAPO diagnostics: no run of the grid took an '
+                       "update (dynamic sampling dropped every group: all responses of a "
+                       "prompt equally right or wrong).</div>")
     return out
+
+
+def grid_logs(training: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each variant's trainer log (train_* metrics), mean over seeds, as step + columns."""
+    train = training[training["metric"].str.startswith("train_")]
+    wide = train.pivot_table(index=["variant", "step"], columns="metric", values="value",
+                             aggfunc="mean").reset_index()
+    wide.columns = [c.removeprefix("train_") for c in wide.columns]
+    return {v: rows.drop(columns="variant") for v, rows in wide.groupby("variant")}
+
+
+def _render_dapo(inp: Inputs, opt: ReportOptions) -> list[str]:
+    log = inp.csv(inp.layout.plot("rl_log"))
+    if log is None:
+        return [notice_html("RL training log (data/plots/rl_log.csv)", "rl")]
+    return [figure(lambda: E.dapo_diagnostics({"rl": log}), "RL DAPO diagnostics",
+                   opt.params.dpi)]
 
 
 def _render_viewer(inp: Inputs, opt: ReportOptions) -> list[str]:
@@ -271,6 +336,9 @@ def _render_viewer(inp: Inputs, opt: ReportOptions) -> list[str]:
 
 
 SECTIONS = (
+    Section("findings", "The study against this run",
+            "Does each finding of the study reproduce here? yes / partly / no, by a rule stated "
+            "per row, with the numbers it was decided on.", _render_findings),
     Section("family", "The model family",
             "Held-out accuracy of each model and the headline numbers of every analysis.",
             _render_family),
@@ -295,17 +363,25 @@ SECTIONS = (
             _single("truncation", C.truncation_error, "truncation error")),
     Section("roles", "6. Ground truth: decisive token roles",
             "The toy task knows which tokens decide correctness (method, intermediate results, "
-            "answer format, final answer): does JS find them?", _render_roles),
+            "answer format, final answer): does JS find them? Then measured decisiveness: "
+            "positions where resampling one token changes the success probability, and how "
+            "well JS, base entropy and |Δ| find them.", _render_roles),
     Section("cross", "7. Cross-sampling: accuracy vs budget",
             "Forward (base primary, RL intervenes) tests sufficiency; backward (RL primary, base "
             "intervenes) tests necessity. Study: forward DAPO 8.2% → >44% switching 7.8% of "
             "tokens; backward 44.8% → <8.5% switching 10.1%. Random/entropy/Δ rules at matched "
             "budget are the controls the study lacked.", _render_cross),
-    Section("weighted", "8. Divergence-weighted advantage",
+    Section("dapo", "8. DAPO as DAPO: off-policy updates and clipping",
+            "The main RL run takes several optimiser steps per rollout batch, so after the "
+            "first (on-policy) update the ratio π/π_old moves, k3 is non-zero and clip-higher's "
+            "two bounds act; per step: active clip fractions, ratio spread, k3, KL to base.",
+            _render_dapo),
+    Section("weighted", "9. Divergence-weighted advantage",
             "Study (3 runs): DAPO 42.48 ± 1.35, low-KL boost 44.92 ± 0.05, high-KL boost "
-            "45.05 ± 0.79. Here: every variant with several seeds, mean ± std.",
+            "45.05 ± 0.79. Here: every variant with several paired seeds, mean ± std, the "
+            "difference to baseline and the effect the grid could have detected.",
             _render_weighted),
-    Section("viewer", "9. Token viewer",
+    Section("viewer", "10. Token viewer",
             "Responses of both generators, correct and incorrect, each token coloured by JS; "
             "hover a token for both models' top candidates at that position.", _render_viewer),
 )

@@ -30,7 +30,7 @@ TOKEN_FLOATS = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base"
                 "entropy_tuned", "js", "kl_base_tuned", "kl_tuned_base",
                 "prob_base_of_top1_tuned", "js_top_p"] + [f"topk_overlap_{k}" for k in range(1, 6)]
 TOKEN_INTS = ["position", "n_tokens", "token_id", "rank_base", "rank_tuned", "top1_base",
-              "top1_tuned", "rank_in_base_of_top1_tuned"]
+              "top1_tuned", "rank_in_base_of_top1_tuned", "rank_in_tuned_of_top1_base"]
 
 
 class GateFailed(RuntimeError):
@@ -189,7 +189,8 @@ def check_tokens(
         ("logprob_base", -inv.BOUND, 0.0), ("logprob_tuned", -inv.BOUND, 0.0),
         ("kl_base_tuned", 0.0, inv.BOUND), ("kl_tuned_base", 0.0, inv.BOUND),
         ("rank_base", 1, vocab_size), ("rank_tuned", 1, vocab_size),
-        ("rank_in_base_of_top1_tuned", 1, vocab_size), ("prob_base_of_top1_tuned", 0.0, 1.0),
+        ("rank_in_base_of_top1_tuned", 1, vocab_size),
+        ("rank_in_tuned_of_top1_base", 1, vocab_size), ("prob_base_of_top1_tuned", 0.0, 1.0),
         ("top1_base", 0, vocab_size - 1), ("top1_tuned", 0, vocab_size - 1),
         ("token_id", 0, vocab_size - 1), ("position", 0, None), ("n_tokens", 1, None),
         *[(f"topk_overlap_{k}", 0.0, 1.0) for k in range(1, 6)],

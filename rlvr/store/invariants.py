@@ -7,11 +7,13 @@ every tie is checked here (y is the realised token, t the tuned top-1, p_y = exp
 - delta_logprob = logprob_tuned - logprob_base;
 - JS <= (KL(p||q) + KL(q||p)) / 4 (convexity of KL in its second argument), and with
   TV(p, q) >= |p_y - q_y|, Pinsker gives JS >= TV^2 / 2 and each KL >= 2 TV^2;
-- rank = 1 + #(tokens strictly more likely), so p_y <= 1 / rank, the top-1 has rank 1, a
-  rank-1 token has entropy >= -log p_y (the min-entropy), and one that is not the top-1 ties
-  with it (p_y = p_max <= 1/2, p_y >= p_t); ranks of y and t under base order as their
-  probabilities do; t = y or t = top-1 of base pins rank_in_base_of_top1_tuned and
-  prob_base_of_top1_tuned;
+- the tie rule (`rlvr.tokens.pairstats`): rank = 1 + #(higher logit) + #(equal logit, lower
+  id), so p_y <= 1 / rank, rank 1 is the top-1 and nothing else (for y and for each model's
+  top-1 under the other: rank_in_base_of_top1_tuned = 1 iff the top-1s agree, and
+  rank_in_tuned_of_top1_base likewise), a rank-1 token has entropy >= -log p_y (the
+  min-entropy); ranks of y and t under base order as their probabilities do; t = y pins
+  rank_in_base_of_top1_tuned and prob_base_of_top1_tuned, b = y (b the base top-1) pins
+  rank_in_tuned_of_top1_base;
 - top-k overlaps are counts / k: c_k in {0..k}, c_1 = [top1_base = top1_tuned], and
   0 <= c_(k+1) - c_k <= 2.
 
@@ -98,41 +100,41 @@ def divergence_rules(df: pd.DataFrame) -> list[Rule]:
     ]
 
 
-def _tie_rules(df: pd.DataFrame, side: str) -> list[Rule]:
-    """The realised token under one model: rank 1 iff it is the top-1, but for an exact tie."""
+def _top1_rules(df: pd.DataFrame, side: str) -> list[Rule]:
+    """The realised token under one model: rank 1 iff it is the top-1 (the tie rule orders
+    equal logits by id, so no other token shares rank 1)."""
     rank, top1, lp, ent = (df[f"{c}_{side}"] for c in ("rank", "top1", "logprob", "entropy"))
     p = np.exp(lp.astype(np.float64))
     cols = [f"rank_{side}", "token_id", f"top1_{side}", f"logprob_{side}", f"entropy_{side}"]
-    tie = (rank == 1) & (df.token_id != top1)
-    rules = [
-        ((df.token_id == top1) & (rank != 1), f"the top-1 token has rank_{side} != 1", cols),
+    return [
+        ((df.token_id == top1) != (rank == 1),
+         f"rank_{side} is 1 but the token is not top1_{side}, or the reverse (tie rule)", cols),
         (p > 1 / rank + TOL, f"exp(logprob_{side}) above 1 / rank_{side}", cols),
-        (tie & (p > 0.5 + TOL), f"rank_{side} 1 but not top1_{side}, and too likely to tie", cols),
         ((rank == 1) & (ent < -lp - TOL),  # the top-1's surprisal is the min-entropy
          f"rank_{side} 1 but entropy_{side} below -logprob_{side}", cols),
     ]
-    if side == "base":  # p_t is known under base: a tied top-1 is at least as likely
-        pt = df.prob_base_of_top1_tuned
-        rules.append((tie & (p < pt - TOL), "rank_base 1 but prob_base_of_top1_tuned is higher",
-                      [*cols, "prob_base_of_top1_tuned"]))
-    return rules
 
 
 def rank_rules(df: pd.DataFrame) -> list[Rule]:
     p = np.exp(df.logprob_base.astype(np.float64))
     pt, rt = df.prob_base_of_top1_tuned, df.rank_in_base_of_top1_tuned
+    rb = df.rank_in_tuned_of_top1_base
     same_top1 = df.top1_base == df.top1_tuned
-    t_is_y = df.top1_tuned == df.token_id
     cols = ["rank_in_base_of_top1_tuned", "prob_base_of_top1_tuned", "top1_base", "top1_tuned"]
+    bcols = ["rank_in_tuned_of_top1_base", "top1_base", "top1_tuned"]
     ycols = [*cols, "token_id", "rank_base", "logprob_base"]
     return [
-        *_tie_rules(df, "base"), *_tie_rules(df, "tuned"),
-        (same_top1 & (rt != 1), "same top-1 but rank_in_base_of_top1_tuned != 1", cols),
+        *_top1_rules(df, "base"), *_top1_rules(df, "tuned"),
+        (same_top1 != (rt == 1),
+         "rank_in_base_of_top1_tuned is 1 iff the top-1s agree, but not here (tie rule)", cols),
+        (same_top1 != (rb == 1),
+         "rank_in_tuned_of_top1_base is 1 iff the top-1s agree, but not here (tie rule)", bcols),
         (pt > 1 / rt + TOL, "prob_base_of_top1_tuned above 1 / rank_in_base_of_top1_tuned", cols),
-        ((rt == 1) & ~same_top1 & (pt > 0.5 + TOL),
-         "tuned top-1 has base rank 1 but is not top1_base, and too likely to tie", cols),
-        (t_is_y & ((rt != df.rank_base) | ~_close(pt, p)),
+        ((df.top1_tuned == df.token_id) & ((rt != df.rank_base) | ~_close(pt, p)),
          "the token is the tuned top-1 but its base rank or probability differ", ycols),
+        ((df.top1_base == df.token_id) & (rb != df.rank_tuned),
+         "the token is the base top-1 but its tuned rank differs from rank_in_tuned_of_top1_base",
+         [*bcols, "token_id", "rank_tuned"]),
         (((p > pt + TOL) & (df.rank_base >= rt)) | ((p < pt - TOL) & (df.rank_base <= rt)),
          "base ranks of the token and of the tuned top-1 order unlike their probabilities",
          ycols),

@@ -4,6 +4,7 @@ Layout (each part file also holds its partition columns, so it is self-describin
 
     data/samples/model=<model>/part-<shard>.parquet
     data/tokens/pair=<base>__<tuned>/generator=<base|tuned>/part-<shard>.parquet
+    data/decisive/positions/model=<generator>/part-00000.parquet
 
 Rows carry the model's kind (base/rl/sft/rft/checkpoint/user) and RL step (checkpoints only),
 so analyses over checkpoints need no join. Read them with
@@ -56,7 +57,8 @@ SAMPLES_SCHEMA = pa.schema([
 
 _F32 = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base", "entropy_tuned", "js",
         "kl_base_tuned", "kl_tuned_base"]
-_I32 = ["rank_base", "rank_tuned", "top1_base", "top1_tuned", "rank_in_base_of_top1_tuned"]
+_I32 = ["rank_base", "rank_tuned", "top1_base", "top1_tuned", "rank_in_base_of_top1_tuned",
+        "rank_in_tuned_of_top1_base"]
 TOKENS_SCHEMA = pa.schema([
     pa.field("pair", pa.string(), nullable=False),
     pa.field("generator", pa.string(), nullable=False),  # which model of the pair sampled it
@@ -77,9 +79,28 @@ TOKENS_SCHEMA = pa.schema([
     pa.field("js_top_p", pa.float32(), nullable=False),
 ])
 
+# measured decisiveness (rlvr.decisive): one row per measured position of a model's response
+DECISIVE_SCHEMA = pa.schema([
+    pa.field("model", pa.string(), nullable=False),  # the generator: wrote and rolls out
+    pa.field("model_kind", pa.string(), nullable=False),
+    pa.field("prompt_id", pa.string(), nullable=False),
+    pa.field("sample_id", pa.int32(), nullable=False),
+    pa.field("position", pa.int32(), nullable=False),
+    pa.field("n_tokens", pa.int32(), nullable=False),
+    pa.field("token_id", pa.int32(), nullable=False),
+    pa.field("reward", pa.int8(), nullable=False),
+    pa.field("prob_token", pa.float32(), nullable=False),  # under the generator's sampling
+    pa.field("n_rollouts", pa.int32(), nullable=False),
+    pa.field("n_resampled_other", pa.int32(), nullable=False),
+    *[pa.field(c, pa.float32(), nullable=False) for c in (
+        "value_before", "value_before_low", "value_before_high", "value_after",
+        "value_after_low", "value_after_high", "delta_value", "delta_low", "delta_high")],
+])
+
 KEYS = {
     "samples": ["model", "prompt_id", "sample_id"],
     "tokens": ["pair", "generator", "prompt_id", "sample_id", "position"],
+    "decisiveness": ["model", "prompt_id", "sample_id", "position"],
 }
 
 

@@ -1,10 +1,12 @@
-"""The embedded testbed: digit sums with a verifiable answer and known decisive tokens.
+"""The terse testbed: digit sums with a verifiable answer, ~9-token responses.
 
 A problem is a list of digits; its answer is their sum. A response follows a small grammar:
 
     prompt:    sum 3 5 7 2 9 :
     response:  chain 3 8 15 17 26 ; answer = 26          (reliable: running totals)
                pairs 8 9 9 ; answer = 26                 (error-prone: pair sums, then one big sum)
+               back 9 11 18 23 26 ; answer = 26          (running totals from the last digit:
+                                                          never in the pretraining corpus)
 
 The pretraining corpus mixes both methods, plants plausible slips (off by one or by ten) in the
 intermediate results and in the final sum, and writes some answers as `answer ~ N`, a form the
@@ -21,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
-KEYWORDS = ["sum", ":", "chain", "pairs", ";", "answer", "=", "~"]
+KEYWORDS = ["sum", ":", "chain", "pairs", "back", ";", "answer", "=", "~"]
 MAX_NUMBER = 99  # every number 0..MAX_NUMBER is one token
-METHODS = ("chain", "pairs")
+METHODS = ("chain", "pairs", "back")
 ROLES = ("method", "intermediate", "format", "final_answer", "other")
 DECISIVE_ROLES = ("method", "intermediate", "format", "final_answer")
 
@@ -58,10 +60,19 @@ class CorpusStyle:
     slip_pairs: float = 0.08  # per pair-sum slip rate of the error-prone method
     slip_pairs_total: float = 0.3  # slip rate of the error-prone method's final big sum
     p_bad_format: float = 0.3  # share of answers written `answer ~ N` (graded wrong)
+    p_check: float = 0.5  # steps testbed: share of responses that verify every step
+    p_back: float = 0.0  # share written with running totals from the last digit (`back`)
 
 
+# the SFT controls' data: slip-free, graded format; `reference` is the base's own preferred
+# method (chain), `reverse` a correct style the base never saw (back, every step checked)
 REFERENCE_STYLE = CorpusStyle(
-    p_chain=1.0, slip_chain=0.0, slip_pairs=0.0, slip_pairs_total=0.0, p_bad_format=0.0
+    p_chain=1.0, slip_chain=0.0, slip_pairs=0.0, slip_pairs_total=0.0, p_bad_format=0.0,
+    p_check=0.0,
+)
+REVERSE_STYLE = CorpusStyle(
+    p_chain=1.0, slip_chain=0.0, slip_pairs=0.0, slip_pairs_total=0.0, p_bad_format=0.0,
+    p_check=1.0, p_back=1.0,
 )
 
 
@@ -88,7 +99,7 @@ def make_split(
     return problems[n_eval:], problems[:n_eval]
 
 
-def _slip(value: int, rng: random.Random) -> int:
+def slip(value: int, rng: random.Random) -> int:
     """A plausible wrong value: off by one, or a carry error (off by ten)."""
     while True:
         wrong = value + rng.choice([-1, 1, -10, 10])
@@ -98,12 +109,14 @@ def _slip(value: int, rng: random.Random) -> int:
 
 def write_response(problem: Problem, style: CorpusStyle, rng: random.Random) -> str:
     """Write one solution of `problem` in `style`; slips propagate like real arithmetic."""
-    if rng.random() < style.p_chain:
-        words, total = ["chain"], 0
-        for i, d in enumerate(problem.digits):
+    # p_back is drawn only when used, so the corpus of the two-method styles stays as it was
+    back = style.p_back > 0 and rng.random() < style.p_back
+    if back or rng.random() < style.p_chain:
+        words, total = ["back" if back else "chain"], 0
+        for i, d in enumerate(problem.digits[::-1] if back else problem.digits):
             total += d
             if i > 0 and rng.random() < style.slip_chain:
-                total = _slip(total, rng)
+                total = slip(total, rng)
             words.append(str(total))
     else:
         words, sums = ["pairs"], []
@@ -111,12 +124,12 @@ def write_response(problem: Problem, style: CorpusStyle, rng: random.Random) -> 
         for i in range(0, len(digits), 2):
             s = sum(digits[i : i + 2])
             if i + 1 < len(digits) and rng.random() < style.slip_pairs:
-                s = _slip(s, rng)
+                s = slip(s, rng)
             sums.append(s)
         words += [str(s) for s in sums]
         total = sum(sums)
         if rng.random() < style.slip_pairs_total:
-            total = _slip(total, rng)
+            total = slip(total, rng)
     sign = "~" if rng.random() < style.p_bad_format else "="
     return " ".join(words + [";", "answer", sign, str(min(total, MAX_NUMBER))])
 

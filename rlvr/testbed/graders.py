@@ -14,8 +14,9 @@ in daemonic pool workers, and in scripts without a `__main__` guard); a call tha
 
 `GRADERS` maps the names `params.yaml` may use to grader functions: `toy` (the digit-sum
 task), `math` (math-verify, boxed answers) and `answer` (the number on the last `Answer:` line of
-natural text, `rlvr.testbed.answers`). `LABELLERS` maps a task to its token-role labeller (the
-score stage's `score.labeller`), and `ROLES` lists every role any of them gives.
+natural text, `rlvr.testbed.answers`). `get_labeller` picks the token-role labeller the score
+stage uses (`score.labeller`: the toy testbed's grammar, or the answer rule's roles for natural
+text), and `ROLES` lists every role any of them gives (what the token gate accepts).
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from rlvr.testbed.answers import ANSWER_ROLES, grade_answer, label_answer_roles
-from rlvr.testbed.digits import ROLES as TOY_ROLES
 from rlvr.testbed.digits import grade as grade_toy
-from rlvr.testbed.digits import label_roles
+from rlvr.testbed.grammars import ALL_ROLES, get_grammar
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -155,9 +155,16 @@ def grade_math(response: str, answer: int | str, timeout_s: float = DEFAULT_TIME
 
 
 GRADERS: dict[str, Grader] = {"toy": grade_toy, "math": grade_math, "answer": grade_answer}
-LABELLERS: dict[str, Callable[[Sequence[str]], list[str]]] = {
-    "toy": label_roles, "answer": label_answer_roles}
-ROLES = TOY_ROLES + tuple(r for r in ANSWER_ROLES if r not in TOY_ROLES)
+LABELLERS = ("testbed", "answer")
+ROLES = tuple(dict.fromkeys(ALL_ROLES + ANSWER_ROLES))
+
+
+def get_labeller(name: str, testbed: str) -> Callable[[Sequence[str]], list[str]]:
+    """Token-role labeller `name` (`score.labeller`): `testbed` is the grammar of toy testbed
+    `testbed` (`task.testbed`), `answer` the answer rule's roles for natural text."""
+    if name == "answer":
+        return label_answer_roles
+    return get_grammar(testbed).label_roles
 
 
 def get_grader(name: str, key: str = "sample.grader") -> Grader:

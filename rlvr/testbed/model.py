@@ -6,6 +6,7 @@ pair takes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +36,7 @@ class ModelShape:
     num_layers: int = 4
     num_heads: int = 2  # head_dim 32: the smallest vLLM's CPU attention serves
     intermediate_size: int = 256
-    max_length: int = 64  # prompt + response tokens
+    max_length: int = 80  # prompt + response tokens (steps testbed: up to ~9 + 64)
     seed: int = 0  # weight initialisation
 
     def __post_init__(self) -> None:
@@ -46,9 +47,10 @@ class ModelShape:
                 "make hidden_size a multiple of num_heads")
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer for the task: specials, keywords, and the numbers 0..MAX_NUMBER."""
-    vocab = SPECIAL_TOKENS + KEYWORDS + [str(i) for i in range(MAX_NUMBER + 1)]
+def build_tokenizer(keywords: Sequence[str] = tuple(KEYWORDS)) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer for a testbed: specials, its `keywords` (the terse testbed's by
+    default), and the numbers 0..MAX_NUMBER."""
+    vocab = SPECIAL_TOKENS + list(keywords) + [str(i) for i in range(MAX_NUMBER + 1)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     bos = vocab.index("<bos>")

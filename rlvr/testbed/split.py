@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -21,16 +22,20 @@ from rlvr.testbed.digits import CorpusStyle, Problem, make_split
 class TaskParams:
     """`task`: the synthetic problem set, its split, and the pretraining corpus styles."""
 
+    # the response grammar (rlvr.testbed.grammars): `steps` long, mostly determined by the
+    # prefix, with a few planted forks; `digits` terse (~9 tokens, almost every token a choice)
+    testbed: Literal["steps", "digits"] = "steps"
     seed: int = 0
     n_train: int = 6000
     n_eval: int = 256
-    min_digits: int = 3
-    max_digits: int = 5
+    min_digits: int = 4
+    max_digits: int = 6
     p_chain: float = 0.5  # share of corpus solutions using the reliable running-total method
     slip_chain: float = 0.03  # slip rate per running total (reliable method)
     slip_pairs: float = 0.08  # slip rate per pair sum (error-prone method)
     slip_pairs_total: float = 0.3  # slip rate of the error-prone method's final sum
     p_bad_format: float = 0.3  # share of answers written `answer ~ N`, which the grader rejects
+    p_check: float = 0.5  # steps testbed: share of solutions that check every step (and fix slips)
     eval_prompts: str = ""  # optional user eval file (`prompt` column); must not overlap train
 
     def __post_init__(self) -> None:
@@ -39,7 +44,8 @@ class TaskParams:
         require(1 <= self.min_digits <= self.max_digits <= 9, "min_digits",
                 f"need 1 <= min <= max <= 9, got {self.min_digits}..{self.max_digits}",
                 "pick a digit range inside 1..9")
-        for key in ("p_chain", "slip_chain", "slip_pairs", "slip_pairs_total", "p_bad_format"):
+        for key in ("p_chain", "slip_chain", "slip_pairs", "slip_pairs_total", "p_bad_format",
+                    "p_check"):
             value = getattr(self, key)
             require(0.0 <= value <= 1.0, key, f"is a probability, got {value}",
                     "use a value in [0, 1]")
@@ -48,7 +54,7 @@ class TaskParams:
     def style(self) -> CorpusStyle:
         """The pretraining corpus's solution styles and slip rates."""
         return CorpusStyle(self.p_chain, self.slip_chain, self.slip_pairs, self.slip_pairs_total,
-                           self.p_bad_format)
+                           self.p_bad_format, self.p_check)
 
 
 def problem_table(problems: Sequence[Problem]) -> pd.DataFrame:

@@ -46,7 +46,8 @@ class AnalyzeParams:
     top_tokens: int = 20
     final_pair: str = "base__rl"  # checkpoint evolution compares every checkpoint to this pair
     decisive_roles: list[str] = field(
-        default_factory=lambda: ["method", "intermediate", "format", "final_answer"])
+        default_factory=lambda: ["method", "verify", "intermediate", "check", "format",
+                                 "final_answer"])  # the grammar's class, not a measurement
     exclude_roles: list[str] = field(default_factory=list)  # rows left out of every analysis
 
     def __post_init__(self) -> None:
@@ -158,7 +159,7 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
         put(r, "mean_js", r["mean_js"])
     for r in results["agg_reallocation"].to_pylist():
         for key in ("share_top1_is_base_top1", "share_top1_in_base_top3",
-                    "share_base_prob_below_low"):
+                    "share_base_prob_below_low", "share_base_top1_in_tuned_top3"):
             put(r, f"{r['subset']}_{key}", r[key])
     for r in _rows(results["agg_topk_overlap"], subset="divergent"):
         put(r, f"divergent_topk_overlap_{r['k']}", r["mean_overlap"])
@@ -186,6 +187,15 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
     for r in results["agg_entropy_by_divergence"].to_pylist():
         kind = "divergent" if r["is_divergent"] else "other"
         put(r, f"{kind}_share_high_entropy", r["share_high_entropy"])
+    # token identity: how often the tokens of highest mean JS are divergent (targeted shifts);
+    # the table holds ranks 1..top_tokens (and others by count), so: the top min(5, top_tokens)
+    for r in _rows(results["agg_token_identity"], rank_by_mean_js=1):
+        ranked = {x["rank_by_mean_js"]: x for x in _rows(
+            results["agg_token_identity"], pair=r["pair"], generator=r["generator"])}
+        top = [ranked[k] for k in range(1, 6) if all(j in ranked for j in range(1, k + 1))]
+        put(r, "identity_top5_share_divergent",
+            sum(x["share_divergent"] * x["n_occurrences"] for x in top)
+            / sum(x["n_occurrences"] for x in top))
     checkpoints = {
         r["pair"]: {k: _clean(r[k]) for k in ("rl_step", "js_p50", "js_p95", "js_p99",
                                                "share_divergent", "jaccard_with_final")}

@@ -5,6 +5,11 @@ returns the token-table columns: realised-token log-probs and ranks, entropies, 
 top-1s, top-k overlaps and the top-p truncated JS. Float32 log-space throughout (the math of
 `rlvr.tokens.divergence`, checked against scipy in tests/tokens/), vectorised over rows, so
 that its cost stays close to that of the output head that produces the logits.
+
+Tie rule (one for every rank, top-1, top-k set and top-p nucleus): token ids are ordered by
+float32 logit, highest first, and equal logits by lowest id first. So the rank of id v is
+1 + #{u: x_u > x_v} + #{u < v: x_u = x_v}, a model's top-1 is its lowest-id argmax (rank 1),
+and its top-k set is the first k ids of that order.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from rlvr.tokens.divergence import LN2, entropy, js, kl
 # (rows or None for all rows, vocab start, vocab end) -> base and tuned logits, each (R', end-start)
 LogitsFn = Callable[[torch.Tensor | None, int, int], tuple[torch.Tensor, torch.Tensor]]
 MAX_OVERLAP_K = 5
+_CANDIDATES = MAX_OVERLAP_K + 1  # one more than the top-k: a tie at the k-th value shows up
 # exp's inputs (log-probabilities, or logits minus their maximum) are raised to FLOOR: below
 # about -87 float32 exp underflows, and its underflow path is ~50x slower on a CPU. Raising a
 # probability under e^-60 ~ 1e-26 to it moves no sum by more than V * 1e-26 * |log p|, far below
@@ -26,26 +32,45 @@ MAX_OVERLAP_K = 5
 FLOOR = -60.0
 
 
+def _order(vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates (R, K) sorted by the tie rule: value descending, then id ascending."""
+    idx, by_id = idx.sort(-1)
+    vals, by_value = vals.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)
+    return vals, idx.gather(-1, by_value)
+
+
 def _merge_topk(vals, idx, chunk, offset, k):
-    """Running top-k (values, global indices) merged with one chunk of logits (R, C)."""
+    """Running top-k (values, global indices, tie-rule order) merged with a chunk (R, C).
+
+    The values are exact; among ids tied at the k-th value the choice may be `topk`'s, which
+    `pair_statistics` detects (k-th value = (k-1)-th) and redoes on the full row.
+    """
     cv, ci = chunk.topk(min(k, chunk.shape[-1]), dim=-1)
-    if vals.shape[-1] == 0:  # first chunk: nothing to merge with
-        return cv, ci + offset
-    vals, idx = torch.cat([vals, cv], -1), torch.cat([idx, ci + offset], -1)
-    keep = vals.topk(min(k, vals.shape[-1]), dim=-1).indices
-    return vals.gather(-1, keep), idx.gather(-1, keep)
+    if vals.shape[-1]:
+        cv, ci = torch.cat([vals, cv], -1), torch.cat([idx, ci + offset], -1)
+    else:
+        ci = ci + offset
+    cv, ci = _order(cv, ci)
+    return cv[:, :k], ci[:, :k]
+
+
+def _exact_top(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first k (values, ids) of full rows (R, V) under the tie rule: a stable sort."""
+    vals, idx = x.sort(dim=-1, descending=True, stable=True)
+    return vals[:, :k], idx[:, :k]
 
 
 def _nucleus(vals: torch.Tensor, lse: torch.Tensor, p: float):
-    """Top-p truncated, renormalised probabilities over top-k logits sorted descending (R, K),
-    zero past the nucleus, and a flag set where the top-k hold less than `p` of the mass (the
-    nucleus may reach past them)."""
+    """Top-p truncated, renormalised probabilities over top-k logits in tie-rule order (R, K),
+    zero past the nucleus, and a flag set where the nucleus may reach past the candidates: it
+    holds the last one, or its last member ties with the last one (a lower id may lie beyond)."""
     probs = (vals - lse[:, None]).exp()
     cum = probs.cumsum(-1)
     keep = (cum - probs) < p  # same rule as generation.pick_tokens: at least the top token
     keep[:, 0] = True
     kept = probs * keep
-    return kept / kept.sum(-1, keepdim=True), cum[:, -1] < p
+    last = vals.gather(-1, keep.sum(-1, keepdim=True) - 1).squeeze(-1)
+    return kept / kept.sum(-1, keepdim=True), keep[:, -1] | (last == vals[:, -1])
 
 
 def _js_candidates(pa: torch.Tensor, ia: torch.Tensor, pb: torch.Tensor, ib: torch.Tensor):
@@ -82,7 +107,8 @@ def js_top_p_dense(a: torch.Tensor, b: torch.Tensor, p: float) -> torch.Tensor:
     out = []
     for x in (a, b):
         lp = torch.log_softmax(x.float(), -1)
-        sp, order = lp.exp().sort(-1, descending=True)
+        order = x.float().sort(dim=-1, descending=True, stable=True).indices  # the tie rule
+        sp = lp.exp().gather(-1, order)
         keep_sorted = (sp.cumsum(-1) - sp) < p
         keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
         mass = torch.where(keep, lp.exp(), 0).sum(-1, keepdim=True)
@@ -95,7 +121,7 @@ def _js_top_p_rows(a: torch.Tensor, b: torch.Tensor, lse_a: torch.Tensor, lse_b:
     """Top-p JS of full logit rows (R, V) whose nucleus is wider than the top 5: from the top
     `k` of each row where those hold the nucleus, by a full sort of the row otherwise."""
     k = min(k, a.shape[-1])
-    (va, ia), (vb, ib) = a.topk(k, -1), b.topk(k, -1)
+    (va, ia), (vb, ib) = _order(*a.topk(k, -1)), _order(*b.topk(k, -1))
     nuc_a, wide_a = _nucleus(va, lse_a, p)
     nuc_b, wide_b = _nucleus(vb, lse_b, p)
     out = _js_candidates(nuc_a, ia, nuc_b, ib)
@@ -132,15 +158,22 @@ def _sums(a: torch.Tensor, b: torch.Tensor, lse_a: torch.Tensor, lse_b: torch.Te
     return out
 
 
-def _count_above(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Entries of each row of x (R, C) strictly above t (R,), as int64 (R,)."""
-    # (x - t) clamped at 0 and signed is 1 exactly where x > t; a sum of 0/1 floats is exact below
-    # 2^24 entries, and this is ~3x cheaper than summing a bool mask (int64 conversion)
-    out = (x - t[:, None]).clamp_min_(0.0).sign_().sum(-1)
-    bad = out.isnan()  # -inf - -inf: a ruled-out id against a ruled-out token
-    if bad.any():
-        out[bad] = (x[bad] > t[bad, None]).sum(-1).to(out.dtype)
-    return out.long()
+def _rank_above(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Entries of each row of x (R, C) that the tie rule ranks above value t (R,) at column y
+    (R,; may lie outside 0..C-1): x > t, or x = t at a column below y. int64 (R,)."""
+    # one sign pass and two float reductions: sum(s) = #gt - #lt and s.s = #gt + #lt, exact
+    # below 2^24 entries and ~3x cheaper than summing bool masks (int64 conversion)
+    d = (x - t[:, None]).sign_()
+    net, moved = d.sum(-1), torch.linalg.vecdot(d, d)
+    above = (net + moved) / 2
+    own = ((y >= 0) & (y < x.shape[-1])).to(x.dtype)  # the row's own entry ties with t
+    # rows needing the exact count: other entries tie with t, or NaN (-inf - -inf)
+    odd = ~(x.shape[-1] - moved <= own)
+    if odd.any():
+        xs, ts, ys = x[odd], t[odd, None], y[odd, None]
+        col = torch.arange(x.shape[-1], device=x.device)
+        above[odd] = ((xs > ts) | ((xs == ts) & (col < ys))).sum(-1).to(above.dtype)
+    return above.long()
 
 
 @torch.no_grad()
@@ -157,11 +190,13 @@ def pair_statistics(
     `logits_fn(None, s, e)` returns both models' float32 logits for vocabulary ids [s, e) of all
     R rows; `targets` (R,) are the realised tokens. A vocabulary of at most `vocab_chunk` ids is
     one block, computed once and read in one pass after its normalisers; a wider one is streamed
-    twice (normalisers, realised-token logits and top-5s first; entropies, KLs, JS and ranks
+    twice (normalisers, realised-token logits and top-6s first; entropies, KLs, JS and ranks
     second), so peak extra memory is about 12 * R * min(V, vocab_chunk) floats whatever V is.
-    The top-p nucleus comes from the top 5 where those hold `top_p` of the mass (the usual
-    case), else from the row's top `top_p_candidates`, else from a sort of the whole row (both
-    on the full rows of just those positions). Returns float32/int64 tensors (R,) named as the
+    Ranks, top-1s, top-k sets and nuclei follow the module's tie rule; rows with a tie at the
+    5th value are redone by a stable sort of the full row. The top-p nucleus comes from the top
+    6 where those hold `top_p` of the mass (the usual case), else from the row's top
+    `top_p_candidates`, else from a sort of the whole row (both on the full rows of just those
+    positions). Returns float32/int64 tensors (R,) named as the
     token-table columns (without `delta_logprob`).
     """
     assert vocab_size >= MAX_OVERLAP_K, "top-k overlap needs at least 5 vocabulary entries"
@@ -169,8 +204,19 @@ def pair_statistics(
     n, dev = len(targets), targets.device
     chunks = [(s, min(s + vocab_chunk, vocab_size)) for s in range(0, vocab_size, vocab_chunk)]
     cached = None  # with a single chunk, the second pass and the nucleus reuse these logits
+
+    def full_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if cached is not None:
+            return cached[0][rows], cached[1][rows]
+        parts = [logits_fn(rows, s, e) for s, e in chunks]
+        return torch.cat([x for x, _ in parts], -1), torch.cat([y for _, y in parts], -1)
+
+    def row_groups(mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows of `mask` in groups of at most one block of full rows."""
+        return mask.nonzero().squeeze(-1).split(max(1, n * vocab_chunk // vocab_size))
+
     neg = torch.full((n,), -math.inf, device=dev)
-    lse_a, lse_b, a_y, b_y, a_at_top1_b = (neg.clone() for _ in range(5))
+    lse_a, lse_b, a_y, b_y, a_at_top1_b, b_at_top1_a = (neg.clone() for _ in range(6))
     top_a = top_b = torch.empty(n, 0, device=dev)
     idx_a = idx_b = torch.empty(n, 0, dtype=torch.long, device=dev)
     for s, e in chunks:
@@ -183,34 +229,40 @@ def pair_statistics(
         local = (targets - s).clamp(0, e - s - 1)[:, None]
         a_y = torch.where(here, a.gather(-1, local).squeeze(-1), a_y)
         b_y = torch.where(here, b.gather(-1, local).squeeze(-1), b_y)
-        top_a, idx_a = _merge_topk(top_a, idx_a, a, s, MAX_OVERLAP_K)
-        top_b, idx_b = _merge_topk(top_b, idx_b, b, s, MAX_OVERLAP_K)
-        # the tuned top-1 has an id in this chunk only if it was found in this chunk
-        new = idx_b[:, 0] >= s
-        at = (idx_b[:, :1] - s).clamp(0, e - s - 1)
-        a_at_top1_b = torch.where(new, a.gather(-1, at).squeeze(-1), a_at_top1_b)
+        top_a, idx_a = _merge_topk(top_a, idx_a, a, s, _CANDIDATES)
+        top_b, idx_b = _merge_topk(top_b, idx_b, b, s, _CANDIDATES)
+        # a model's top-1 has an id in this chunk only if it was found in this chunk
+        for at_other, idx, other in ((a_at_top1_b, idx_b, a), (b_at_top1_a, idx_a, b)):
+            new = idx[:, 0] >= s
+            at = (idx[:, :1] - s).clamp(0, e - s - 1)
+            at_other.copy_(torch.where(new, other.gather(-1, at).squeeze(-1), at_other))
+    if top_a.shape[-1] == _CANDIDATES:
+        # ids tied at the 5th value may lie outside the candidates: redo those rows exactly
+        tied = (top_a[:, -1] == top_a[:, -2]) | (top_b[:, -1] == top_b[:, -2])
+        for rows in row_groups(tied):
+            full_a, full_b = full_rows(rows)
+            (top_a[rows], idx_a[rows]), (top_b[rows], idx_b[rows]) = (
+                _exact_top(full_a, _CANDIDATES), _exact_top(full_b, _CANDIDATES))
+            a_at_top1_b[rows] = full_a.gather(-1, idx_b[rows, :1]).squeeze(-1)
+            b_at_top1_a[rows] = full_b.gather(-1, idx_a[rows, :1]).squeeze(-1)
     zero, one = torch.zeros(n, device=dev), torch.ones(n, dtype=torch.long, device=dev)
     sums = [zero.clone() for _ in range(5)]  # H(p), H(q), KL(p||q), KL(q||p), JS
-    rank_a, rank_b, rank_top1_b = one.clone(), one.clone(), one.clone()
+    rank_a, rank_b, rank_top1_b, rank_top1_a = (one.clone() for _ in range(4))
     for s, e in chunks:
         a, b = cached if cached is not None else logits_fn(None, s, e)
         for acc, part in zip(sums, _sums(a, b, lse_a, lse_b), strict=True):
             acc += part
-        rank_a += _count_above(a, a_y)
-        rank_b += _count_above(b, b_y)
-        rank_top1_b += _count_above(a, a_at_top1_b)
+        rank_a += _rank_above(a, a_y, targets - s)
+        rank_b += _rank_above(b, b_y, targets - s)
+        rank_top1_b += _rank_above(a, a_at_top1_b, idx_b[:, 0] - s)
+        rank_top1_a += _rank_above(b, b_at_top1_a, idx_a[:, 0] - s)
     nuc_a, wide_a = _nucleus(top_a, lse_a, top_p)
     nuc_b, wide_b = _nucleus(top_b, lse_b, top_p)
     js_p = _js_candidates(nuc_a, idx_a, nuc_b, idx_b)
-    wide = (wide_a | wide_b) & (MAX_OVERLAP_K < vocab_size)
-    # rows whose nucleus is wider than the top 5, in groups of at most one block of full rows
-    for rows in wide.nonzero().squeeze(-1).split(max(1, n * vocab_chunk // vocab_size)):
-        if cached is not None:
-            full_a, full_b = cached[0][rows], cached[1][rows]
-        else:
-            parts = [logits_fn(rows, s, e) for s, e in chunks]
-            full_a = torch.cat([x for x, _ in parts], -1)
-            full_b = torch.cat([y for _, y in parts], -1)
+    wide = (wide_a | wide_b) & (top_a.shape[-1] < vocab_size)
+    # rows whose nucleus may be wider than the candidates
+    for rows in row_groups(wide):
+        full_a, full_b = full_rows(rows)
         js_p[rows] = _js_top_p_rows(full_a, full_b, lse_a[rows], lse_b[rows], top_p,
                                     top_p_candidates)
     overlap = {
@@ -233,6 +285,7 @@ def pair_statistics(
         "top1_base": idx_a[:, 0],
         "top1_tuned": idx_b[:, 0],
         "rank_in_base_of_top1_tuned": rank_top1_b,
+        "rank_in_tuned_of_top1_base": rank_top1_a,
         "prob_base_of_top1_tuned": (a_at_top1_b - lse_a).exp(),
         **overlap,
         "js_top_p": js_p.clamp(0.0, LN2),

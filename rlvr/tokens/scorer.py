@@ -83,8 +83,9 @@ class ScoreParams:
     base: str = "base"
     tuned: list[str] = field(default_factory=lambda: ["rl", "sft", "rft"])  # each with the base
     checkpoints: bool = True  # also pair the base with every RL checkpoint
-    label_roles: bool = True  # the task's token roles (null when false, e.g. user data)
-    labeller: Literal["toy", "answer"] = "toy"  # rlvr.testbed.graders.LABELLERS: whose roles
+    label_roles: bool = True  # token roles (false: null, e.g. user data)
+    # whose roles (rlvr.testbed.graders.get_labeller): the `task.testbed` grammar | natural text
+    labeller: Literal["testbed", "answer"] = "testbed"
     js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
     resources: ScoreResources = field(default_factory=ScoreResources)
 
@@ -334,7 +335,9 @@ def score_shard(
     pair = pair_name(base.name, tuned.name)
     key = fingerprint(base=base.spec.identity(), tuned=tuned.spec.identity(),
                       samples=part_fingerprint(samples_part), params=params.result_fields(),
-                      labeller=None if labeller is None else labeller.__name__, pair=pair,
+                      labeller=None if labeller is None else
+                      f"{labeller.__module__}.{labeller.__qualname__}", pair=pair,
+                      columns=TOKENS_SCHEMA.names,
                       generator=generator, tuned_kind=tuned.kind, rl_step=tuned.rl_step)
     if part_is_current(out_path, key):
         return {"path": str(out_path), "rows": pq.read_metadata(out_path).num_rows,

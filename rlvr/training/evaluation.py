@@ -26,7 +26,7 @@ class EvaluateParams:
 
     models: list[str] = field(default_factory=lambda: ["base", "rl", "sft", "rft"])
     n_samples: int = 8  # samples per eval prompt, temperature 1
-    max_new_tokens: int = 24
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 0
     checkpoints: bool = True  # also every RL checkpoint (the accuracy-vs-step plot)
 
@@ -34,7 +34,7 @@ class EvaluateParams:
         require(len(self.models) > 0 and len(set(self.models)) == len(self.models), "models",
                 "must be a non-empty list of distinct names", "use e.g. [base, rl, sft, rft]")
         require(self.n_samples >= 1, "n_samples", "must be >= 1", "use e.g. 8")
-        require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1", "use e.g. 24")
+        require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1", "use e.g. 64")
 
 
 def evaluate_model(
@@ -52,7 +52,8 @@ def evaluate_model(
 
     Returns accuracy (mean over all samples), n (samples), n_prompts, stderr and a 95% interval
     (normal approximation over per-prompt accuracies), pass_at_n, mean_length (response tokens,
-    eos included), share_chain (responses opening with `chain`), share_eq_format (responses with
+    eos included), share_chain (responses opening with `chain`), share_check (second word
+    `check`: the steps testbed's verification), share_eq_format (responses with
     `answer =`), share_truncated (hit the token limit).
     """
     prompt_ids = encode_prompts(problems, tokenizer, chat_template)
@@ -76,6 +77,7 @@ def evaluate_model(
         "pass_at_n": float((correct.max(axis=1) > 0).mean()),
         "mean_length": float(np.mean([len(g.response_ids) for g in gens])),
         "share_chain": float(np.mean([t.split()[:1] == ["chain"] for t in texts])),
+        "share_check": float(np.mean([t.split()[1:2] == ["check"] for t in texts])),
         "share_eq_format": float(np.mean(["answer =" in t for t in texts])),
         "share_truncated": float(np.mean([g.finish_reason == "length" for g in gens])),
     }

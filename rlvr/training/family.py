@@ -18,7 +18,8 @@ from rlvr.models.checks import check_model
 from rlvr.models.loading import load_spec, pin_torch_threads, save_model
 from rlvr.models.specs import ModelsParams, checkpoint_names, plan_models
 from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
-from rlvr.testbed.digits import grade, make_corpus
+from rlvr.testbed.digits import grade
+from rlvr.testbed.grammars import SFT_STYLES, get_grammar
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.testbed.prompts import load_prompt_file
 from rlvr.testbed.split import TaskParams, read_problems
@@ -28,9 +29,9 @@ from rlvr.training.lm import (
     PretrainParams,
     SFTParams,
     encode_examples,
-    reference_examples,
     self_correct_examples,
     train_lm,
+    written_examples,
 )
 
 
@@ -49,17 +50,17 @@ def pretrain_base(
     layout: Layout, task: TaskParams, shape: ModelShape, cfg: PretrainParams,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Build a random model and train it on `corpus_copies` corpus responses per train problem."""
+    """Build a random model over the testbed's vocabulary and train it on `corpus_copies` corpus
+    responses per train problem, written by the testbed's grammar."""
     pin_torch_threads()
+    grammar = get_grammar(task.testbed)
     problems = read_problems(layout.split("train"))
     sweep_debris(*layout.outputs("pretrain"))
     prompts, responses = [], []
     for copy in range(cfg.corpus_copies):
-        corpus = make_corpus(problems, task.style, cfg.seed * 1000 + copy)
-        for problem, text in zip(problems, corpus, strict=True):
-            prompts.append(problem.prompt)
-            responses.append(text[len(problem.prompt) + 1 :])
-    tokenizer = build_tokenizer()
+        prompts += [p.prompt for p in problems]
+        responses += grammar.corpus(problems, task.style, cfg.seed * 1000 + copy)
+    tokenizer = build_tokenizer(grammar.keywords)
     model = build_model(shape, tokenizer)
     curve = train_lm(model, encode_examples(tokenizer, prompts, responses), cfg,
                      tokenizer.pad_token_id, mask_prompt=False, progress=progress, desc="pretrain")
@@ -94,11 +95,15 @@ def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[st
             "seconds": log[-1]["seconds"], "checkpoints": len(checkpoint_names(layout))}
 
 
-def train_sft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
-    """SFT control: fine-tune the base on reference solutions of the train problems."""
+def train_sft(
+    layout: Layout, cfg: SFTParams, testbed: str, progress: bool = False
+) -> dict[str, float]:
+    """SFT control: fine-tune the base on solutions of the train problems written in the
+    `sft.data` style by the testbed's grammar."""
     pin_torch_threads()
     model, tokenizer = _load_base(layout, "sft")
-    examples = reference_examples(tokenizer, read_problems(layout.split("train")), cfg.seed)
+    examples = written_examples(tokenizer, read_problems(layout.split("train")),
+                                get_grammar(testbed), SFT_STYLES[cfg.data], cfg.seed)
     curve = _fine_tune(model, tokenizer, examples, cfg, layout, "sft", progress)
     return {"final_loss": curve[-1]["loss"], "n_examples": len(examples)}
 

@@ -61,20 +61,20 @@ WeightHook = Callable[[TokenContext], torch.Tensor]  # returns detached (B, T) w
 class GRPOParams:
     """`rl`: one GRPO/DAPO run's knobs (the weighted grid's `weighted.rl` too)."""
 
-    steps: int = 100
+    steps: int = 80
     prompts_per_step: int = 32
     group_size: int = 8  # samples per prompt; advantages are normalised within the group
-    max_new_tokens: int = 24
-    lr: float = 3e-4  # 1e-3 collapsed the toy model (reward 0.36 -> 0.09); 1e-4 is slow
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
+    lr: float = 1.5e-4  # with 8 updates per batch (3e-4 overshoots there; 1e-3 collapses)
     weight_decay: float = 0.0
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high] (DAPO clip-higher)
     clip_high: float = 0.28
     kl_coef: float = 0.0  # k3 KL penalty to the frozen base (DAPO: none)
-    minibatches: int = 2  # optimiser steps per pass over a rollout batch
-    epochs: int = 1  # passes over each rollout batch
+    minibatches: int = 4  # optimiser steps per pass over a rollout batch
+    epochs: int = 2  # passes over each rollout batch: 8 updates, 7 off-policy (k3 > 0, clips act)
     dynamic_sampling: bool = True  # drop groups whose rewards are all equal
     grad_clip: float = 1.0
-    save_every: int = 25  # checkpoints rl_step_<N> every this many steps (and at the last)
+    save_every: int = 20  # checkpoints rl_step_<N> every this many steps (and at the last)
     seed: int = 0
     track_kl: bool = True  # keep a frozen base copy to log KL to base (one more forward)
     trainable_layers: int = 0  # train only the last N decoder layers + final norm; 0: all
@@ -208,6 +208,62 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+UPDATE_KEYS = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_std", "ratio_min",
+               "ratio_max", "k3_old", "k3_old_later", "n_updates")
+
+
+def update_stats(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+    mask: torch.Tensor, clip_low: float, clip_high: float,
+) -> dict[str, torch.Tensor]:
+    """The masked per-token ratio, k3 and active-clip flags of one minibatch update.
+
+    logprobs, old_logprobs, mask: (B, T); advantages: (B,). The ratio is r = pi_theta/pi_old as
+    the loss saw it. A clip is *active* where the clipped term wins the min, so the token's
+    gradient is zero: low side r < 1 - clip_low with A < 0, high side r > 1 + clip_high with
+    A > 0 (a token outside the band on the other side still gets its gradient). Returns 1-D
+    tensors over the response tokens: ratio, k3 (= r - 1 - log r), low, high (bool).
+    """
+    on = mask.bool()
+    log_r = (logprobs - old_logprobs).double()
+    adv = advantages.unsqueeze(1).expand_as(log_r)
+    ratio = log_r.exp()
+    return {
+        "ratio": ratio[on],
+        "k3": (torch.expm1(log_r) - log_r).clamp(min=0.0)[on],
+        "low": ((ratio < 1 - clip_low) & (adv < 0))[on],
+        "high": ((ratio > 1 + clip_high) & (adv > 0))[on],
+    }
+
+
+def summarize_updates(updates: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """One step's update statistics, pooled over the tokens of all its minibatch updates.
+
+    clip_frac_low/high: share of tokens whose clip was active on that side (clip_frac: either);
+    ratio_std/min/max: spread of r = pi_theta/pi_old; k3_old: mean k3 estimate of
+    KL(pi_old || pi_theta) over every update, k3_old_later: over the updates after the step's
+    first one (the first update is on-policy, r = 1 and k3 = 0 exactly); n_updates: optimiser
+    steps taken. NaN where a step took no update (every group dropped).
+    """
+    nan = float("nan")
+    if not updates:
+        return {key: nan for key in UPDATE_KEYS} | {"n_updates": 0.0}
+    cat = {key: torch.cat([u[key] for u in updates]) for key in updates[0]}
+    later = [u["k3"] for u in updates[1:]]
+    ratio = cat["ratio"]
+    return {
+        "clip_frac": float((cat["low"] | cat["high"]).double().mean()),
+        "clip_frac_low": float(cat["low"].double().mean()),
+        "clip_frac_high": float(cat["high"].double().mean()),
+        "ratio_std": float(ratio.std()) if len(ratio) > 1 else 0.0,
+        "ratio_min": float(ratio.min()),
+        "ratio_max": float(ratio.max()),
+        "k3_old": float(cat["k3"].mean()),
+        "k3_old_later": float(torch.cat(later).mean()) if later else nan,
+        "n_updates": float(len(updates)),
+    }
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float((x * mask).sum() / mask.sum().clamp(min=1))
 
@@ -296,7 +352,9 @@ def train_grpo(
     Row keys: step, reward_mean, accuracy (share of rollouts graded right: equal to reward_mean
     while the reward is the 0/1 grade), entropy (mean policy entropy over response tokens),
     kl_base (exact KL(pi || base) per response token, nan without a reference), response_length,
-    dropped_share (groups dropped by dynamic sampling), loss, clip_frac, seconds.
+    dropped_share (groups dropped by dynamic sampling), loss, the update statistics of
+    `summarize_updates` (clip_frac, clip_frac_low, clip_frac_high, ratio_std, ratio_min,
+    ratio_max, k3_old, k3_old_later, n_updates), seconds.
 
     A frozen copy of the initial policy is the reference (KL penalty, the `kl_base` log, and the
     hook's ref quantities); it is made when `kl_coef > 0` or `track_kl`. With a
@@ -348,7 +406,7 @@ def train_grpo(
         seen = PolicyStats()  # sampler mode: entropy and KL over the rows trained on
         adv = group_advantages(rewards).view(-1)
         rows = keep.repeat_interleave(params.group_size).nonzero().squeeze(1)
-        losses, clipped = [], []
+        losses, updates = [], []
         policy.train()
         for epoch in range(params.epochs if len(rows) else 0):
             perm = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(
@@ -373,15 +431,14 @@ def train_grpo(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
                 opt.step()
-                ratio = torch.exp(logp.detach() - ctx.old_logprobs)
-                out = (ratio < 1 - params.clip_low) | (ratio > 1 + params.clip_high)
                 losses.append(loss.item())
-                clipped.append(masked_mean(out.float(), ctx.mask))
+                updates.append(update_stats(logp.detach(), ctx.old_logprobs, ctx.advantages,
+                                            ctx.mask, params.clip_low, params.clip_high))
         policy.eval()
         if params.old_logprobs == "sampler":
             row.update(seen.means())
         row["loss"] = sum(losses) / len(losses) if losses else float("nan")
-        row["clip_frac"] = sum(clipped) / len(clipped) if clipped else float("nan")
+        row |= summarize_updates(updates)
         row["seconds"] = time.perf_counter() - start
         log.append(row)
         steps.note(reward=f"{row['reward_mean']:.2f}", drop=f"{row['dropped_share']:.2f}")

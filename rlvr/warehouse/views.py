@@ -29,6 +29,7 @@ SOURCES = {
     "cross_samples": ("cross/samples", "cross_sample"),
     "cross_tokens": ("cross/tokens", "cross_sample"),
     "training": ("weighted/training.parquet", "weighted_summary"),
+    "decisiveness": ("decisive/positions", "decisive"),
 }
 
 # staging views: sql/staging/<name>.sql over the views it needs, created when those exist
@@ -46,7 +47,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "n_tokens": "response length in tokens, EOS included",
         "token_id": "realised token id (shared vocabulary)",
         "token_text": "realised token as text",
-        "role": "testbed role: method, intermediate, format, final_answer, other (null: user data)",
+        "role": "testbed role (rlvr.testbed.grammars; null: user data): method, verify, operand, "
+                "intermediate, check, format, final_answer, other",
         "reward": "grader reward of the whole response, 0 or 1",
         "logprob_base": "log pi_base(realised token | prefix), nats",
         "logprob_tuned": "log pi_tuned(realised token | prefix), nats",
@@ -57,13 +59,17 @@ COLUMNS: dict[str, dict[str, str]] = {
         "js_top_p": "JS on top-p truncated, renormalised supports (the study's approximation)",
         "kl_base_tuned": "KL(base || tuned), nats",
         "kl_tuned_base": "KL(tuned || base), nats",
-        "rank_base": "rank of the realised token under base (1 = top)",
-        "rank_tuned": "rank of the realised token under tuned (1 = top)",
-        "top1_base": "base model's most likely token id",
-        "top1_tuned": "tuned model's most likely token id",
+        # tie rule of every rank, top-1 and top-k set (rlvr.tokens.pairstats): ids ordered by
+        # logit, highest first, equal logits by lowest id first
+        "rank_base": "rank of the realised token under base (1 = top; ties: lower id first)",
+        "rank_tuned": "rank of the realised token under tuned (1 = top; ties: lower id first)",
+        "top1_base": "base model's most likely token id (ties: the lowest id)",
+        "top1_tuned": "tuned model's most likely token id (ties: the lowest id)",
         "rank_in_base_of_top1_tuned": "rank under base of the tuned top-1 token (1 = same top-1)",
+        "rank_in_tuned_of_top1_base": "rank under tuned of the base top-1 token (1 = same top-1)",
         "prob_base_of_top1_tuned": "base probability of the tuned top-1 token",
-        **{f"topk_overlap_{k}": f"|top-{k} base & top-{k} tuned| / {k}" for k in range(1, 6)},
+        **{f"topk_overlap_{k}": f"|top-{k} base & top-{k} tuned| / {k} (sets by the tie rule)"
+           for k in range(1, 6)},
     },
     "samples": {
         "model": "model that wrote the response (base, rl, sft, rft, rl_step_<N>) (key)",
@@ -97,9 +103,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "pair": "model pair `<base>__<tuned>`",
         "primary_model": "model that samples unless the rule switches",
         "intervention_model": "model sampled at switched positions",
-        "rule": "switch rule: js, random, entropy, delta",
-        "threshold": "the rule's threshold (epsilon; a rate for random)",
-        "matched_threshold": "random rule: the js threshold whose budget it matches",
+        "rule": "switch rule: js, entropy (base entropy), entropy_primary, delta, random; the "
+                "endpoints none (primary alone) and all (intervention alone)",
+        "target_budget": "budget the threshold was calibrated to (mean per-response share; "
+                         "0 / 1 for none / all)",
+        "calibration_round": "calibration round of the threshold (0 for the endpoints)",
+        "threshold": "the rule's calibrated threshold (nats; a rate for random, the mean rate "
+                     "when matched per response)",
+        "matched_rule": "random matched per response: the rule whose per-response shares it "
+                        "copies; null otherwise",
         "seed": "sampling seed",
         "prompt_id": "problem id",
         "sample_id": "response number",
@@ -121,6 +133,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "direction": "forward or backward",
         "pair": "model pair",
         "rule": "switch rule",
+        "target_budget": "budget the threshold was calibrated to",
         "threshold": "the rule's threshold",
         "seed": "sampling seed",
         "prompt_id": "problem id",
@@ -136,6 +149,30 @@ COLUMNS: dict[str, dict[str, str]] = {
         "logprob_primary": "primary model's log-prob of the chosen token",
         "logprob_intervention": "intervention model's log-prob of the chosen token",
         "delta_top": "|log p_int - log p_prim| of the primary's top token (the delta rule)",
+    },
+    "decisiveness": {
+        "model": "generator: wrote the response and rolls it out (key)",
+        "model_kind": "base, rl, sft, rft, checkpoint or user",
+        "prompt_id": "problem id (key)",
+        "sample_id": "response number, as in `samples` (key)",
+        "position": "0-based token position in the response (key)",
+        "n_tokens": "response length in tokens, EOS included",
+        "token_id": "realised token id",
+        "reward": "grader reward of the response, 0 or 1",
+        "prob_token": "probability of the realised token under the generator's sampling",
+        "n_rollouts": "K: rollouts per value, common random numbers across positions",
+        "n_resampled_other": "rollouts whose resampled token differs from the realised one",
+        "value_before": "V(prefix before the token): success share of K rollouts that resample "
+                        "the token and continue",
+        "value_before_low": "Wilson interval low of value_before (decisive.alpha)",
+        "value_before_high": "Wilson interval high of value_before",
+        "value_after": "V(prefix through the token): success share of K rollouts after it",
+        "value_after_low": "Wilson interval low of value_after",
+        "value_after_high": "Wilson interval high of value_after",
+        "delta_value": "value_after - value_before: how much committing to the token moved "
+                       "the chance of success (pivotal when |.| is large)",
+        "delta_low": "paired percentile-bootstrap interval low of delta_value (over rollouts)",
+        "delta_high": "paired percentile-bootstrap interval high of delta_value",
     },
     "training": {
         "variant": "training variant (baseline or divergence/sign of alpha)",

@@ -26,8 +26,10 @@ Files (all written atomically; columns are the contract with the report):
   divergence, alpha, s, n_seeds, step` (last step), `mean, std` (final `eval_accuracy` over
   seeds, std with ddof 1), `diff` (variant mean − baseline mean), `diff_lo, diff_hi, df,
   p_value` (Welch t: 95% interval, unequal variances, seeds treated as independent),
-  `paired_ci_low, paired_ci_high, paired_p_value` (paired t over the shared seeds, 95%) and
-  `distinguishable` (the Welch interval excludes 0). Baseline rows have NaN differences.
+  `paired_ci_low, paired_ci_high, paired_p_value` (paired t over the shared seeds, 95%),
+  `paired_sd` (std of the per-seed differences), `paired_mde` (minimal detectable effect of the
+  paired test, alpha 0.05, power 0.8, at that sd) and `distinguishable` (the paired interval
+  excludes 0; the design is paired). Baseline rows have NaN differences.
 - `curves.parquet`: `variant, step, accuracy_mean, accuracy_std, n_seeds` (eval steps);
   `<plots>/weighted_accuracy.csv`: `step, <variant>...` (mean accuracy, DVC plots);
   `<plots>/weighted_final.csv`: `variant, mean, std`; the metrics JSON: `runs`,
@@ -58,7 +60,12 @@ from rlvr.testbed.graders import GRADERS, get_grader
 from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
 from rlvr.training.grpo import GRPOParams, TokenContext, list_checkpoints, train_grpo
-from rlvr.weighted.weights import advantage_weights, needs_reference, token_divergence
+from rlvr.weighted.weights import (
+    advantage_weights,
+    needs_reference,
+    renormalize,
+    token_divergence,
+)
 
 BASELINE = "baseline"
 NO_DIVERGENCE = "none"
@@ -69,12 +76,14 @@ ACCURACY = "eval_accuracy"  # the metric every comparison uses
 
 @dataclass(frozen=True)
 class Variant:
-    """One weighting: divergence (`none` for the baseline), signed α, and scale s."""
+    """One weighting: divergence (`none` for the baseline), signed α, scale s, and whether the
+    weights are renormalised to mean 1 per minibatch."""
 
     name: str
     divergence: str = NO_DIVERGENCE
     alpha: float = 0.0
     s: float = 0.0
+    normalize: bool = False
 
     @property
     def is_baseline(self) -> bool:
@@ -86,11 +95,11 @@ class EvalSpec:
     """`weighted.eval`: how every run is evaluated (the same prompts, samples and random
     streams for all)."""
 
-    prompts: int = 128  # the first `prompts` problems of the eval split
+    prompts: int = 64  # the first `prompts` problems of the eval split
     n_samples: int = 4  # n of mean@n
-    max_new_tokens: int = 24
+    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 1234  # eval sampling streams, shared by every run (common random numbers)
-    every: int = 4  # evaluate at step 0, every `every` steps, and at the last step
+    every: int = 12  # evaluate at step 0, every `every` steps, and at the last step
 
     def __post_init__(self) -> None:
         for key in ("prompts", "n_samples", "max_new_tokens", "every"):
@@ -103,6 +112,7 @@ class VariantParams:
 
     divergence: Literal["none", "k3_old", "js_base", "delta_base"] = NO_DIVERGENCE
     alpha: float = 0.0
+    normalize: bool = False  # divide the weights by their minibatch mean: same step size
 
 
 @dataclass(frozen=True)
@@ -116,18 +126,19 @@ class WeightedResources:
 
 
 def _default_variants() -> dict[str, VariantParams]:
-    # alpha * p95 of the divergence ~ 2 on the toy base at lr 1e-4 (p95: k3_old ~5e-4,
-    # js_base ~0.03, delta_base ~0.15)
+    # the study's k3 boosts, raw and renormalised to mean 1 per minibatch; alpha * p95 of
+    # k3_old ~ 2 (p95 0.035-0.058 at the default `rl` knobs)
     out = {BASELINE: VariantParams()}
-    for div, alpha in (("k3_old", 3000.0), ("js_base", 70.0), ("delta_base", 10.0)):
-        out[f"{div}_high"] = VariantParams(div, alpha)
-        out[f"{div}_low"] = VariantParams(div, -alpha)
+    for side, alpha in (("high", 50.0), ("low", -50.0)):
+        out[f"k3_old_{side}"] = VariantParams("k3_old", alpha)
+        out[f"k3_old_{side}_norm"] = VariantParams("k3_old", alpha, normalize=True)
     return out
 
 
 def _default_rl() -> GRPOParams:
-    return GRPOParams(steps=16, prompts_per_step=8, group_size=4, max_new_tokens=24, lr=1e-4,
-                      save_every=4, track_kl=False)
+    # 64 rollouts per step (a steps-testbed run costs ~12 s); 3e-4 collapsed the base there
+    return GRPOParams(steps=12, prompts_per_step=8, group_size=8, max_new_tokens=64, lr=1e-4,
+                      save_every=12)
 
 
 @dataclass(frozen=True)
@@ -135,14 +146,15 @@ class WeightedParams:
     """`weighted`: variants x seeds of GRPO/DAPO from one model, all with the same knobs.
 
     `rl` holds the trainer's knobs of every run (its `seed` is replaced by the run's seed, its
-    `save_every` by `eval.every`, and a reference model is kept when the divergence needs one).
+    `save_every` by `eval.every`, and a reference model is kept when `rl.track_kl` is set or
+    the divergence needs one).
     """
 
     model: str = "base"  # every run starts from this model (resolved through `models`)
     grader: str = "toy"  # rlvr.testbed.graders.GRADERS: the reward and the eval grade
     variants: dict[str, VariantParams] = field(default_factory=_default_variants)
     s: float = 1.0  # weights lie in (1 - s/2, 1 + s/2)
-    seeds: int = 3  # seeds 0..seeds-1 for every variant
+    seeds: int = 3  # seeds 0..seeds-1 for every variant (paired: a seed is one rollout stream)
     rl: GRPOParams = field(default_factory=_default_rl)
     eval: EvalSpec = field(default_factory=EvalSpec)
     resources: WeightedResources = field(default_factory=WeightedResources)
@@ -175,6 +187,8 @@ class _RecordingHook:
     def __call__(self, ctx: TokenContext) -> torch.Tensor:
         d = token_divergence(self.variant.divergence, ctx)
         w = advantage_weights(d, ctx.mask, self.variant.s, self.variant.alpha)
+        if self.variant.normalize:
+            w = renormalize(w, ctx.mask)
         on = ctx.mask.bool()
         self.divergences.append(d.detach()[on].float())
         self.weights.append(w[on])
@@ -196,7 +210,7 @@ def variants_of(config: WeightedParams) -> list[Variant]:
     out = [Variant(BASELINE)]
     for name, entry in config.variants.items():
         if name != BASELINE:
-            out.append(Variant(name, entry.divergence, entry.alpha, config.s))
+            out.append(Variant(name, entry.divergence, entry.alpha, config.s, entry.normalize))
     return out
 
 
@@ -244,7 +258,7 @@ def train_and_evaluate(
     rows = _rows(variant, seed, 0, evaluate(policy))
     hook = None if variant.is_baseline else _RecordingHook(variant)
     params = replace(grpo, seed=seed, save_every=evaluation.every,
-                     track_kl=needs_reference(variant.divergence))
+                     track_kl=grpo.track_kl or needs_reference(variant.divergence))
     with tempfile.TemporaryDirectory(prefix="weighted-ckpt-") as ckpt:
         log = train_grpo(policy, tokenizer, train_problems, grade, params, weight_hook=hook,
                          checkpoint_dir=ckpt, progress=progress,

@@ -2,7 +2,9 @@
 
 Columns are the contract with the report (see `rlvr.weighted.grid` for the files). Differences
 to the baseline get a Welch interval (seeds as independent samples) and a paired interval over
-the shared seeds (a seed gives every variant the same first rollout batch).
+the shared seeds (a seed gives every variant the same first rollout batch). The grid's power is
+stated as the minimal detectable effect of the paired test (`paired_mde`): the true difference it
+finds with probability `POWER` at level `ALPHA`, given the spread of the per-seed differences.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file, sweep_debris, write_json
@@ -62,6 +64,42 @@ def paired_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     return float(d.mean() - half), float(d.mean() + half), float(p)
 
 
+ALPHA, POWER = 0.05, 0.8  # the paired test's level and the power the MDE is stated at
+
+
+def paired_mde(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Minimal detectable effect of a two-sided paired t test over `n` pairs.
+
+    The true mean difference whose test at level `alpha` rejects with probability `power`, for
+    per-pair differences with standard deviation `sd` (exact: noncentral t, df = n - 1).
+    NaN when n < 2 or sd is not positive.
+    """
+    if n < 2 or not sd > 0:
+        return math.nan
+    df, root_n = n - 1, math.sqrt(n)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(delta: float) -> float:
+        nc = delta * root_n / sd
+        # the wrong-sign tail is tiny for delta > 0; scipy returns NaN for it at large nc
+        wrong = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0))
+        return float(stats.nct.sf(crit, df, nc)) + wrong - power
+
+    high = (crit + 1.0) * sd / root_n  # below the MDE's noncentrality; doubled until above it
+    while shortfall(high) < 0:
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-12 * sd))
+
+
+def pooled_sd(groups: Sequence[np.ndarray]) -> tuple[float, int]:
+    """Pooled within-group standard deviation and its degrees of freedom (sum of n - 1)."""
+    groups = [g for g in groups if len(g) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    if df == 0:
+        return math.nan, 0
+    return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / df), df
+
+
 def summarize(training: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFrame:
     """Results table (see the module docstring): final accuracy per variant against baseline."""
     final = final_accuracy(training)
@@ -73,17 +111,20 @@ def summarize(training: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFra
     for v in variants:
         acc = final[final.variant == v.name].set_index("seed").accuracy
         row = {"variant": v.name, "divergence": v.divergence, "alpha": v.alpha, "s": v.s,
-               "n_seeds": len(acc), "step": int(final[final.variant == v.name].step.max()),
+               "normalize": v.normalize, "n_seeds": len(acc),
+               "step": int(final[final.variant == v.name].step.max()),
                "mean": float(acc.mean()),
                "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan}
         nan5 = (math.nan,) * 5
         diff, low, high, df, p = nan5 if v.is_baseline else welch_interval(acc.values, base.values)
         shared = acc.index.intersection(base.index)
-        pl, ph, pp = (math.nan,) * 3 if v.is_baseline else paired_interval(
-            (acc[shared] - base[shared]).values)
+        d = (acc[shared] - base[shared]).values
+        pl, ph, pp = (math.nan,) * 3 if v.is_baseline else paired_interval(d)
+        sd = math.nan if v.is_baseline or len(d) < 2 else float(d.std(ddof=1))
         row |= {"diff": diff, "diff_lo": low, "diff_hi": high, "df": df, "p_value": p,
                 "paired_ci_low": pl, "paired_ci_high": ph, "paired_p_value": pp,
-                "distinguishable": bool(low > 0 or high < 0)}
+                "paired_sd": sd, "paired_mde": paired_mde(sd, len(d)),
+                "distinguishable": bool(pl > 0 or ph < 0)}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -102,20 +143,54 @@ def wide_curves(curves: pd.DataFrame, variants: Sequence[Variant]) -> pd.DataFra
     return wide[[v.name for v in variants]].reset_index()
 
 
+def power_summary(results: pd.DataFrame, training: pd.DataFrame) -> dict[str, float]:
+    """The grid's noise and power: seed-to-seed std of the baseline, mean eval standard error,
+    pooled sd of the paired differences and the paired MDE at that sd (n = the seeds).
+
+    The pooled sd pools the per-seed differences of every weighted variant (more degrees of
+    freedom than one variant's n - 1), so the MDE describes the design, not one lucky variant.
+    """
+    final = final_accuracy(training)
+    base = final[final.variant == BASELINE].set_index("seed").accuracy
+    diffs = []
+    for _, acc in final[final.variant != BASELINE].groupby("variant"):
+        acc = acc.set_index("seed").accuracy
+        shared = acc.index.intersection(base.index)
+        diffs.append((acc[shared] - base[shared]).values)
+    sd, df = pooled_sd(diffs)
+    last = training[training.metric == "eval_accuracy_stderr"]
+    last = last[last.step == last.groupby(["variant", "seed"]).step.transform("max")]
+    n = len(base)
+    return {"n_seeds": n, "baseline_seed_std": float(base.std(ddof=1)) if n > 1 else math.nan,
+            "eval_stderr_mean": float(last.value.mean()), "paired_sd_pooled": sd,
+            "paired_sd_df": df, "mde_paired": paired_mde(sd, n), "alpha": ALPHA, "power": POWER}
+
+
 def metrics_summary(results: pd.DataFrame, training: pd.DataFrame) -> dict:
-    """DVC metrics: per variant mean/std accuracy and the difference to baseline with its CI."""
+    """DVC metrics: per variant mean/std accuracy and the difference to baseline with its CIs,
+    and the grid's `power` (`power_summary`)."""
     out: dict = {"runs": int(training.groupby(["variant", "seed"]).ngroups)}
     seconds = training[training.metric == "run_seconds"].value
     out["run_seconds_mean"] = round(float(seconds.mean()), 2)
+    out["power"] = {k: _clean(v) for k, v in power_summary(results, training).items()}
     for r in results.itertuples():
-        entry = {"accuracy_mean": r.mean, "accuracy_std": r.std}
+        entry = {"accuracy_mean": r.mean, "accuracy_std": r.std, "divergence": r.divergence,
+                 "alpha": r.alpha, "normalize": bool(r.normalize)}
         if r.variant != BASELINE:
             entry |= {"diff": r.diff, "diff_lo": r.diff_lo, "diff_hi": r.diff_hi,
-                      "distinguishable": r.distinguishable}
-        out[r.variant] = {k: (None if isinstance(v, float) and math.isnan(v) else
-                              (round(v, 4) if isinstance(v, float) else v))
-                          for k, v in entry.items()}
+                      "paired_ci_low": r.paired_ci_low, "paired_ci_high": r.paired_ci_high,
+                      "paired_mde": r.paired_mde, "distinguishable": r.distinguishable}
+        out[r.variant] = {k: _clean(v) for k, v in entry.items()}
     return out
+
+
+def _clean(v: object) -> object:
+    """JSON-safe: NaN -> None, floats rounded for readable diffs, numpy scalars unwrapped."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 4)
+    return v
 
 
 def write_summary(

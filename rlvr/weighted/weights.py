@@ -5,7 +5,9 @@ Each response token's advantage is scaled by a detached weight
     Ã_{i,t} = w_{i,t} · Â_i,    w = 1 + s · (σ(α · D_{i,t}) − ½)  ∈ (1 − s/2, 1 + s/2)
 
 where D is a per-token divergence. α > 0 boosts high-divergence tokens, α < 0 low-divergence ones;
-s = 0 gives w ≡ 1, the unweighted trainer. Three choices of D:
+s = 0 gives w ≡ 1, the unweighted trainer. A weight whose batch mean is above 1 also scales the
+step size; `renormalize` divides the weights by their mean over a minibatch's response tokens,
+so a renormalised variant only moves credit between tokens. Three choices of D:
 
 - `k3_old`: k3 estimate of KL(π_old ‖ π_θ) on the sampled token, r = π_θ/π_old, k3 = r − 1 − log r
   (the study's choice; zero on the first inner step, when π_θ = π_old).
@@ -57,6 +59,18 @@ def advantage_weights(
     d = divergence.detach().float()
     w = 1.0 + s * (torch.sigmoid(alpha * d) - 0.5)
     return torch.where(mask.bool(), w, torch.ones_like(w))
+
+
+def renormalize(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Weights divided by their mean over the masked tokens (mean 1 there); 1 elsewhere.
+
+    weights, mask: (B, T). Returns (B, T), detached; an all-masked batch is returned unchanged.
+    """
+    on = mask.bool()
+    if not on.any():
+        return weights
+    w = weights.detach() / weights.detach()[on].mean()
+    return torch.where(on, w, torch.ones_like(w))
 
 
 def weight_advantages(advantages: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -120,14 +134,16 @@ def needs_reference(divergence: str) -> bool:
 
 
 def make_weight_hook(
-    divergence: str, s: float, alpha: float
+    divergence: str, s: float, alpha: float, normalize: bool = False
 ) -> Callable[[_TokenBatch], torch.Tensor]:
-    """A trainer weight hook: batch -> detached (B, T) weights from `divergence`, s and α."""
+    """A trainer weight hook: batch -> detached (B, T) weights from `divergence`, s and α
+    (divided by their minibatch mean when `normalize`)."""
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; use one of {DIVERGENCES}")
     advantage_weights(torch.zeros(1, 1), torch.ones(1, 1), s, alpha)  # validate s up front
 
     def hook(batch: _TokenBatch) -> torch.Tensor:
-        return advantage_weights(token_divergence(divergence, batch), batch.mask, s, alpha)
+        w = advantage_weights(token_divergence(divergence, batch), batch.mask, s, alpha)
+        return renormalize(w, batch.mask) if normalize else w
 
     return hook

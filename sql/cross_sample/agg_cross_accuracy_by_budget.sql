@@ -1,5 +1,7 @@
--- Accuracy against effective budget: one row per (direction, rule, threshold), pooled over seeds.
--- Budget = tokens drawn from the intervention model per response (mean share and mean count).
+-- Accuracy against achieved budget: one row per (direction, rule, target_budget), seeds pooled.
+-- Budget = tokens drawn from the intervention model per response: the mean over responses of
+-- the share (budget_share, the measure calibration targets) and of the count; the token-pooled
+-- share is given beside it. Rules `none` / `all` are the budget-0 / budget-1 endpoints.
 -- CI: prompt-cluster bootstrap; replicate b draws n_prompts prompts with replacement using
 -- hash($bootstrap_seed, b, j), the same draws for every cell (a paired bootstrap).
 -- Params: $n_bootstrap (replicates), $alpha (two-sided, e.g. 0.05), $bootstrap_seed.
@@ -10,8 +12,10 @@ samples as (
     select
         cross_samples.direction,
         cross_samples.rule,
+        cross_samples.target_budget,
+        cross_samples.calibration_round,
         cross_samples.threshold,
-        cross_samples.matched_threshold,
+        cross_samples.matched_rule,
         cross_samples.primary_model,
         cross_samples.intervention_model,
         cross_samples.seed,
@@ -27,8 +31,10 @@ cells as (
     select
         direction,
         rule,
-        threshold,
-        any_value(matched_threshold) as matched_threshold,
+        target_budget,
+        max(calibration_round) as calibration_round,
+        avg(threshold) as threshold,
+        any_value(matched_rule) as matched_rule,
         any_value(primary_model) as primary_model,
         any_value(intervention_model) as intervention_model,
         count(distinct seed) as n_seeds,
@@ -40,50 +46,50 @@ cells as (
         avg(n_switched) as budget_tokens,
         avg(n_tokens) as mean_tokens,
     from samples
-    group by direction, rule, threshold
+    group by direction, rule, target_budget
 ),
 
 by_seed as (
     select
         direction,
         rule,
-        threshold,
+        target_budget,
         seed,
         avg(reward) as accuracy,
     from samples
-    group by direction, rule, threshold, seed
+    group by direction, rule, target_budget, seed
 ),
 
 seed_spread as (
     select
         direction,
         rule,
-        threshold,
+        target_budget,
         coalesce(stddev_samp(accuracy), 0) as accuracy_seed_std,
     from by_seed
-    group by direction, rule, threshold
+    group by direction, rule, target_budget
 ),
 
 by_prompt as (
     select
         direction,
         rule,
-        threshold,
+        target_budget,
         prompt_id,
         sum(reward) as n_correct,
         count(*) as n_responses,
         row_number() over (
-            partition by direction, rule, threshold order by prompt_id
+            partition by direction, rule, target_budget order by prompt_id
         ) - 1 as prompt_index,
     from samples
-    group by direction, rule, threshold, prompt_id
+    group by direction, rule, target_budget, prompt_id
 ),
 
 draws as (
     select
         cells.direction,
         cells.rule,
-        cells.threshold,
+        cells.target_budget,
         replicates.b,
         hash($bootstrap_seed, replicates.b, unnest(range(cells.n_prompts))) % cells.n_prompts
             as prompt_index,
@@ -95,7 +101,7 @@ replicate_accuracy as (
     select
         draws.direction,
         draws.rule,
-        draws.threshold,
+        draws.target_budget,
         draws.b,
         sum(by_prompt.n_correct) / sum(by_prompt.n_responses) as accuracy,
     from draws
@@ -103,28 +109,30 @@ replicate_accuracy as (
         on
             draws.direction = by_prompt.direction
             and draws.rule = by_prompt.rule
-            and draws.threshold = by_prompt.threshold
+            and draws.target_budget = by_prompt.target_budget
             and draws.prompt_index = by_prompt.prompt_index
-    group by draws.direction, draws.rule, draws.threshold, draws.b
+    group by draws.direction, draws.rule, draws.target_budget, draws.b
 ),
 
 intervals as (
     select
         direction,
         rule,
-        threshold,
+        target_budget,
         quantile_cont(accuracy, $alpha / 2) as accuracy_low,
         quantile_cont(accuracy, 1 - $alpha / 2) as accuracy_high,
     from replicate_accuracy
-    group by direction, rule, threshold
+    group by direction, rule, target_budget
 ),
 
 final as (
     select
         cells.direction,
         cells.rule,
+        cells.target_budget,
+        cells.calibration_round,
         cells.threshold,
-        cells.matched_threshold,
+        cells.matched_rule,
         cells.primary_model,
         cells.intervention_model,
         cells.n_seeds,
@@ -143,19 +151,21 @@ final as (
         on
             cells.direction = intervals.direction
             and cells.rule = intervals.rule
-            and cells.threshold = intervals.threshold
+            and cells.target_budget = intervals.target_budget
     inner join seed_spread
         on
             cells.direction = seed_spread.direction
             and cells.rule = seed_spread.rule
-            and cells.threshold = seed_spread.threshold
+            and cells.target_budget = seed_spread.target_budget
 )
 
 select
     direction,
     rule,
+    target_budget,
+    calibration_round,
     threshold,
-    matched_threshold,
+    matched_rule,
     primary_model,
     intervention_model,
     n_seeds,
@@ -170,4 +180,4 @@ select
     accuracy_high,
     accuracy_seed_std,
 from final
-order by direction, rule, budget_share, threshold
+order by direction, rule, target_budget

@@ -13,16 +13,6 @@ from rlvr.generation.sampler import SamplingParams, sample
 from rlvr.testbed.digits import make_split
 from rlvr.tokens.divergence import entropy, js
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny models: intra-op threads only add spin-wait overhead, badly so on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PARAMS = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, seed=11)
 
 
@@ -40,18 +30,25 @@ def test_switch_mask_table():
     ent = torch.tensor([3.0, 0.1, 1.0])
     delta = torch.tensor([0.0, 2.0, math.inf])  # inf: the intervention rules out the top token
     u = torch.tensor([0.0, 0.5, 0.99])
+    signals = {"js": step_js, "entropy_primary": ent, "entropy_intervention": -ent,
+               "delta_top": delta}
     cases = [
         (SwitchRule("js", 0.2), [False, False, True]),  # strictly greater than epsilon
         (SwitchRule("js", math.log(2)), [False, False, False]),  # JS <= ln 2: never
         (SwitchRule("js", -1.0), [True, True, True]),  # JS >= 0: always
-        (SwitchRule("entropy", 0.5), [True, False, True]),
+        (SwitchRule("entropy_primary", 0.5), [True, False, True]),
+        (SwitchRule("entropy_intervention", -0.5), [False, True, False]),  # its own signal
         (SwitchRule("delta", 1.0), [False, True, True]),
         (SwitchRule("random", 0.5), [True, False, False]),  # u < rate
         (SwitchRule("random", 0.0), [False, False, False]),
         (SwitchRule("random", 1.0), [True, True, True]),
     ]
     for rule, expected in cases:
-        assert switch_mask(rule, step_js, ent, delta, u).tolist() == expected, rule
+        assert switch_mask(rule, signals, u).tolist() == expected, rule
+    # per-row rates replace the rule's rate: row 0 never (rate 0), rows 1, 2 always
+    rates = torch.tensor([0.0, 1.0, 1.0])
+    assert switch_mask(SwitchRule("random", 0.5), signals, u, rates).tolist() == [False, True,
+                                                                                  True]
 
 
 def test_rule_validation():
@@ -61,9 +58,11 @@ def test_rule_validation():
         SwitchRule("random", 1.5)
 
 
-NEVER = [SwitchRule("js", 1.0), SwitchRule("entropy", 1e9), SwitchRule("delta", 1e9),
+NEVER = [SwitchRule("js", 1.0), SwitchRule("entropy_primary", 1e9),
+         SwitchRule("entropy_intervention", 1e9), SwitchRule("delta", 1e9),
          SwitchRule("random", 0.0)]
-ALWAYS = [SwitchRule("js", -1.0), SwitchRule("entropy", -1.0), SwitchRule("delta", -1.0),
+ALWAYS = [SwitchRule("js", -1.0), SwitchRule("entropy_primary", -1.0),
+          SwitchRule("entropy_intervention", -1.0), SwitchRule("delta", -1.0),
           SwitchRule("random", 1.0)]
 
 
@@ -96,7 +95,8 @@ def _teacher_forced(model, prompt, response):
     return torch.log_softmax(logits[len(prompt) - 1 : len(prompt) - 1 + len(response)], -1)
 
 
-@pytest.mark.parametrize("rule_name", ["js", "entropy", "delta"])
+@pytest.mark.parametrize("rule_name", ["js", "entropy_primary", "entropy_intervention",
+                                       "delta"])
 def test_recorded_signals_equal_teacher_forced(tiny_pair, tokenizer, rule_name):
     prim, inter = tiny_pair
     prompts = _prompts(tokenizer, 8)
@@ -104,7 +104,8 @@ def test_recorded_signals_equal_teacher_forced(tiny_pair, tokenizer, rule_name):
     eos, pad = _ids(tokenizer)
     # a mid threshold (the median of a first run's signal), so responses really mix both models
     probe = cross_sample(prim, inter, prompts, keys, SwitchRule("js", -1.0), PARAMS, eos, pad)
-    signal = {"js": "js", "entropy": "entropy_primary", "delta": "delta_top"}[rule_name]
+    signal = {"js": "js", "entropy_primary": "entropy_primary",
+              "entropy_intervention": "entropy_intervention", "delta": "delta_top"}[rule_name]
     mid = float(np.median(np.concatenate([getattr(g, signal) for g in probe])))
     rule = SwitchRule(rule_name, mid)
     gens = cross_sample(prim, inter, prompts, keys, rule, PARAMS, eos, pad, batch_size=3)
@@ -123,7 +124,8 @@ def test_recorded_signals_equal_teacher_forced(tiny_pair, tokenizer, rule_name):
         delta = (lp_i.gather(-1, top) - lp_p.gather(-1, top)).abs()[:, 0]
         np.testing.assert_allclose(g.delta_top, delta.numpy(), atol=1e-5)
         # the recorded decisions are the rule applied to the teacher-forced signals
-        ref = {"js": js(lp_p, lp_i), "entropy": entropy(lp_p), "delta": delta}[rule_name]
+        ref = {"js": js(lp_p, lp_i), "entropy_primary": entropy(lp_p),
+               "entropy_intervention": entropy(lp_i), "delta": delta}[rule_name]
         clear = (ref - mid).abs() > 1e-5  # skip ties that float noise could flip
         assert np.array_equal(np.array(g.switched)[clear], (ref > mid)[clear].numpy())
 
@@ -141,6 +143,24 @@ def test_random_rule_rate_within_sampling_error(tiny_pair, tokenizer):
         assert n > 600
         # pooled share: Wald's identity makes k / n unbiased for the rate; 4 binomial sigmas
         assert abs(k - rate * n) <= 4 * math.sqrt(n * rate * (1 - rate)), (rate, k, n)
+
+
+def test_per_row_random_rates(tiny_pair, tokenizer):
+    # rows with rate 0 reproduce the primary, rows with rate 1 the intervention model, and a
+    # rate-0.3 row switches about 30% of its tokens
+    prim, inter = tiny_pair
+    prompts = _prompts(tokenizer, 30)
+    keys = [f"t{i}" for i in range(30)]
+    eos, pad = _ids(tokenizer)
+    rates = [0.0, 1.0, 0.3] * 10
+    gens = cross_sample(prim, inter, prompts, keys, SwitchRule("random", 0.5), PARAMS, eos, pad,
+                        batch_size=7, rates=rates)
+    assert all(sum(g.switched) == 0 for g in gens[0::3])
+    assert all(all(g.switched) for g in gens[1::3])
+    mid = [s for g in gens[2::3] for s in g.switched]
+    assert abs(np.mean(mid) - 0.3) <= 4 * math.sqrt(0.3 * 0.7 / len(mid)), np.mean(mid)
+    plain = sample(prim, prompts[0::3], keys[0::3], PARAMS, eos, pad)
+    assert [g.response_ids for g in gens[0::3]] == [p.response_ids for p in plain]
 
 
 def test_random_switches_do_not_disturb_token_uniforms(tiny_pair, tokenizer):

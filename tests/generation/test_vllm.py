@@ -22,10 +22,11 @@ from rlvr.generation.backends import VLLM_CPU_HEAD_SIZES, HFBackend, VLLMBackend
 from rlvr.generation.sampler import SamplingParams
 from rlvr.models.loading import load_model, save_model
 from rlvr.models.specs import ModelSpec
-from rlvr.testbed.digits import grade, make_split
+from rlvr.testbed.digits import REFERENCE_STYLE, grade, make_split
+from rlvr.testbed.grammars import GRAMMARS
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.tokens.scorer import Response, ScoreParams, score_batches
-from rlvr.training.lm import LMParams, reference_examples, train_lm
+from rlvr.training.lm import LMParams, train_lm, written_examples
 
 VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm/bin/python"
 TOY_BASE = Path(__file__).resolve().parents[1] / "data/models/base"
@@ -58,7 +59,7 @@ def toy(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a contended machine: 10x slower
     try:
-        train_lm(model, reference_examples(tok, train, seed=0),
+        train_lm(model, written_examples(tok, train, GRAMMARS["digits"], REFERENCE_STYLE, 0),
                  LMParams(steps=150, batch_size=64, lr=5e-3, warmup_steps=10), tok.pad_token_id,
                  mask_prompt=True)
     finally:

@@ -103,22 +103,51 @@ def test_truncation_roles_correctness_family_captions():
     assert "sft/tuned 50.0% above 0.01, 20.0% divergent" in caption
 
 
-def test_cross_budget_caption_at_matched_budget():
+def test_cross_budget_caption_at_matched_budgets():
     rows = []
-    for direction, accs in (("forward", (0.2, 0.5, 0.4)), ("backward", (0.6, 0.3, 0.35))):
-        for budget, acc in zip((0.0, 0.05, 0.1), accs, strict=True):
-            rows.append({"direction": direction, "rule": "js", "budget_share": budget,
-                         "accuracy": acc, "accuracy_low": acc - 0.05,
+    for direction, (acc0, acc1) in (("forward", (0.2, 0.6)), ("backward", (0.6, 0.2))):
+        for rule, target, share, acc in (("none", 0.0, 0.0, acc0), ("all", 1.0, 1.0, acc1),
+                                         ("js", 0.05, 0.052, 0.5), ("random", 0.05, 0.049, 0.25),
+                                         ("js", 0.2, 0.21, 0.55), ("random", 0.2, 0.2, 0.3)):
+            rows.append({"direction": direction, "rule": rule, "target_budget": target,
+                         "budget_share": share, "accuracy": acc, "accuracy_low": acc - 0.05,
                          "accuracy_high": acc + 0.05})
-    # a random control measured at budgets 0 and 0.1 only: interpolated to 0.05
-    for direction, accs in (("forward", (0.2, 0.3)), ("backward", (0.6, 0.4))):
-        for budget, acc in zip((0.0, 0.1), accs, strict=True):
-            rows.append({"direction": direction, "rule": "random", "budget_share": budget,
-                         "accuracy": acc, "accuracy_low": acc, "accuracy_high": acc})
-    fig, caption = E.cross_budget(pd.DataFrame(rows), {"base": 0.2, "rl": 0.6})
-    assert "forward at 5.0%: js 50.0%, random 25.0%" in caption
-    assert "backward at 5.0%: js 30.0%, random 50.0%" in caption
-    assert len(fig.axes) == 2
+    fig, caption = E.cross_budget(pd.DataFrame(rows))
+    # budgets <= 10% only, each rule with its achieved budget
+    assert "forward 5.0%: js 50.0% (at 5.2%), random 25.0% (at 4.9%)" in caption
+    assert "20.0%:" not in caption
+    assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+    # the endpoints are horizontal reference lines, not points of a rule's curve
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert "primary alone 20.0%" in labels and "intervention alone 60.0%" in labels
+
+
+def test_cross_versus_random_counts_intervals_excluding_zero():
+    df = pd.DataFrame({
+        "direction": ["forward"] * 3 + ["backward"] * 2,
+        "target_budget": [0.02, 0.1, 0.4, 0.02, 0.1],
+        "rule": ["js"] * 5,
+        "diff": [0.1, 0.02, 0.3, -0.2, 0.0],
+        "diff_low": [0.05, -0.03, 0.2, -0.3, -0.1],
+        "diff_high": [0.15, 0.07, 0.4, -0.1, 0.1]})
+    fig, caption = E.cross_versus_random(df)
+    assert "forward: 1 of 2 (rule, budget <= 10%) intervals exclude 0" in caption  # 40% not
+    assert "backward: 1 of 2" in caption and len(fig.axes) == 2
+
+
+def test_dapo_diagnostics_panels_and_caption():
+    log = pd.DataFrame({"step": [1, 2, 3], "clip_frac_low": [0.01, 0.02, 0.03],
+                        "clip_frac_high": [0.0, 0.01, 0.02], "ratio_std": [0.1, 0.2, 0.3],
+                        "k3_old": [0.001, 0.002, 0.003], "k3_old_later": [0.002, 0.003, 0.004],
+                        "kl_base": [0.01, 0.02, 0.03]})
+    fig, caption = E.dapo_diagnostics({"rl": log})
+    assert len(fig.axes) == len(E.DAPO_PANELS)
+    assert "rl: clip low 2.0%, high 1.0%, k3 on non-first updates 0.003" in caption
+    # a log without KL to base (no reference model) still draws the other panels
+    fig, _ = E.dapo_diagnostics({"a": log.drop(columns="kl_base"), "b": log})
+    assert len(fig.axes[3].lines) == 1
+    with pytest.raises(F.SchemaError, match="k3_old_later"):
+        E.dapo_diagnostics({"old": log.drop(columns="k3_old_later")})
 
 
 def test_weighted_summary_and_curves_captions():
@@ -152,3 +181,19 @@ def test_model_accuracies_and_schema_error():
     assert E.model_accuracies(df)[1] == "Held-out accuracy per model: base 12.5%, rl 50.0%."
     with pytest.raises(F.SchemaError, match="missing columns"):
         F.sparsity_curve(pd.DataFrame({"pair": ["x"]}))
+
+
+def test_measured_decisiveness_draws_one_panel_per_generator_at_the_cut():
+    rows = [{"generator": g, "signal": s, "pivot_cut": cut, "flag_share": f,
+             "recall": min(1.0, f * k), "precision": 0.2, "auc": auc, "base_rate": 0.03}
+            for g in ("base", "tuned") for s, k, auc in (("js", 4, 0.91), ("abs_delta", 8, 0.95))
+            for cut in (0.1, 0.2) for f in (0.05, 0.1, 0.2)]
+    fig, caption = C.measured_decisiveness(pd.DataFrame(rows), 0.2)
+    assert len(fig.axes) == 2 and all(len(ax.lines) == 2 for ax in fig.axes)
+    # the lines are the rows at the cut only, in percent of positions flagged
+    assert sorted(fig.axes[0].lines[1].get_xdata()) == [5.0, 10.0, 20.0]
+    assert "base: AUC abs_delta 0.95, js 0.91" in caption and "≥ 0.2" in caption
+    with pytest.raises(ValueError, match="no rows at pivot cut 0.3"):
+        C.measured_decisiveness(pd.DataFrame(rows), 0.3)
+    with pytest.raises(F.SchemaError):
+        C.measured_decisiveness(pd.DataFrame(rows).drop(columns="auc"), 0.2)

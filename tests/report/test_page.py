@@ -96,11 +96,19 @@ def data_root(tmp_path_factory, tiny_pair, tokenizer) -> Path:
     (root / "metrics" / "models.json").write_text(json.dumps(
         {"base": {"accuracy": 0.25}, "rl": {"accuracy": 0.625}}))
     (root / "plots").mkdir()
-    pd.DataFrame({"direction": "forward", "rule": ["js", "js", "random", "random"],
-                  "threshold": [1.0, 0.1, 0.0, 0.2], "budget_share": [0.0, 0.1, 0.0, 0.2],
-                  "accuracy": [0.25, 0.55, 0.25, 0.35], "accuracy_low": 0.2,
+    pd.DataFrame({"direction": "forward", "rule": ["none", "all", "js", "random"],
+                  "target_budget": [0.0, 1.0, 0.1, 0.1], "threshold": [1.0, -1.0, 0.1, 0.1],
+                  "budget_share": [0.0, 1.0, 0.11, 0.095],
+                  "accuracy": [0.25, 0.625, 0.55, 0.35], "accuracy_low": 0.2,
                   "accuracy_high": 0.6}).to_csv(root / "plots" / "cross_accuracy_by_budget.csv",
                                                 index=False)
+    pd.DataFrame({"direction": ["forward"], "target_budget": [0.1], "rule": ["js"],
+                  "diff": [0.2], "diff_low": [0.05], "diff_high": [0.3]}).to_csv(
+        root / "plots" / "cross_rule_vs_random.csv", index=False)
+    pd.DataFrame({"step": [1, 2], "reward_mean": [0.4, 0.5], "clip_frac_low": [0.01, 0.03],
+                  "clip_frac_high": [0.0, 0.02], "ratio_std": [0.1, 0.2],
+                  "k3_old": [0.005, 0.01], "k3_old_later": [0.006, 0.012],
+                  "kl_base": [0.01, 0.05]}).to_csv(root / "plots" / "rl_log.csv", index=False)
     (root / "weighted").mkdir()
     pd.DataFrame({"variant": ["baseline", "k3_old_high"], "mean": [0.5, 0.55],
                   "std": [0.01, 0.02], "n_seeds": 3, "diff": [np.nan, 0.05],
@@ -131,14 +139,24 @@ def test_figure_captions_and_notices_for_missing_analyses(page):
     assert "Held-out accuracy per model: base 25.0%, rl 62.5%." in page
     # produced by no stage in this fixture: each says which stage makes it
     assert "data/analysis/agg_checkpoint_evolution.parquet" in page
-    assert "forward at 10.0%: js 55.0%, random 30.0%" in page  # random interpolated at 0.1
+    assert "forward 10.0%: js 55.0% (at 11.0%), random 35.0% (at 9.5%)" in page
+    assert "forward: 1 of 1 (rule, budget &lt;= 10%) intervals exclude 0" in page
+    assert "rl: clip low 2.0%, high 1.0%, k3 on non-first updates 0.009" in page
     assert "k3_old_high 55.0 ± 2.0 (n=3), Δ +5.0 [+1.0, +9.0]" in page
     assert "training curves (data/weighted/training)" in page  # absent in the fixture
-    assert "dvc repro weighted_summary" in page and "dvc repro cross_sample" not in page
+    cross = page.split('<section id="cross">')[1].split("</section>")[0]
+    assert "dvc repro weighted_summary" in page and "dvc repro cross_sample" not in cross
 
 
 JS_BINS = [(0.0, "#ffffff"), (0.001, "#fff3c4"), (0.01, "#ffe08a"), (0.05, "#fdb863"),
            (0.1, "#f4845f"), (0.2, "#d7301f"), (0.3, "#7f0000")]
+
+
+def test_findings_metrics_written_with_the_page(page, data_root):
+    # the fixture has no analysis/cross/weighted metrics: every finding reads n/a, with notices
+    findings = json.loads((data_root / "metrics" / "findings.json").read_text())
+    assert {v["reproduces"] for v in findings.values()} == {"n/a"}
+    assert "analysis metrics (data/metrics/analysis.json)" in page
 
 
 def test_viewer_colours_follow_js(page):
@@ -262,5 +280,7 @@ def test_failures_are_what_a_reader_sees_instead_of_a_figure(data_root, tmp_path
         "Could not draw top-k overlap: its input has no rows to plot",
         "Could not draw training curves: training table: no rows with metric 'eval_accuracy'; "
         "has ['accuracy']"]
+    # the planted table has no trainer update statistics: said so, not a failure
+    assert "No DAPO diagnostics: no run of the grid took an update" in page
     nothing = ReportOptions(ReportParams(), ModelsParams(), Layout(tmp_path / "nothing"))
     assert failures(render_html(nothing)) == []

@@ -12,6 +12,7 @@ from rlvr.smollm2.stages import STAGES, outputs
 from rlvr.smollm2.task import ArithmeticParams
 from rlvr.smollm2.weights import WeightsParams
 from tests.test_config import NO_RESULT, SECTIONS, _missing, _sections_read
+from tests.test_config import PARTIAL as TOY_PARTIAL
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "real"
@@ -19,9 +20,11 @@ PARAMS = load_params(REAL / "params.yaml")
 REAL_SECTIONS = {**{k: v for k, v in SECTIONS.items() if k not in ("task", "model", "pretrain",
                                                                    "evaluate")},
                  "convert": WeightsParams, "task": ArithmeticParams, "training": TrainingParams}
-PARTIAL = {("rl", "sample"): ["grader"], ("cross_sample", "sample"): ["prompts", "grader"],
-           ("weighted_summary", "weighted"): ["variants", "s", "seeds"],
-           ("weighted_summary", "models"): []}
+PARTIAL = {**TOY_PARTIAL, ("rl", "sample"): ["grader"],  # the reward's grader
+           ("cross_sample", "sample"): ["prompts", "grader", "unfit_prompts"],
+           ("score", "task"): []}  # task.testbed: only with score.labeller `testbed` (toy)
+# what a shared stage may do differently from the toy's: inputs the real family does not build
+TOY_ONLY_INPUTS = {"data/models/rft", "data/plots/pretrain_loss.csv", "task.testbed"}
 
 
 def test_every_section_parses_and_lists_every_knob():
@@ -52,7 +55,17 @@ def test_real_pipeline_reuses_the_toy_flows_after_its_family_stages():
     assert own == set(STAGES)
     toy = read_stages(ROOT / "dvc.yaml")
     for name in set(stages) - own:
-        assert stages[name].get("do", stages[name])["cmd"] == toy[name].get("do", toy[name])["cmd"]
+        real_body, toy_body = stages[name].get("do", stages[name]), toy[name].get("do", toy[name])
+        assert real_body["cmd"] == toy_body["cmd"]
+        # the same params, outputs, metrics and plots; data deps differ only by toy-only inputs
+        for key in ("outs", "metrics", "plots"):
+            assert real_body.get(key) == toy_body.get(key), (name, key)
+        listed = {d for d in toy_body["params"] if isinstance(d, str)} - TOY_ONLY_INPUTS
+        assert {d for d in real_body["params"] if isinstance(d, str)} == listed, name
+        data = [d for d in toy_body["deps"] if d.startswith("data/") and d not in TOY_ONLY_INPUTS]
+        assert [d for d in real_body["deps"] if d.startswith("data/")] == data, name
+        assert [d for d in real_body["deps"] if not d.startswith("data/")] == [
+            "../" + d for d in toy_body["deps"] if not d.startswith("data/")], name
 
 
 def test_family_stages_own_what_real_dvc_yaml_declares():

@@ -15,10 +15,12 @@ from rlvr.generation.samples import sample_rows
 from rlvr.models.specs import ModelEntry, ModelSpec
 from rlvr.store.gates import GateFailed, check_samples, check_tokens
 from rlvr.testbed.digits import grade, label_roles
+from rlvr.testbed.model import build_tokenizer
 from rlvr.testbed.prompts import task_prompts
 from rlvr.tokens.scorer import Response, ScoreParams, score_responses
 
 ENTRY = ModelEntry("base", "base", None, ModelSpec(name="base", path="in-memory"))
+VOCAB = len(build_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def tokens(tiny_pair, tokenizer, samples) -> pd.DataFrame:
 
 
 def test_clean_tables_pass_and_results_are_saved(samples, tokens, tmp_path) -> None:
-    summary = check_tokens(tokens, "tokens", 112, tmp_path / "tokens.json")
+    summary = check_tokens(tokens, "tokens", VOCAB, tmp_path / "tokens.json")
     assert summary["rows"] == len(tokens)
     assert json.loads((tmp_path / "tokens.json").read_text())["success"] is True
     check_samples(samples, "samples", tmp_path / "samples.json")
@@ -57,7 +59,7 @@ PLANTED = [
     (lambda df: _set(df, 2, "js_top_p", 0.8), "bounds_check", "js_top_p outside [0, 0.69"),
     (lambda df: _set(df, 5, "kl_base_tuned", -0.1), "bounds_check", "kl_base_tuned outside"),
     (lambda df: _set(df, 1, "logprob_tuned", 0.5), "bounds_check", "logprob_tuned outside"),
-    (lambda df: _set(df, 6, "rank_base", 0), "bounds_check", "rank_base outside [1, 112]"),
+    (lambda df: _set(df, 6, "rank_base", 0), "bounds_check", f"rank_base outside [1, {VOCAB}]"),
     (lambda df: _set(df, 7, "entropy_base", 5.0), "bounds_check", "entropy_base outside"),
     (lambda df: _set(df, 8, "delta_logprob", 3.0), "delta_check", "delta_logprob != "),
     (lambda df: _set(df, 9, "topk_overlap_2", 0.75), "overlap_check", "topk_overlap_2 is not"),
@@ -75,7 +77,7 @@ def test_each_planted_bad_row_fails_the_token_gate(tokens, tmp_path) -> None:
     for breaker, _, _ in PLANTED:
         bad = breaker(bad)
     with pytest.raises(GateFailed) as err:
-        check_tokens(bad, "tokens", 112, tmp_path / "t.json")
+        check_tokens(bad, "tokens", VOCAB, tmp_path / "t.json")
     lines = str(err.value).splitlines()
     assert lines[0].startswith("quality gate `tokens` failed ") and "t.json" in lines[0]
     flagged = {r["expectation_config"]["kwargs"].get("column"): r["result"]
@@ -92,7 +94,7 @@ def test_each_planted_bad_row_fails_the_token_gate(tokens, tmp_path) -> None:
                              "'position']: 2 of ") for ln in lines)
     # a cross-row check alone fails too, on one line
     with pytest.raises(GateFailed, match="response_check") as err:
-        check_tokens(PLANTED[-2][0](tokens), "tokens", 112, tmp_path / "t.json")
+        check_tokens(PLANTED[-2][0](tokens), "tokens", VOCAB, tmp_path / "t.json")
     assert len(str(err.value).splitlines()) == 1
 
 

@@ -11,7 +11,8 @@ from rlvr.testbed.answers import (
     label_answer_roles,
     last_number,
 )
-from rlvr.testbed.graders import GRADERS, LABELLERS, ROLES
+from rlvr.testbed.graders import GRADERS, ROLES, get_labeller
+from rlvr.testbed.grammars import GRAMMARS
 
 GRADE_CASES = [
     ("7 × 8 = 56, 56 + 3 = 59\nAnswer: 59", "59", 1),  # the demonstrated form
@@ -56,7 +57,8 @@ def test_roles_on_byte_level_tokens():
             + ["other", "format", "format", "other", "final_answer", "final_answer", "template"])
     assert roles == want
     assert set(roles) <= set(ANSWER_ROLES) <= set(ROLES)
-    assert LABELLERS["answer"] is label_answer_roles
+    assert get_labeller("answer", "") is label_answer_roles
+    assert get_labeller("testbed", "steps") is GRAMMARS["steps"].label_roles  # the toy's grammar
 
 
 def test_roles_without_marker_and_only_last_marker_graded():

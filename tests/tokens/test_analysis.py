@@ -65,6 +65,8 @@ def make_tokens(seed: int = 0) -> pd.DataFrame:
             js[rng.random(n) < 0.1] = 0.0  # exact zeros: ties for the rank correlation
             js_top_p = np.where(rng.random(n) < 0.3, 0.0, js + rng.normal(0, 0.02, n)).clip(0)
             rank = rng.integers(1, 8, n)
+            # the other direction: rank 1 exactly where the tuned top-1 has base rank 1
+            rank_back = np.where(rank == 1, 1, rng.integers(2, 8, n))
             roles = np.array(list(ROLES) + [None], dtype=object)[rng.integers(0, 6, n)]
             tuned = pair.split("__")[1]
             frame = pd.DataFrame({
@@ -85,6 +87,7 @@ def make_tokens(seed: int = 0) -> pd.DataFrame:
                 "js": js.astype(np.float32),
                 "js_top_p": js_top_p.astype(np.float32),
                 "rank_in_base_of_top1_tuned": rank.astype(np.int32),
+                "rank_in_tuned_of_top1_base": rank_back.astype(np.int32),
                 "prob_base_of_top1_tuned": (rng.uniform(0, 0.05, n) * 8 / rank).astype(
                     np.float32),
                 **{f"topk_overlap_{k}": (rng.integers(0, k + 1, n) / k).astype(np.float32)
@@ -269,6 +272,8 @@ def test_reallocation(con, tokens):
         "share_base_prob_below_low": (g.prob_base_of_top1_tuned.astype(float)
                                       < PARAMS["low_prob"]).mean(),
         "median_rank_in_base": g.rank_in_base_of_top1_tuned.median(),
+        "share_base_top1_in_tuned_top3": (g.rank_in_tuned_of_top1_base <= 3).mean(),
+        "mean_rank_in_tuned": g.rank_in_tuned_of_top1_base.mean(),
     }], keys=("pair", "generator", "subset"))
     check(run(con, "agg_reallocation"), expected, KEYS["agg_reallocation"])
 
@@ -396,5 +401,19 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
     assert got["truncation_spearman"] == pytest.approx(
         stats.spearmanr(g.js64, g.js_top_p.astype(float)).statistic, abs=1e-5)
     assert metrics["checkpoints"]["base__rl"]["jaccard_with_final"] == 1.0
+    # token identity: occurrence-weighted divergent share of the top tokens by mean JS: the
+    # top 5, or as many leading ranks as the identity table keeps (top_tokens, or by count)
+    per_token = g.groupby("token_id").js64.agg(["size", "mean", lambda v: (v > TAU).sum()])
+    per_token.columns = ["n", "mean_js", "n_divergent"]
+    per_token = per_token[per_token.n >= PARAMS["min_token_count"]].reset_index()
+    by_js = per_token.sort_values(["mean_js", "token_id"], ascending=[False, True])
+    by_count = per_token.sort_values(["n", "token_id"], ascending=[False, True])
+    kept = set(by_js.token_id[: PARAMS["top_tokens"]]) | set(by_count.token_id[
+        : PARAMS["top_tokens"]])
+    leading = next(k for k in range(6) if k == 5 or by_js.token_id.iloc[k] not in kept)
+    best = by_js.head(leading)
+    assert 1 <= leading < 5  # this table keeps fewer than 5 leading ranks: the truncated case
+    assert got["identity_top5_share_divergent"] == pytest.approx(
+        best.n_divergent.sum() / best.n.sum(), abs=1e-6)
     with pytest.raises(ValueError, match="score stage"):
         run_analyses_task.fn(Layout(tmp_path / "empty"), CFG)

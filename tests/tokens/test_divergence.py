@@ -32,9 +32,19 @@ def _random_pair(seed: int, n: int = 48) -> tuple[np.ndarray, np.ndarray, np.nda
     return a, b, y
 
 
+def _tie_order(logits: np.ndarray) -> np.ndarray:
+    """Ids by the tie rule: logit descending, then id ascending (numpy's lexsort, last key
+    first)."""
+    return np.lexsort((np.arange(len(logits)), -logits))
+
+
+def _rank(logits: np.ndarray, token: int) -> int:
+    return int(np.flatnonzero(_tie_order(logits) == token)[0]) + 1
+
+
 def _top_p_probs(logits: np.ndarray, p: float) -> np.ndarray:
     probs = np.exp(log_softmax(logits.astype(np.float64)))
-    order = np.argsort(-probs, kind="stable")
+    order = _tie_order(logits)
     cum = np.cumsum(probs[order])
     keep = np.zeros(len(probs), bool)
     keep[order[(cum - probs[order]) < p]] = True
@@ -48,15 +58,16 @@ def _reference(a: np.ndarray, b: np.ndarray, y: np.ndarray, p: float) -> dict[st
     for ra, rb, t in zip(a.astype(np.float64), b.astype(np.float64), y, strict=True):
         la, lb = log_softmax(ra), log_softmax(rb)
         pa, pb = np.exp(la), np.exp(lb)
-        top_a, top_b = np.argsort(-ra, kind="stable"), np.argsort(-rb, kind="stable")
+        top_a, top_b = _tie_order(ra), _tie_order(rb)
         values = {
             "logprob_base": la[t], "logprob_tuned": lb[t],
             "entropy_base": entropy(pa), "entropy_tuned": entropy(pb),
             "js": jensenshannon(pa, pb) ** 2,
             "kl_base_tuned": rel_entr(pa, pb).sum(), "kl_tuned_base": rel_entr(pb, pa).sum(),
-            "rank_base": 1 + (ra > ra[t]).sum(), "rank_tuned": 1 + (rb > rb[t]).sum(),
+            "rank_base": _rank(ra, t), "rank_tuned": _rank(rb, t),
             "top1_base": top_a[0], "top1_tuned": top_b[0],
-            "rank_in_base_of_top1_tuned": 1 + (ra > ra[top_b[0]]).sum(),
+            "rank_in_base_of_top1_tuned": _rank(ra, top_b[0]),
+            "rank_in_tuned_of_top1_base": _rank(rb, top_a[0]),
             "prob_base_of_top1_tuned": pa[top_b[0]],
             "js_top_p": jensenshannon(_top_p_probs(ra, p), _top_p_probs(rb, p)) ** 2,
         }
@@ -148,3 +159,50 @@ def test_far_underflowing_log_probs_stay_exact() -> None:
     assert (a - a.max(1, keepdims=True) < -87).mean() > 0.3  # the case is really hit
     for key, expected in _reference(a, b, y, 0.7).items():
         np.testing.assert_allclose(got[key].numpy(), expected, rtol=2e-5, atol=2e-6, err_msg=key)
+
+
+def _tied_pair(seed: int, n: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits on a coarse grid, so most rows hold exact ties, at the top and around the
+    realised token; some rows tied all across, some with tied -inf (ruled-out) ids, and some
+    with huge magnitudes."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-3, 2, (n, V)).astype(np.float32)
+    b = np.where(rng.random((n, V)) < 0.7, a, rng.integers(-3, 2, (n, V))).astype(np.float32)
+    a[0] = 0.0  # every id tied: top-1 is id 0, ranks are id + 1
+    b[1] = 0.0
+    a[2:6][rng.random((4, V)) < 0.5] = -np.inf  # ruled-out ids tie with each other
+    b[4:8][rng.random((4, V)) < 0.5] = -np.inf
+    # extreme scale: near one-hot rows whose top ids still tie (row maxima 0, so that float32
+    # rounding of large logits does not swamp the comparison)
+    a[8:12] = (a[8:12] - a[8:12].max(1, keepdims=True)) * 30.0  # below exp32 underflow
+    b[10:14] = (b[10:14] - b[10:14].max(1, keepdims=True)) * 30.0
+    y = rng.integers(0, V, n)
+    y[2] = np.flatnonzero(np.isneginf(a[2]))[0]  # a realised token tied with other -inf ids
+    return a, b, y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("chunk", [5, 8, 37])
+@pytest.mark.parametrize("candidates", [5, 64])
+def test_tied_logits_follow_the_tie_rule_in_every_statistic(seed, chunk, candidates) -> None:
+    """Ranks, top-1s, top-k overlaps and nuclei on exactly tied logits: lowest id first."""
+    a, b, y = _tied_pair(seed)
+    assert (np.sort(a, 1)[:, -5] == np.sort(a, 1)[:, -6]).mean() > 0.3  # 5th-value ties are hit
+    got = _stats(a, b, y, chunk, candidates)
+    ref = _reference(a, b, y, 0.7)
+    for key, expected in ref.items():
+        np.testing.assert_allclose(got[key].numpy(), expected, rtol=2e-5, atol=2e-6, err_msg=key)
+    assert got["top1_base"][0] == 0 and torch.equal(got["rank_base"][0], torch.tensor(y[0] + 1))
+
+
+def test_rank_one_means_the_same_in_every_column() -> None:
+    """With one tie rule, `same top-1` reads the same from top1s, overlap@1 and both ranks."""
+    a, b, y = _tied_pair(2, n=200)
+    got = _stats(a, b, y, 8, 16)
+    same = got["top1_base"] == got["top1_tuned"]
+    assert 0.2 < same.float().mean() < 0.9  # both outcomes occur
+    assert torch.equal(same, got["topk_overlap_1"] == 1)
+    assert torch.equal(same, got["rank_in_base_of_top1_tuned"] == 1)
+    assert torch.equal(same, got["rank_in_tuned_of_top1_base"] == 1)
+    own = _stats(a, b, got["top1_base"].numpy(), 8, 16)  # each model's top-1 has its own rank 1
+    assert torch.equal(own["rank_base"], torch.ones(len(y), dtype=torch.long))

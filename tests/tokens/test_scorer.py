@@ -135,7 +135,7 @@ def test_vocab_mismatch_names_paths_and_entry(tokenizer) -> None:
     other = build_tokenizer()
     other.add_tokens(["extra"])
     check_same_vocab(tokenizer, build_tokenizer(), "/m/base", "/m/rl")
-    expected = r"/m/base and /m/rl differ first at id 112: None vs 'extra'"
+    expected = r"/m/base and /m/rl differ first at id 113: None vs 'extra'"
     with pytest.raises(ValueError, match=expected):
         check_same_vocab(tokenizer, other, "/m/base", "/m/rl")
 

@@ -18,7 +18,9 @@ from rlvr.training.grpo import (
     informative_groups,
     k3_kl,
     list_checkpoints,
+    summarize_updates,
     train_grpo,
+    update_stats,
 )
 from rlvr.training.lm import LMParams, encode_examples, train_lm
 
@@ -161,7 +163,7 @@ def test_short_rl_run_raises_reward_and_changes_every_parameter(learnable, token
                                     intermediate_size=64, max_length=32), tokenizer, seed=0)
     policy.load_state_dict(base.state_dict())
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    params = GRPOParams(steps=24, prompts_per_step=8, group_size=8, max_new_tokens=8, lr=1e-3,
+    params = GRPOParams(steps=24, prompts_per_step=8, group_size=8, max_new_tokens=8, lr=3e-4,
                         save_every=10, seed=0, track_kl=True)
     log = train_grpo(policy, tokenizer, records_of(train), grade, params, checkpoint_dir=tmp_path)
     first = np.mean([r["reward_mean"] for r in log[:3]])
@@ -201,3 +203,58 @@ def test_identity_hook_matches_no_hook_in_training(learnable, tokenizer):
     assert ctx.logits.shape[:2] == (b, t) and ctx.ref_logits.shape == ctx.logits.shape
     assert ctx.logprobs.requires_grad and not ctx.old_logprobs.requires_grad
     assert ctx.advantages.shape == (b,) and ctx.ref_logprobs.shape == (b, t)
+
+
+def test_update_stats_match_numpy():
+    logp, old, adv, mask, _, _ = random_batch(5)
+    stats = summarize_updates([update_stats(logp, old, adv, mask, 0.2, 0.28)])
+    on = mask.numpy().astype(bool)
+    r = np.exp(logp.numpy() - old.numpy())
+    a = np.broadcast_to(adv.numpy()[:, None], r.shape)
+    low = (r < 0.8) & (a < 0)  # clipped term wins the min: no gradient through the ratio
+    high = (r > 1.28) & (a > 0)
+    assert stats["clip_frac_low"] == pytest.approx(low[on].mean())
+    assert stats["clip_frac_high"] == pytest.approx(high[on].mean())
+    assert stats["clip_frac"] == pytest.approx((low | high)[on].mean())
+    assert 0 < stats["clip_frac_low"] and 0 < stats["clip_frac_high"]
+    assert stats["ratio_std"] == pytest.approx(r[on].std(ddof=1))
+    assert (stats["ratio_min"], stats["ratio_max"]) == pytest.approx((r[on].min(), r[on].max()))
+    assert stats["k3_old"] == pytest.approx((r - 1 - np.log(r))[on].mean())
+    assert np.isnan(stats["k3_old_later"]) and stats["n_updates"] == 1
+    # a second update: k3_old_later is its mean alone; k3_old pools both updates' tokens
+    second = update_stats(old, old, adv, mask, 0.2, 0.28)  # on-policy: r = 1, k3 = 0
+    two = summarize_updates([update_stats(logp, old, adv, mask, 0.2, 0.28), second])
+    assert two["k3_old_later"] == 0.0 and two["k3_old"] == pytest.approx(stats["k3_old"] / 2)
+
+
+def test_default_dapo_updates_are_off_policy_and_clip(learnable, tokenizer):
+    # the trainer's defaults (minibatches, epochs, lr, clips) on a small batch: after the first
+    # update of a rollout batch the policy has moved, so k3 > 0 and some ratios leave the band
+    base, train = learnable
+    policy = build_model(ModelShape(hidden_size=32, num_layers=2, num_heads=2,
+                                    intermediate_size=64, max_length=32), tokenizer, seed=0)
+    policy.load_state_dict(base.state_dict())
+    defaults = GRPOParams()
+    assert defaults.minibatches * defaults.epochs >= 4, "several updates per rollout batch"
+    firsts: list[float] = []
+
+    def record_first(ctx: TokenContext) -> torch.Tensor:
+        firsts.append(float((ctx.logprobs.detach() - ctx.old_logprobs).abs().max()))
+        return torch.ones_like(ctx.mask)
+
+    params = GRPOParams(steps=6, prompts_per_step=8, group_size=8, max_new_tokens=8)
+    log = train_grpo(policy, tokenizer, records_of(train), grade, params,
+                     weight_hook=record_first)
+    updated = [r for r in log if r["n_updates"] >= 2]
+    assert len(updated) >= 4, [r["n_updates"] for r in log]
+    assert all(r["n_updates"] == defaults.minibatches * defaults.epochs for r in updated)
+    # k3 on the non-first updates is positive at every step, and above the pooled mean,
+    # which includes the on-policy first update (exactly r = 1 up to float noise)
+    assert all(r["k3_old_later"] > 1e-6 for r in updated), [r["k3_old_later"] for r in updated]
+    assert all(r["k3_old_later"] > r["k3_old"] for r in updated)
+    per_step = defaults.minibatches * defaults.epochs
+    assert max(firsts[::per_step]) < 1e-5 < min(max(firsts[i::per_step]) for i in (1, 2, 3))
+    assert sum(r["clip_frac"] for r in updated) > 0
+    assert all(r["ratio_max"] > 1 > r["ratio_min"] for r in updated)
+    assert all(r["clip_frac"] == pytest.approx(r["clip_frac_low"] + r["clip_frac_high"])
+               for r in updated)

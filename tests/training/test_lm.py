@@ -8,10 +8,11 @@ import torch
 
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
-from rlvr.models.loading import TOKENIZER_FILES
+from rlvr.models.loading import TOKENIZER_FILES, load_model
 from rlvr.models.specs import ModelsParams
-from rlvr.testbed.digits import grade, make_split
-from rlvr.testbed.model import ModelShape, build_model
+from rlvr.testbed.digits import REFERENCE_STYLE, grade, make_split
+from rlvr.testbed.grammars import GRAMMARS, SFT_STYLES
+from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.testbed.split import TaskParams, prepare_split
 from rlvr.training.evaluation import EvaluateParams
 from rlvr.training.family import evaluate_family, pretrain_base, train_rft, train_sft
@@ -23,9 +24,9 @@ from rlvr.training.lm import (
     collate,
     encode_examples,
     lr_at,
-    reference_examples,
     self_correct_examples,
     train_lm,
+    written_examples,
 )
 
 torch.set_num_threads(1)  # tiny models: a second thread only spin-waits on a shared machine
@@ -53,17 +54,25 @@ def test_lr_schedule_warms_up_then_decays_to_a_tenth():
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
-def test_reference_examples_are_chain_and_right(tokenizer):
+@pytest.mark.parametrize("testbed", ["digits", "steps"])
+@pytest.mark.parametrize("data,method", [("reference", "chain"), ("reverse", "back")])
+def test_sft_data_is_written_in_its_style_and_right(testbed, data, method):
+    grammar = GRAMMARS[testbed]
+    tokenizer = build_tokenizer(grammar.keywords)
     train, _ = make_split(100, 5, 0, 4, 7)
-    for example, problem in zip(reference_examples(tokenizer, train, 0), train, strict=True):
+    examples = written_examples(tokenizer, train, grammar, SFT_STYLES[data], 0)
+    for example, problem in zip(examples, train, strict=True):
         response = tokenizer.decode(example.ids[example.n_prompt:], skip_special_tokens=True)
-        assert response.startswith("chain ") and "answer =" in response
+        assert response.startswith(method + " ") and "answer =" in response
+        assert "<unk>" not in tokenizer.decode(example.ids)  # every word is in the vocabulary
         assert grade(response, problem.answer) == 1
+        # steps: the reverse style checks every step (all `ok`: it never slips)
+        assert (testbed == "steps" and data == "reverse") == (" check ; " in response + " ")
 
 
 def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
     train, _ = make_split(36, 4, 0, 2, 2)
-    examples = reference_examples(tokenizer, train, 0) * 4
+    examples = written_examples(tokenizer, train, GRAMMARS["digits"], REFERENCE_STYLE, 0) * 4
     shape = ModelShape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                        max_length=32)
     model = build_model(shape, tokenizer, seed=0)
@@ -82,10 +91,11 @@ def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
         assert example.ids[-1] == tokenizer.eos_token_id
 
 
-def test_family_stages_write_models_curves_and_metrics(tmp_path):
+@pytest.mark.parametrize("testbed", ["digits", "steps"])
+def test_family_stages_write_models_curves_and_metrics(tmp_path, testbed):
     """prepare -> pretrain -> sft/rft -> evaluate on a shrunken config, through the layout."""
     layout = Layout(tmp_path)
-    task = TaskParams(n_train=60, n_eval=6, min_digits=2, max_digits=3)
+    task = TaskParams(testbed=testbed, n_train=60, n_eval=6, min_digits=2, max_digits=3)
     prepare_split(task, layout)
     split = pd.read_parquet(layout.split("train"))
     assert list(split.columns) == ["prompt_id", "prompt", "answer", "n_digits"]
@@ -96,8 +106,10 @@ def test_family_stages_write_models_curves_and_metrics(tmp_path):
                             PretrainParams(steps=20, batch_size=16, warmup_steps=2, log_every=5))
     assert summary["n_params"] > 0 and len(pd.read_csv(layout.plot("pretrain_loss"))) == 4
     assert any((layout.model_dir("base") / name).exists() for name in TOKENIZER_FILES)
-    sft_cfg = SFTParams(steps=5, batch_size=8, rft_prompts=60, rft_samples=8, max_new_tokens=12)
-    train_sft(layout, sft_cfg)
+    tokenizer = load_model(layout.model_dir("base"))[1]
+    assert ("check" in tokenizer.get_vocab()) == (testbed == "steps")  # the testbed's words
+    sft_cfg = SFTParams(steps=5, batch_size=8, rft_prompts=60, rft_samples=8, max_new_tokens=32)
+    train_sft(layout, sft_cfg, testbed)
     try:
         train_rft(layout, sft_cfg)
         names = ["base", "sft", "rft"]
@@ -105,7 +117,7 @@ def test_family_stages_write_models_curves_and_metrics(tmp_path):
         assert "sft.rft_prompts" in str(err)
         names = ["base", "sft"]
     accuracy = evaluate_family(layout, EvaluateParams(models=names, n_samples=2,
-                                                      max_new_tokens=12, checkpoints=False),
+                                                      max_new_tokens=32, checkpoints=False),
                                ModelsParams())
     metrics = pd.read_json(layout.metrics("models"))
     assert set(metrics.columns) == set(names) and set(accuracy) == set(names)

@@ -21,6 +21,7 @@ from rlvr.weighted.weights import (
     k3_old,
     make_weight_hook,
     needs_reference,
+    renormalize,
     token_divergence,
     weight_advantages,
 )
@@ -293,7 +294,7 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     cfg = WeightedParams(
         variants={"baseline": VariantParams(), "k3_old_high": VariantParams("k3_old", 50.0)},
         s=1.0, seeds=2,
-        rl=GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10),
+        rl=GRPOParams(steps=2, prompts_per_step=8, group_size=4, max_new_tokens=10),
         eval=EvalSpec(prompts=8, n_samples=2, max_new_tokens=10, every=1),
     )
     # the flow's recipe with each task's function (`.fn`): no Prefect API server is started
@@ -315,7 +316,15 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     weights = training[training.metric.str.startswith("weight_")]
     assert set(weights.variant) == {"k3_old_high"}, "the weighted runs computed weights"
     w = weights.pivot_table(index="seed", columns="metric", values="value")
-    assert ((w.weight_min >= 1.0) & (w.weight_max < 1.5)).all()  # alpha > 0, k3 >= 0
+    assert ((w.weight_min >= 1.0) & (w.weight_max <= 1.5)).all()  # alpha > 0, k3 >= 0 (float32
+    # sigma saturates at |alpha D| > 17, so the band's end is reached)
+    # the default trainer updates several times per rollout batch: k3 > 0 boosts some tokens
+    # (with k3 = 0 everywhere every weight would be exactly 1)
+    assert (w.weight_max > 1.0).all() and (w.weight_mean > 1.0).all()
+    div = training[training.metric == "divergence_mean"]
+    assert (div.value > 0).all() and len(div) == 2
+    k3 = training[(training.metric == "train_k3_old_later") & training.value.notna()]
+    assert len(k3) and (k3.value > 0).all()
 
     results = pd.read_csv(tmp_path / "weighted" / "results.csv")
     assert list(results.variant) == ["baseline", "k3_old_high"]
@@ -328,7 +337,9 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     import json
 
     metrics = json.loads(layout.metrics("weighted").read_text())
-    assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi"}
+    assert metrics["runs"] == 4 and set(metrics["k3_old_high"]) >= {"diff", "diff_lo", "diff_hi",
+                                                                    "paired_mde"}
+    assert metrics["power"]["n_seeds"] == 2 and metrics["k3_old_high"]["divergence"] == "k3_old"
 
     # the report's section 8 draws what this stage wrote, as a reader sees it
     from rlvr.report.blocks import ReportOptions, ReportParams, failures
@@ -336,7 +347,8 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
 
     page = render_html(ReportOptions(ReportParams(), ModelsParams(), layout))
     section = page.split('<section id="weighted">')[1].split("</section>")[0]
-    assert failures(page) == [] and section.count("<img ") == 2
+    # final accuracy, training curves and the grid's DAPO diagnostics
+    assert failures(page) == [] and section.count("<img ") == 3
     assert "eval_accuracy over training" in section
 
 
@@ -369,3 +381,46 @@ def test_paired_interval_matches_scipy():
     ref = stats.ttest_rel(a, b)
     ci = ref.confidence_interval(0.95)
     np.testing.assert_allclose([low, high, p], [ci.low, ci.high, ref.pvalue])
+
+
+def test_renormalized_weights_have_mean_one_on_response_tokens():
+    batch = _random_batch(7)
+    w = advantage_weights(k3_old(batch.logprobs, batch.old_logprobs), batch.mask, 1.0, 20.0)
+    r = renormalize(w, batch.mask)
+    on = batch.mask.bool()
+    assert r[on].mean().item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.equal(r[~on], torch.ones_like(r[~on]))
+    # ratios between tokens are kept: only the overall scale (the step size) changes
+    torch.testing.assert_close(r[on] / r[on][0], w[on] / w[on][0])
+    assert w[on].mean().item() > 1.01  # alpha > 0 and k3 >= 0: the raw weights scale the step up
+    hook = make_weight_hook("k3_old", 1.0, 20.0, normalize=True)
+    torch.testing.assert_close(hook(batch), r)
+    empty = torch.zeros_like(batch.mask)
+    assert torch.equal(renormalize(w, empty), w)  # nothing to normalise over
+
+
+def test_paired_mde_has_the_stated_power():
+    from scipy import stats
+
+    from rlvr.weighted.summary import paired_mde
+
+    rng = np.random.default_rng(0)
+    for n, sd in ((4, 0.03), (8, 0.02), (20, 0.05)):
+        mde = paired_mde(sd, n)
+        # Monte Carlo: paired differences with true mean = MDE are detected 80% of the time
+        d = rng.normal(mde, sd, size=(20000, n))
+        p = stats.ttest_1samp(d, 0.0, axis=1).pvalue
+        assert (p < 0.05).mean() == pytest.approx(0.8, abs=0.015), n
+    # large n: the normal approximation (z_0.975 + z_0.8) sd / sqrt(n)
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert paired_mde(1.0, 400) == pytest.approx(z / 20, rel=0.01)
+    assert math.isnan(paired_mde(0.0, 5)) and math.isnan(paired_mde(1.0, 1))
+
+
+def test_pooled_sd_matches_numpy():
+    from rlvr.weighted.summary import pooled_sd
+
+    groups = [np.array([0.1, 0.3, 0.2]), np.array([0.5, 0.4]), np.array([0.9])]
+    sd, df = pooled_sd(groups)
+    ss = sum(((g - g.mean()) ** 2).sum() for g in groups[:2])
+    assert df == 3 and sd == pytest.approx(np.sqrt(ss / 3))
