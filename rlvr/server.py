@@ -68,6 +68,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listens_elsewhere(port: int, group: int) -> bool:
+    """True when the loopback listener on `port` is held by no process of group `group`.
+
+    Why: two runs with different PREFECT_HOMEs can both find `port` free and start servers at
+    once; one fails to bind, and its /health poll then reaches the other run's server, which
+    stops when that run ends. Linux /proc only; elsewhere (unreadable) this says False."""
+    try:
+        inodes = {f"socket:[{f[9]}]" for table in ("/proc/net/tcp", "/proc/net/tcp6")
+                  for f in (line.split() for line in Path(table).read_text().splitlines()[1:])
+                  if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port}
+        for proc in Path("/proc").glob("[0-9]*"):
+            if (_stat(int(proc.name)) or ["", "", ""])[2] != str(group):
+                continue
+            for fd in proc.glob("fd/*"):
+                try:
+                    if os.readlink(fd) in inodes:
+                        return False
+                except OSError:
+                    continue
+    except OSError:
+        return False
+    return bool(inodes)
+
+
 def _stat(pid: int) -> list[str] | None:
     """Fields 3.. of /proc/<pid>/stat (state first), or None if there is no such process."""
     try:
@@ -170,8 +194,16 @@ def start(port: int, detach: bool, timeout: float = 300.0) -> dict:
             raise RuntimeError(f"the Prefect server did not become healthy on {api_url}; "
                                f"see {home() / 'server.log'}")
         time.sleep(0.2)
+    if _listens_elsewhere(port, proc.pid):  # it answered, but it is another run's server
+        _stop_group(proc.pid, rec["started"])
+        (home() / RECORD).unlink(missing_ok=True)
+        raise PortTaken(port)
     rec["startup_s"] = round(time.monotonic() - t0, 2)
     return rec
+
+
+class PortTaken(RuntimeError):
+    """Another process took the port between the check and the bind."""
 
 
 def stop(rec: dict | None = None) -> dict | None:
@@ -214,7 +246,10 @@ def ensure_server() -> Iterator[str]:
                                "`make serve` (python -m rlvr.server start)")
         owned = rec is None
         if owned:
-            rec = start(_pick_port(), detach=False)
+            try:
+                rec = start(_pick_port(), detach=False)
+            except PortTaken:  # lost a race for the port to another run: take any free one
+                rec = start(_free_port(), detach=False)
             print(f"Prefect server for this run: {rec['api_url'].removesuffix('/api')} "
                   f"(started in {rec['startup_s']} s)", file=sys.stderr)
     os.environ["PREFECT_API_URL"] = rec["api_url"]

@@ -92,6 +92,34 @@ with ensure_server() as url:
 
 
 @pytest.mark.slow
+def test_a_server_that_answers_on_the_port_but_is_not_ours_is_refused(home):
+    # the race of two runs starting at once: the port was free when picked, then another run's
+    # server took it; its /health answers, but the listener is not in our process group
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer((server.HOST, 0), Health)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    try:
+        assert server.healthy(f"http://{server.HOST}:{port}/api")
+        assert server._listens_elsewhere(port, os.getpgrp() + 10**7)  # no such group holds it
+        assert not server._listens_elsewhere(port, os.getpgrp())  # this test's group holds it
+        with pytest.raises(server.PortTaken):
+            server.start(port, detach=False)
+        assert not (home / server.RECORD).exists()  # our half-started server is gone
+    finally:
+        other.shutdown()
+
+
 def test_real_server_start_stop_and_kill_9_of_its_owner(home):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PREFECT_PORT=str(_free_port()))
     cli = [sys.executable, "-m", "rlvr.server"]
