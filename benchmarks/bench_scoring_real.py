@@ -116,9 +116,10 @@ def child(mode: str, n: int, threads: int, reps: int) -> dict:
             out["naive_hf_tokens"] = naive_hf(base, tuned, tiny)
             times["naive_hf"].append(time.perf_counter() - t)
     out.update({k: min(v) for k, v in times.items()}, naive_tokens=len(ref))
-    df = pa.concat_tables(tables).to_pandas()
-    keys = {(r.prompt_id, r.sample_id) for r in sub}
-    df = df[[k in keys for k in zip(df.prompt_id, df.sample_id, strict=True)]]
+    del tables
+    # the reference's responses scored on their own: base and rl samples share (prompt, sample)
+    # ids, so rows of the timed table cannot be told apart by them
+    df = pa.concat_tables(scorer(sub)).to_pandas()
     order = {k: i for i, k in enumerate((r.prompt_id, r.sample_id) for r in sub)}
     df = df.assign(i=[order[k] for k in zip(df.prompt_id, df.sample_id, strict=True)])
     df = df.sort_values(["i", "position"])
