@@ -114,20 +114,6 @@ def _interval(correct: np.ndarray) -> dict[str, float]:
             "ci95_high": min(1.0, acc + 1.96 * se)}
 
 
-def paired_gain(model: pd.Series, base: pd.Series) -> dict[str, float]:
-    """Accuracy minus the base's on the same held-out prompts (per-prompt means, indexed by
-    prompt id), with a 95% normal interval over prompts: pairing removes prompt difficulty."""
-    both = pd.concat([model, base], axis=1, join="inner").to_numpy(dtype=float)
-    if len(both) != len(model) or len(both) != len(base):
-        raise ValueError("paired_gain: the models were sampled on different prompts; rerun "
-                         "the sample stage (dvc repro sample)")
-    diff = both[:, 0] - both[:, 1]
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    gain = float(diff.mean())
-    return {"gain_vs_base": gain, "gain_ci95_low": gain - 1.96 * se,
-            "gain_ci95_high": gain + 1.96 * se}
-
-
 def summarize_model(df: pd.DataFrame) -> dict[str, float | int]:
     """Held-out accuracy (CI over prompts) and how the responses went (`describe_response`).
 
@@ -151,27 +137,23 @@ def summarize_model(df: pd.DataFrame) -> dict[str, float | int]:
 def evaluate_family(layout: Layout) -> dict[str, float]:
     """Accuracy of every sampled model on the held-out prompts, from the samples table.
 
-    Writes {"<model>": {...}} to the `models` metrics (every model but the base with its
-    paired gain over the base, `paired_gain`) and the RL checkpoints' accuracy by
+    Writes {"<model>": {...}} to the `models` metrics and the RL checkpoints' accuracy by
     step (the base as step 0, the final model at its step) to the `rl_checkpoint_accuracy` plot.
     """
     cols = ["model", "prompt_id", "sample_id", "response_text", "reward", "n_tokens",
             "finish_reason"]
-    metrics, steps, per_prompt = {}, [], {}
+    metrics, steps = {}, []
     for directory in sorted(layout.samples_dir.glob("model=*")):
         name = directory.name.removeprefix("model=")
         parts = sorted(samples_dir(layout.samples_dir, name).glob("part-*.parquet"))
         df = pd.concat([pq.read_table(p, columns=cols[1:]).to_pandas() for p in parts])
         metrics[name] = summarize_model(df)
-        per_prompt[name] = df.groupby("prompt_id")["reward"].mean()
         step = rl_step_of(name)
         if step is not None or name == "base":
             steps.append({"step": step or 0, "accuracy": metrics[name]["accuracy"]})
     if not metrics:
         raise ValueError(f"no samples under {layout.samples_dir}: run the sample stage first "
                          "(dvc repro sample)")
-    for name in set(metrics) - {"base"} if "base" in metrics else ():
-        metrics[name].update(paired_gain(per_prompt[name], per_prompt["base"]))
     log = pd.read_csv(layout.plot("rl_log")) if layout.plot("rl_log").exists() else None
     if "rl" in metrics and log is not None:
         steps.append({"step": int(log["step"].max()), "accuracy": metrics["rl"]["accuracy"]})
