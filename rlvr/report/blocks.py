@@ -195,6 +195,37 @@ def model_table(models: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "accuracy", "ci_lo", "ci_hi"])
 
 
+def paired_gain(model: pd.Series, base: pd.Series) -> dict[str, float]:
+    """Accuracy minus the base's on the same prompts (per-prompt means indexed by prompt id),
+    with a 95% normal interval over prompts: pairing removes prompt difficulty."""
+    both = pd.concat([model, base], axis=1, join="inner").to_numpy(dtype=float)
+    if len(both) != len(model) or len(both) != len(base):
+        raise ValueError("paired_gain: the models were sampled on different prompts; rerun "
+                         "the sample stage (dvc repro sample)")
+    diff = both[:, 0] - both[:, 1]
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    gain = float(diff.mean())
+    return {"gain": gain, "ci_lo": gain - 1.96 * se, "ci_hi": gain + 1.96 * se}
+
+
+def gain_table(samples_dir: Path, base: str = "base") -> pd.DataFrame | None:
+    """Every sampled model's held-out accuracy and its gain over `base`, paired by prompt, from
+    the samples table's rewards (None without the base's samples)."""
+    per_prompt = {}
+    for directory in sorted(Path(samples_dir).glob("model=*")):
+        files = complete_files(directory)
+        if files:
+            df = pd.concat([pd.read_parquet(f, columns=["prompt_id", "reward"]) for f in files])
+            per_prompt[directory.name.removeprefix("model=")] = df.groupby("prompt_id")[
+                "reward"].mean()
+    if base not in per_prompt:
+        return None
+    rows = [{"model": name, "accuracy": float(acc.mean()), "prompts": len(acc),
+             **paired_gain(acc, per_prompt[base])}
+            for name, acc in per_prompt.items() if name != base]
+    return pd.DataFrame(rows)
+
+
 def headline_table(metrics: dict) -> pd.DataFrame:
     """analysis.json as one row per metric and one column per pair/generator (other entries
     flattened below as dotted keys with a single `value` column)."""

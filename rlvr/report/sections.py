@@ -21,6 +21,7 @@ from rlvr.report.blocks import (
     ReportOptions,
     figure,
     finding_inputs,
+    gain_table,
     headline_table,
     model_table,
     notice_html,
@@ -114,6 +115,10 @@ def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
     else:
         out.append(figure(lambda: E.model_accuracies(model_table(models)), "model accuracies",
                            opt.params.dpi))
+    gains = gain_table(inp.layout.samples_dir)
+    if gains is not None:  # pairing by prompt: a much tighter interval than two separate ones
+        out.append(table_html(gains, "Held-out accuracy minus the base's, paired by prompt "
+                              "(data/samples rewards; 95% interval over prompts)."))
     curves = {}
     for name, (plot, columns) in TRAINING_LOGS.items():
         df = inp.csv(inp.layout.plot(plot))
