@@ -155,20 +155,26 @@ def _sections_read(stage_cmd: str) -> set[str]:
     return {c.args[2].value for c in calls}
 
 
-def test_dvc_params_cover_what_each_stage_reads_and_no_speed_knob():
-    for name, stage in read_stages(ROOT / "dvc.yaml").items():
+def assert_stages_list_what_they_read(dvc_yaml: Path, params: dict, partial: dict) -> None:
+    """Every stage of `dvc_yaml` lists each params key its flow reads (`partial`: the stages
+    that read only some keys of a section), and no speed knob (`resources`, NO_RESULT)."""
+    for name, stage in read_stages(dvc_yaml).items():
         body = stage.get("do", stage)
         listed = [p for p in body.get("params", []) if isinstance(p, str)]
         assert not any("resources" in p or p.split(".")[0] in NO_RESULT for p in listed), name
         for section in _sections_read(body["cmd"]) - NO_RESULT:
-            keys = PARTIAL.get((name, section))
-            keys = [k for k in PARAMS[section] if k != "resources"] if keys is None else keys
+            keys = partial.get((name, section))
+            keys = [k for k in params[section] if k != "resources"] if keys is None else keys
             for key in keys:
                 covered = any(p in (section, f"{section}.{key}") or p.startswith(
                     f"{section}.{key}.") for p in listed)
                 # a foreach stage lists its own item (`weighted.variants.${key}`)
                 covered = covered or any(p.startswith(f"{section}.{key}.${{") for p in listed)
-                assert covered, f"stage {name} reads `{section}.{key}`: dvc.yaml does not list it"
+                assert covered, f"{dvc_yaml}: stage {name} reads `{section}.{key}`: not listed"
+
+
+def test_dvc_params_cover_what_each_stage_reads_and_no_speed_knob():
+    assert_stages_list_what_they_read(ROOT / "dvc.yaml", PARAMS, PARTIAL)
 
 
 def test_eval_file_overlapping_train_is_rejected(tmp_path):

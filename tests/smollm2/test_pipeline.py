@@ -11,8 +11,8 @@ from rlvr.smollm2.family import TrainingParams
 from rlvr.smollm2.stages import STAGES, outputs
 from rlvr.smollm2.task import ArithmeticParams
 from rlvr.smollm2.weights import WeightsParams
-from tests.test_config import NO_RESULT, SECTIONS, _missing, _sections_read
 from tests.test_config import PARTIAL as TOY_PARTIAL
+from tests.test_config import SECTIONS, _missing, assert_stages_list_what_they_read
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "real"
@@ -35,18 +35,7 @@ def test_every_section_parses_and_lists_every_knob():
 
 
 def test_real_stages_list_the_params_they_read():
-    for name, stage in read_stages(REAL / "dvc.yaml").items():
-        body = stage.get("do", stage)
-        listed = [p for p in body.get("params", []) if isinstance(p, str)]
-        assert not any("resources" in p or p.split(".")[0] in NO_RESULT for p in listed), name
-        for section in _sections_read(body["cmd"]) - NO_RESULT:
-            keys = PARTIAL.get((name, section))
-            keys = [k for k in PARAMS[section] if k != "resources"] if keys is None else keys
-            for key in keys:
-                covered = any(p in (section, f"{section}.{key}") or p.startswith(
-                    f"{section}.{key}.") or p.startswith(f"{section}.{key}.${{")
-                    for p in listed)
-                assert covered, f"real stage {name} reads `{section}.{key}`: not listed"
+    assert_stages_list_what_they_read(REAL / "dvc.yaml", PARAMS, PARTIAL)
 
 
 def test_real_pipeline_reuses_the_toy_flows_after_its_family_stages():
