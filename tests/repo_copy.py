@@ -55,9 +55,6 @@ def copy_repo(dst: Path, remote: Path, tiny: bool = True) -> Path:
     """The working tree as a fresh repository (everything committed), tiny params by default."""
     shutil.copytree(ROOT, dst, ignore=lambda d, names: [
         n for n in names if n in SKIP or (Path(d) == ROOT / "data" and n != ".gitkeep")
-        # the real pair's pipeline has no tiny form: without it, `dvc status/push/pull` with no
-        # target mean the toy pipeline alone (its outputs would be missing here)
-        or (Path(d) == ROOT and n == "real")
         or (Path(d) == ROOT / ".dvc" and n in ("cache", "tmp", "config.local"))])
     (dst / ".venv").symlink_to(ROOT / ".venv")
     if tiny:
