@@ -60,10 +60,10 @@ def reproduce(
 
     # version: outputs are in the DVC cache already; optionally copy them to the remote
     if push:
-        run_dvc(["dvc", "push"], repo)
+        run_dvc(["dvc", "push", "dvc.yaml"], repo)
 
     # verify: nothing is left out of date or untracked
-    run_dvc(["dvc", "status"], repo)
+    run_dvc(["dvc", "status", "dvc.yaml"], repo)
     publish_run_summary(command, lines, Layout(Path(repo) / DATA_ROOT))
     return command
 

@@ -243,7 +243,7 @@ def test_repro_builds_all_then_nothing(built):
     assert sorted(_ran(first)) == sorted(stages)
     second = run(["dvc", "repro"], repo, env).stdout
     assert _ran(second) == []
-    assert run(["dvc", "status"], repo, env).stdout.strip().endswith("up to date.")
+    assert run(["dvc", "status", "dvc.yaml"], repo, env).stdout.strip().endswith("up to date.")
     dag = run(["dvc", "dag"], repo, env).stdout
     assert all(name.split("@")[0] in dag for name in stages)
     metrics = run(["dvc", "metrics", "show", "--json"], repo, env).stdout
@@ -312,16 +312,16 @@ def _uncached(repo: Path) -> list[str]:
 
 def test_push_pull_and_offline_plots(built, tmp_path):
     repo, env, _ = built
-    run(["dvc", "push"], repo, env)
+    run(["dvc", "push", "dvc.yaml"], repo, env)
     before = _digests(repo / "data")
     keep = tuple(str(Path(p).relative_to("data")) for p in _uncached(repo))
     shutil.rmtree(repo / ".dvc" / "cache")
     for rel in before:
         if not rel.startswith(keep) and rel != ".gitkeep":
             (repo / "data" / rel).unlink()
-    run(["dvc", "pull"], repo, env)
+    run(["dvc", "pull", "dvc.yaml"], repo, env)
     assert _digests(repo / "data") == before  # every pushed output came back intact
-    assert run(["dvc", "status"], repo, env).stdout.strip().endswith("up to date.")
+    assert run(["dvc", "status", "dvc.yaml"], repo, env).stdout.strip().endswith("up to date.")
 
     page = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo, env)
     html = (tmp_path / "plots" / "index.html").read_text()
