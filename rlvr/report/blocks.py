@@ -211,13 +211,12 @@ def paired_gain(model: pd.Series, base: pd.Series) -> dict[str, float]:
 def gain_table(samples_dir: Path, base: str = "base") -> pd.DataFrame | None:
     """Every sampled model's held-out accuracy and its gain over `base`, paired by prompt, from
     the samples table's rewards (None without the base's samples)."""
-    per_prompt = {}
-    for directory in sorted(Path(samples_dir).glob("model=*")):
-        files = complete_files(directory)
-        if files:
-            df = pd.concat([pd.read_parquet(f, columns=["prompt_id", "reward"]) for f in files])
-            per_prompt[directory.name.removeprefix("model=")] = df.groupby("prompt_id")[
-                "reward"].mean()
+    files: dict[str, list[Path]] = {}
+    for f in complete_files(samples_dir):  # one marker for the whole table, at its top
+        files.setdefault(f.parent.name.removeprefix("model="), []).append(f)
+    per_prompt = {name: pd.concat([pd.read_parquet(f, columns=["prompt_id", "reward"])
+                                   for f in fs]).groupby("prompt_id")["reward"].mean()
+                  for name, fs in files.items()}
     if base not in per_prompt:
         return None
     rows = [{"model": name, "accuracy": float(acc.mean()), "prompts": len(acc),

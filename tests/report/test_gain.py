@@ -44,8 +44,9 @@ def test_gain_table_reads_each_models_samples_and_pairs_them(tmp_path):
         d.mkdir()
         df = pd.DataFrame({"prompt_id": [2, 2, 0, 0, 1, 1], "reward": r})
         df.to_parquet(d / "part-0.parquet")
-        (d / MARKER).touch()
-    (tmp_path / "model=sft").mkdir()  # incomplete (no marker): left out
+    (tmp_path / "model=sft").mkdir()  # no part file yet: left out
+    assert gain_table(tmp_path) is None  # the table is not complete before its marker
+    (tmp_path / MARKER).touch()  # the samples table's one marker, at its top
     table = gain_table(tmp_path)
     assert list(table["model"]) == ["rl"]
     row = table.iloc[0]
