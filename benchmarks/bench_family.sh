@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time and peak memory of each family stage (prepare, pretrain, rl, sft, evaluate), rebuilt from
+# Time and peak memory of each family stage (prepare, base, rl, sft, evaluate), rebuilt from
 # scratch with `dvc repro --force --single-item`. Run from the repo root with the Makefile's
 # environment (e.g. `make install` first, then `bash benchmarks/bench_family.sh`).
 # Prints one line per stage: wall seconds and peak RSS (MiB) of the stage's largest process.
@@ -10,7 +10,7 @@ export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   DVC_SITE_CACHE_DIR="$PWD/.dvc-site-cache" PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 log=$(mktemp)
 total=0
-for stage in prepare pretrain rl sft evaluate; do
+for stage in prepare base rl sft evaluate; do
   /usr/bin/time -v dvc repro --force --single-item "$stage" >"$log" 2>&1 || { cat "$log"; exit 1; }
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log" |
     awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }')

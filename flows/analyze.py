@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
+from rlvr.study import load_study
 from rlvr.tokens.analysis import AnalyzeParams
 from tasks.analyze import run_analyses_task, write_metrics_task
 from tasks.linking import run_stage
@@ -34,7 +35,7 @@ def analyze(cfg: AnalyzeParams, data_root: str = DATA_ROOT) -> dict[str, int]:
 
 
 def main() -> None:
-    run_stage(analyze, from_section(AnalyzeParams, load_params(), "analyze"))
+    run_stage(analyze, load_study().section(AnalyzeParams, "analyze", Layout()))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Cross-sampling at matched budgets: endpoints (the pilot), calibrated rules, then the curves.
 
 Run:   python -m flows.cross_sample        (what `dvc repro cross_sample` runs)
-Reads params.yaml `cross_sample`, `models` (which checkpoints the pair loads) and
-`sample.prompts`/`sample.grader`/`sample.unfit_prompts` (the prompts asked, how answers are
-graded, what to do with prompts that do not fit). Writes
+Reads params.yaml `cross_sample`, `models` (which checkpoints the pair loads), the family's
+eval split and grader, and `sample.unfit_prompts` (what to do with prompts that do not fit).
+Writes
 data/cross/cells/ (every cell run), data/cross/{samples,tokens}/ (the final cells: views
 `cross_samples`, `cross_tokens`), data/cross/calibration.parquet, the plots
 data/plots/cross_accuracy_by_budget.csv and cross_rule_vs_random.csv, and
@@ -15,11 +15,12 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.cross.sweep import CrossParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from rlvr.study import load_study
 from tasks.cross_sample import (
     plan_endpoints,
     plan_per_response_random,
@@ -63,13 +64,12 @@ def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader
 
 
 def main() -> None:
-    params = load_params()
-    cfg = from_section(CrossParams, params, "cross_sample")
-    asked = from_section(SampleParams, params, "sample")
+    study = load_study()
+    cfg = study.section(CrossParams, "cross_sample", Layout())
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.max_parallel)
-    run_stage(cross_sample.with_options(task_runner=runner),
-              cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader,
-              unfit_prompts=asked.unfit_prompts)
+    # "": the family's eval split (data/task/eval.parquet)
+    run_stage(cross_sample.with_options(task_runner=runner), cfg, study.models, "", study.grader,
+              unfit_prompts=study.section(SampleParams, "sample").unfit_prompts)
 
 
 if __name__ == "__main__":

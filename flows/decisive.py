@@ -1,7 +1,7 @@
 """Decisive stage: measured decisiveness of the pair's responses, and which signals find it.
 
 Run: `python -m flows.decisive` (what `dvc repro decisive` runs); reads params.yaml `decisive`,
-`sample.grader` (rollouts are graded like the samples) and `models`, reads data/samples/ and
+the family's grader (rollouts are graded like the samples) and `models`, reads data/samples/ and
 data/tokens/, and writes data/decisive/positions/ (view
 `decisiveness`), data/decisive/agg_decisive_*.parquet, data/plots/decisive_detection.csv and
 data/metrics/decisive.json. A rerun keeps a generator's part file when nothing it depends on
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.decisive.positions import DecisiveParams
-from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from rlvr.study import load_study
 from tasks.decisive import detection_task, measure_task, plan_decisive_task, publish_task
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -42,10 +42,9 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
 
 
 def main() -> None:
-    params = load_params()
-    run_stage(decisive, from_section(DecisiveParams, params, "decisive"),
-              from_section(SampleParams, params, "sample").grader,
-              from_section(ModelsParams, params, "models"))
+    study = load_study()
+    run_stage(decisive, study.section(DecisiveParams, "decisive", Layout()), study.grader,
+              study.models)
 
 
 if __name__ == "__main__":

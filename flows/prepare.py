@@ -1,36 +1,40 @@
-"""Prepare stage: the deterministic train/eval split of the digit-sum task.
+"""Prepare stage: the family's prompts as the eval (and train) split.
 
-Run: `python -m flows.prepare` (what `dvc repro prepare` runs); reads params.yaml `task` and
-writes data/task/train.parquet and data/task/eval.parquet.
+Run: `python -m flows.prepare` (what `dvc repro prepare` runs); reads params.yaml `family` and
+`task`, writes data/task/{eval,train}.parquet (prompt-file layout) and data/metrics/task.json.
+The toy draws its digit-sum problems, smollm2 its a*b+c chat problems, a pair workspace checks
+the user's prompt files (and that the grader and labeller fit them) and copies them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
-from rlvr.testbed.split import TaskParams
+from rlvr.study import load_study
+from tasks.family import prepare_task
 from tasks.linking import run_stage
-from tasks.prepare import prepare_split_task
 from tasks.results import publish_results
 
 
 @flow(name="prepare")
-def prepare(cfg: TaskParams, data_root: str = DATA_ROOT) -> dict[str, int]:
-    """Draw the split and write it."""
-    logger = get_run_logger()
-    # split (a user eval file, if any, is checked against train)
+def prepare(family: str, task: Any, data_root: str = DATA_ROOT) -> dict[str, int]:
+    """Write the split."""
     layout = Layout(data_root)
-    summary = prepare_split_task(cfg, layout)
-    logger.info("split: %(n_train)s train / %(n_eval)s eval prompts", summary)
+    # split: generated, or the user's files checked
+    counts = prepare_task(family, layout, task)
+    get_run_logger().info("split: %s", counts)
     # results in the UI: headline numbers and links to the outputs
-    publish_results(summary, layout)
-    return summary
+    publish_results(counts, layout)
+    return counts
 
 
 def main() -> None:
-    run_stage(prepare, from_section(TaskParams, load_params(), "task"))
+    study = load_study()
+    run_stage(prepare, study.family.name, study.task)
 
 
 if __name__ == "__main__":

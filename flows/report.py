@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.report.blocks import ReportOptions, ReportParams
+from rlvr.study import load_study
 from tasks.linking import run_stage
 from tasks.report import build_report_task
 from tasks.results import publish_results
@@ -33,9 +34,8 @@ def report(cfg: ReportParams, models: ModelsParams, data_root: str = DATA_ROOT) 
 
 
 def main() -> None:
-    params = load_params()
-    run_stage(report, from_section(ReportParams, params, "report"),
-              from_section(ModelsParams, params, "models"))
+    study = load_study()
+    run_stage(report, study.section(ReportParams, "report", Layout()), study.models)
 
 
 if __name__ == "__main__":

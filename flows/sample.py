@@ -1,7 +1,8 @@
 """Sample stage: n graded responses per eval prompt from every model of the study.
 
 Run: `python -m flows.sample` (what `dvc repro sample` runs); reads params.yaml `sample`,
-`models` and `backend` (and `runner` for where shards run), and writes
+`models`, `backend` and the family's grader (and `runner` for where shards run), asks the
+family's eval split (data/task/eval.parquet), and writes
 data/samples/model=<name>/part-<shard>.parquet, the gate results
 data/quality/samples/<model>.json and data/metrics/sample.json. One task per (model, prompt
 shard); a rerun keeps finished shards.
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, unmapped
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from rlvr.study import load_study
 from tasks.linking import run_stage
 from tasks.results import publish_results
 from tasks.runners import RunnerParams, make_runner
@@ -28,7 +30,7 @@ from tasks.sample import (
 
 
 @flow(name="sample")
-def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
+def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams, grader: str,
            data_root: str = DATA_ROOT) -> dict:
     """Sample every (model, shard), gate each model's rows, then mark the table complete."""
     logger = get_run_logger()
@@ -38,7 +40,8 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
     logger.info("sampling models %s: %d shard jobs", plan["models"], len(plan["shards"]))
     # sample: one task and one part file per (model, shard)
     parts = sample_shard_task.map(plan["entries"], plan["shards"], plan["records"],
-                                  unmapped(cfg), unmapped(backend), unmapped(layout)).result()
+                                  unmapped(cfg), unmapped(grader), unmapped(backend),
+                                  unmapped(layout)).result()
     # gate: one Great Expectations validation per model
     gate_samples_task.map(plan["models"], unmapped(layout)).result()
     # finalize: stale parts out, metrics, completion marker last
@@ -50,12 +53,11 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
 
 
 def main() -> None:
-    params = load_params()
-    runner = make_runner(from_section(RunnerParams, params, "runner"))
+    study = load_study()
+    runner = make_runner(study.section(RunnerParams, "runner"))
     run_stage(sample.with_options(task_runner=runner),
-              from_section(SampleParams, params, "sample"),
-              from_section(ModelsParams, params, "models"),
-              from_section(BackendParams, params, "backend"))
+              study.section(SampleParams, "sample", Layout()), study.models,
+              study.section(BackendParams, "backend"), study.grader)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Score stage: both models of every (base, tuned) pair, teacher-forced on both models' samples.
 
 Run: `python -m flows.score` (what `dvc repro score` runs); reads params.yaml `score`, `models`,
-`task.testbed` when `score.labeller` is `testbed` (its grammar labels token roles), and `runner`
-for where shards run; reads data/samples/, and writes
+the family's `task` (its labeller names token roles) and `runner` for where shards run; reads
+data/samples/, and writes
 data/tokens/pair=<base>__<tuned>/generator=<base|tuned>/part-<shard>.parquet, the gate results
 data/quality/tokens/<pair>_<generator>.json and data/metrics/score.json. One task per (pair,
 generator, shard); a rerun keeps finished shards.
@@ -10,12 +10,14 @@ generator, shard); a rerun keeps finished shards.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger, unmapped
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
-from rlvr.testbed.split import TaskParams
+from rlvr.study import load_study
 from rlvr.tokens.scorer import ScoreParams
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -29,7 +31,7 @@ from tasks.score import (
 
 
 @flow(name="score")
-def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
+def score(cfg: ScoreParams, models: ModelsParams, family: str, task: Any,
           data_root: str = DATA_ROOT) -> dict:
     """Score every (pair, generator, shard), gate each partition, then mark the table complete."""
     logger = get_run_logger()
@@ -39,7 +41,8 @@ def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
     logger.info("scoring %d shard jobs over %d partitions", len(plan["jobs"]),
                 len(plan["partitions"]))
     # score: one task and one part file per (pair, generator, shard)
-    parts = score_shard_task.map(plan["jobs"], unmapped(cfg), unmapped(testbed)).result()
+    parts = score_shard_task.map(plan["jobs"], unmapped(cfg), unmapped(family),
+                                 unmapped(task)).result()
     # gate: one Great Expectations validation per (pair, generator)
     gate_tokens_task.map(plan["partitions"], unmapped(plan["vocab_size"]),
                          unmapped(layout)).result()
@@ -52,13 +55,10 @@ def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
 
 
 def main() -> None:
-    params = load_params()
-    runner = make_runner(from_section(RunnerParams, params, "runner"))
-    cfg = from_section(ScoreParams, params, "score")
-    # the toy testbed's grammar labels roles; natural text (`answer`) needs no toy task section
-    testbed = from_section(TaskParams, params, "task").testbed if cfg.labeller == "testbed" else ""
-    run_stage(score.with_options(task_runner=runner), cfg,
-              from_section(ModelsParams, params, "models"), testbed)
+    study = load_study()
+    runner = make_runner(study.section(RunnerParams, "runner"))
+    run_stage(score.with_options(task_runner=runner), study.section(ScoreParams, "score", Layout()),
+              study.models, study.family.name, study.task)
 
 
 if __name__ == "__main__":

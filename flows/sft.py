@@ -1,45 +1,46 @@
-"""SFT stage: the two controls, `sft` (written solutions) and `rft` (own correct samples).
+"""SFT stage: the family's controls from the same base (toy: `sft` on written solutions and
+`rft` on the base's own correct samples; smollm2: `sft` on the worked solutions).
 
-Run: `python -m flows.sft` (what `dvc repro sft` runs); reads params.yaml `sft` and
-`task.testbed` (the grammar sft's solutions are written in), writes
-data/models/sft, data/models/rft and their loss curves under data/plots/.
+Run: `python -m flows.sft` (what `dvc repro sft` runs); reads params.yaml `sft`, `models` and
+the family's `task`, writes data/models/<control> and data/plots/<control>_loss.csv for each.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
-from rlvr.testbed.split import TaskParams
+from rlvr.models.specs import ModelsParams
+from rlvr.study import load_study
 from rlvr.training.lm import SFTParams
+from tasks.family import train_control_task
 from tasks.linking import run_stage
 from tasks.results import publish_results
-from tasks.sft import train_rft_task, train_sft_task
 
 
 @flow(name="sft")
-def sft(cfg: SFTParams, testbed: str, data_root: str = DATA_ROOT) -> dict[str, dict[str, float]]:
-    """Fine-tune the base twice by next-token loss."""
+def sft(family: str, controls: list[str], task: Any, cfg: SFTParams, models: ModelsParams,
+        grader: str, data_root: str = DATA_ROOT) -> dict[str, dict[str, float]]:
+    """Fine-tune the base into each control by next-token loss."""
     logger = get_run_logger()
     layout = Layout(data_root)
-    # off-policy demonstrations
-    sft_summary = train_sft_task(layout, cfg, testbed)
-    logger.info("sft: %(n_examples)s examples, final loss %(final_loss).4f", sft_summary)
-    # rejection sampling: the base model's own correct answers
-    rft_summary = train_rft_task(layout, cfg)
-    logger.info("rft: %(n_examples)s examples (%(kept_share).2f of samples correct), "
-                "final loss %(final_loss).4f", rft_summary)
-    summary = {"sft": sft_summary, "rft": rft_summary}
+    summary = {}
+    for name in controls:
+        # one control: its data from the family, then response-only training
+        summary[name] = train_control_task(family, layout, name, task, cfg, models, grader)
+        logger.info("%s: %s", name, summary[name])
     # results in the UI: headline numbers and links to the outputs
     publish_results(summary, layout)
     return summary
 
 
 def main() -> None:
-    params = load_params()
-    run_stage(sft, from_section(SFTParams, params, "sft"),
-              from_section(TaskParams, params, "task").testbed)
+    study = load_study()
+    run_stage(sft, study.family.name, list(study.family.controls), study.task,
+              study.section(SFTParams, "sft"), study.models, study.grader)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Whole grid and summary:   python -m flows.weighted
 One variant's seeds:      python -m flows.weighted --variant k3_old_high --no-summary
 Summary of finished runs: python -m flows.weighted --summary-only
 
-Reads params.yaml `weighted` and `models` (which checkpoint `weighted.model` loads);
-`dvc repro weighted_summary` runs it all through DVC.
+Reads params.yaml `weighted`, `weighted_variants` (the grid; opt-in), `models` (the base every
+run starts from) and the family's train and eval splits and grader; `dvc repro weighted_summary`
+runs it all through DVC.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import argparse
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from rlvr.config import from_section, load_params, run_main
+from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
+from rlvr.study import load_study
 from rlvr.weighted.grid import WeightedParams
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -28,6 +30,7 @@ from tasks.weighted import plan_runs, summarize_runs, train_run
 def weighted(
     config: WeightedParams,
     models: ModelsParams,
+    grader: str,
     variants: list[str] | None = None,
     train: bool = True,
     summarize: bool = True,
@@ -40,7 +43,8 @@ def weighted(
     names, seeds, base = (plan_runs(config, models, variants, layout) if train
                           else ([], [], models.spec(config.model, layout)))
     # train and evaluate: one task per run
-    futures = train_run.map(unmapped(config), unmapped(base), unmapped(layout), names, seeds)
+    futures = train_run.map(unmapped(config), unmapped(base), unmapped(layout), unmapped(grader),
+                            names, seeds)
     out["runs"] = [future.result() for future in futures]
     # compare: tables, plots and metrics over every run of the grid
     if summarize:
@@ -56,11 +60,11 @@ def main() -> None:
     parser.add_argument("--no-summary", action="store_true", help="skip the summary")
     parser.add_argument("--summary-only", action="store_true", help="only summarise runs")
     args = parser.parse_args()
-    params = load_params()
-    cfg = from_section(WeightedParams, params, "weighted")
+    study = load_study()
+    cfg = study.section(WeightedParams, "weighted", Layout())
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.workers)
     run_stage(weighted.with_options(task_runner=runner),
-              cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
+              cfg, study.models, study.grader, variants=args.variant,
               train=not args.summary_only, summarize=not args.no_summary)
 
 

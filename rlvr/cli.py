@@ -9,6 +9,7 @@
     rlvr setup                                                    CREATE VIEW statements for the
                                                                   duckdb CLI or a notebook
     rlvr shell                                                    Python prompt with `con` open
+    rlvr init | pipeline | params                                 study workspaces (cli_study)
 
 Every command takes `--data DIR` (default `data/`). The views are read-only (see
 `rlvr.warehouse.views.connect`): a query can read them and nothing else, and `--output` is the
@@ -32,6 +33,7 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from rlvr.cli_study import add_commands
 from rlvr.store.atomic import atomic_file
 from rlvr.warehouse.sql import bind_params, load_sql
 from rlvr.warehouse.views import (
@@ -225,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(run=cmd_setup)
     sub.add_parser("shell", help="a Python prompt with the views open as `con`"
                    ).set_defaults(run=cmd_shell)
+    add_commands(sub)  # init, pipeline, params: workspaces, no warehouse
+    parser.set_defaults(warehouse=True)
     return parser
 
 
@@ -232,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rlvr` script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if not args.warehouse:
+            args.run(args)
+            return 0
         con = connect(args.data)
         args.run(args, con)
     except duckdb.Error as e:

@@ -28,12 +28,12 @@ class Layout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
-    # prepare: the task's split
+    # prepare: the family's prompts
     def split(self, name: str) -> Path:
-        """`train` or `eval` problems (parquet)."""
+        """`train` or `eval` prompts (parquet, the prompt-file layout)."""
         return self.root / "task" / f"{name}.parquet"
 
-    # pretrain, rl, sft: the model family built here
+    # base, rl, sft: the models a family builds
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
@@ -108,16 +108,13 @@ class Layout:
     def outputs(self, stage: str) -> list[Path]:
         """Every path stage `stage` writes (dvc.yaml's outs, metrics and plots; a test checks):
         what it owns, so what it may sweep (`sweep_debris`). `weighted_run@<variant>` is one
-        variant's runs."""
+        variant's runs. The family stages base, rl and sft depend on the family
+        (`rlvr.training.family.stage_outputs`)."""
         if stage.startswith("weighted_run@"):
             return [self.weighted_dir / "runs" / stage.split("@", 1)[1]]
         w = self.weighted_dir
         return {
-            "prepare": [self.root / "task"],
-            "pretrain": [self.model_dir("base"), self.plot("pretrain_loss")],
-            "rl": [self.model_dir("rl"), self.rl_steps_dir, self.plot("rl_log")],
-            "sft": [self.model_dir("sft"), self.model_dir("rft"), self.plot("sft_loss"),
-                    self.plot("rft_loss")],
+            "prepare": [self.root / "task", self.metrics("task")],
             "evaluate": [self.metrics("models"), self.plot("rl_checkpoint_accuracy")],
             "sample": [self.samples_dir, self.quality_dir("samples"), self.metrics("sample")],
             "score": [self.tokens_dir, self.quality_dir("tokens"), self.metrics("score")],

@@ -1,17 +1,16 @@
-"""Prefect task of the evaluate stage: held-out accuracies (`rlvr.training.family`)."""
+"""Prefect task of the evaluate stage: accuracies from the samples table
+(`rlvr.generation.accuracy`)."""
 
 from __future__ import annotations
 
 from prefect import task
 
+from rlvr.families import get_family
+from rlvr.generation.accuracy import evaluate_samples
 from rlvr.layout import Layout
-from rlvr.models.specs import ModelsParams
-from rlvr.training.evaluation import EvaluateParams
-from rlvr.training.family import evaluate_family
 
 
 @task(name="evaluate-models")
-def evaluate_models_task(layout: Layout, cfg: EvaluateParams,
-                         models: ModelsParams) -> dict[str, float]:
-    """Held-out accuracy of every family model and RL checkpoint."""
-    return evaluate_family(layout, cfg, models, progress=True)
+def evaluate_task(family: str, layout: Layout) -> dict[str, float]:
+    """Held-out accuracy of every sampled model, from the samples table."""
+    return evaluate_samples(layout, get_family(family).describe)

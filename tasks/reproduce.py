@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -12,6 +13,9 @@ from prefect.context import TaskRunContext
 
 from rlvr import dvc, stagehost
 from rlvr.config import load_params
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.sections import full_params
+from rlvr.study import load_study
 from tasks.linking import child_env
 from tasks.retry import TRANSIENT_RETRIES
 
@@ -21,8 +25,12 @@ PREFECT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| ")
 
 @task
 def plan_command(targets: list[str], params: dict[str, Any], force: bool, repo: str) -> list[str]:
-    """The dvc command for these targets and parameter overrides (validated against params.yaml)."""
-    overrides = dvc.param_overrides(load_params(f"{repo}/params.yaml"), params)
+    """The dvc command for these targets and parameter overrides, validated against every knob
+    of the study (a workspace's params.yaml holds only what differs from its family)."""
+    own = load_params(f"{repo}/params.yaml")
+    known = full_params(load_study(f"{repo}/params.yaml"), Layout(Path(repo) / DATA_ROOT)) \
+        if "family" in own else own  # any DVC project runs; a study knows all its knobs
+    overrides = dvc.param_overrides(known, params, own)
     return dvc.dvc_command(targets, overrides, force)
 
 

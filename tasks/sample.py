@@ -36,12 +36,12 @@ def plan_sampling_task(cfg: SampleParams, models: ModelsParams, layout: Layout) 
 
 @task(**TRANSIENT_RETRIES)
 def sample_shard_task(
-    entry: ModelEntry, shard: int, records: list[PromptRecord], cfg: SampleParams,
+    entry: ModelEntry, shard: int, records: list[PromptRecord], cfg: SampleParams, grader: str,
     backend: BackendParams, layout: Layout,
 ) -> dict:
     """Sample one (model, prompt shard) into its own part file."""
     out = part_path(samples_dir(layout.samples_dir, entry.name), shard)
-    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, cfg.grader, backend, out,
+    return sample_shard(entry, records, cfg.n_per_prompt, cfg.sampling, grader, backend, out,
                         progress=True)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 
+from rlvr.families import get_family
 from rlvr.layout import Layout
 from rlvr.models.loading import load_tokenizer
 from rlvr.models.specs import ModelsParams
 from rlvr.store.atomic import keep_only, sweep_debris, write_json
 from rlvr.store.gates import gate_tokens_dir
 from rlvr.store.tables import clear_complete, finalize_dataset
-from rlvr.testbed.graders import get_labeller
 from rlvr.tokens.jobs import Partition, ScoreJob, plan_scoring, summarize_tokens
 from rlvr.tokens.scorer import ScoreParams, score_shard
 from tasks.retry import TRANSIENT_RETRIES
@@ -27,11 +29,11 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
 
 
 @task(**TRANSIENT_RETRIES)
-def score_shard_task(job: ScoreJob, cfg: ScoreParams, testbed: str) -> dict:
-    """Score one (pair, generator, shard) into its own part file."""
+def score_shard_task(job: ScoreJob, cfg: ScoreParams, family: str, task_cfg: Any) -> dict:
+    """Score one (pair, generator, shard) into its own part file, roles by the family's
+    labeller."""
     return score_shard(job.base, job.tuned, job.generator, job.samples_part, job.out_path, cfg,
-                       get_labeller(cfg.labeller, testbed) if cfg.label_roles else None,
-                       progress=True)
+                       get_family(family).labeller(task_cfg), progress=True)
 
 
 @task

@@ -21,10 +21,10 @@ def plan_runs(config: WeightedParams, models: ModelsParams, variants: list[str] 
 
 
 @task(name="train-weighted-run", task_run_name="{variant}-seed{seed}")
-def train_run(config: WeightedParams, base: ModelSpec, layout: Layout, variant: str,
+def train_run(config: WeightedParams, base: ModelSpec, layout: Layout, grader: str, variant: str,
               seed: int) -> dict[str, float]:
     """Train one (variant, seed) from the base model and evaluate it; returns final accuracy."""
-    return grid.run_grid_cell(config, base, layout, variant, seed, progress=True)
+    return grid.run_grid_cell(config, base, layout, variant, seed, grader, progress=True)
 
 
 @task(name="summarize-weighted-grid", **TRANSIENT_RETRIES)

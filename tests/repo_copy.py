@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from rlvr.study import merge
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SKIP = {".git", ".venv", ".venv-vllm", ".prefect", ".dvc-site-cache", ".pytest_cache",
@@ -42,15 +44,6 @@ def run(args: list[str], cwd: Path, env: dict[str, str], check: bool = True,
     return proc
 
 
-def merge(params: dict, tiny: dict) -> None:
-    """Deep-merge `tiny` into `params` (keys params.yaml no longer has are ignored)."""
-    for key, value in tiny.items():
-        if isinstance(value, dict) and isinstance(params.get(key), dict):
-            merge(params[key], value)
-        elif key in params:
-            params[key] = value
-
-
 def copy_repo(dst: Path, remote: Path, tiny: bool = True) -> Path:
     """The working tree as a fresh repository (everything committed), tiny params by default."""
     shutil.copytree(ROOT, dst, ignore=lambda d, names: [
@@ -59,12 +52,12 @@ def copy_repo(dst: Path, remote: Path, tiny: bool = True) -> Path:
     (dst / ".venv").symlink_to(ROOT / ".venv")
     if tiny:
         params = yaml.safe_load((dst / "params.yaml").read_text())
-        merge(params, yaml.safe_load((ROOT / "tests/data/tiny_params.yaml").read_text()))
+        params = merge(params, yaml.safe_load((ROOT / "tests/data/tiny_params.yaml").read_text()))
         (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     env = tool_env(dst.parent)
-    # deployments for the stages as they are now (test_orchestration checks the committed file)
-    run(["python", "scripts/write_prefect_yaml.py"], dst, env | {"PYTHONPATH": str(dst)})
+    # dvc.yaml and deployments for the params as they are now (a test checks the committed ones)
+    run(["python", "-m", "rlvr.cli", "pipeline"], dst, env | {"PYTHONPATH": str(dst)})
     run(["git", "init", "-q"], dst, env)
     run(git + ["add", "-A"], dst, env)
     run(git + ["commit", "-qm", "copy"], dst, env)

@@ -25,6 +25,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from rlvr.cross.sweep import CrossParams
 from rlvr.decisive.positions import DecisiveParams
+from rlvr.families import get_family
+from rlvr.families.pair import PairTask, write_split
+from rlvr.families.pair import prepare as prepare_pair
 from rlvr.generation.backends import BackendParams
 from rlvr.generation.samples import SampleParams, plan_samples
 from rlvr.layout import Layout
@@ -32,16 +35,16 @@ from rlvr.models.loading import save_model
 from rlvr.models.specs import ModelsParams, NamedModel
 from rlvr.store.atomic import MARKER
 from rlvr.testbed.model import build_tokenizer
+from rlvr.testbed.prompts import load_prompt_file
 from rlvr.testbed.split import TaskParams, prepare_split
 from rlvr.tokens.scorer import ScoreParams
-from rlvr.training.evaluation import EvaluateParams
-from rlvr.training.family import train_rl, train_sft
+from rlvr.training.family import train_control, train_rl
 from rlvr.training.grpo import GRPOParams
 from rlvr.training.lm import SFTParams
 from rlvr.weighted.grid import WeightedParams
 from tasks import cross_sample as cross_tasks
 from tasks import decisive as decisive_tasks
-from tasks.evaluate import evaluate_models_task
+from tasks.evaluate import evaluate_task
 from tasks.sample import (
     finalize_samples_task,
     gate_samples_task,
@@ -60,16 +63,16 @@ CROSS = CrossParams(n_prompts=3, samples_per_prompt=1, seeds=[0], directions=["f
                     rules=["js", "random"], budgets=[0.5], calibration_rounds=1,
                     max_new_tokens=8, n_bootstrap=10)
 DECISIVE = DecisiveParams(n_prompts=2, samples_per_prompt=1, rollouts=2, n_bootstrap=10)
-EVALUATE = EvaluateParams(models=["base", "rl"], n_samples=1, max_new_tokens=8,
-                          checkpoints=False)
 MODELS = ModelsParams()
+TOY_TASK = TaskParams(testbed="digits", n_train=64, n_eval=6, min_digits=2, max_digits=3)
+TOY = get_family("toy")
 VOCAB = len(build_tokenizer())  # the tiny models' vocabulary and output head
 
 
 def run_sample(layout: Layout, cfg: SampleParams = SAMPLE) -> list[dict]:
     """The sample flow's recipe (flows/sample.py), task by task, without the Prefect engine."""
     plan = plan_sampling_task.fn(cfg, MODELS, layout)
-    parts = [sample_shard_task.fn(e, s, r, cfg, BackendParams(), layout)
+    parts = [sample_shard_task.fn(e, s, r, cfg, "toy", BackendParams(), layout)
              for e, s, r in zip(plan["entries"], plan["shards"], plan["records"], strict=True)]
     for model in plan["models"]:
         gate_samples_task.fn(model, layout)
@@ -80,7 +83,7 @@ def run_sample(layout: Layout, cfg: SampleParams = SAMPLE) -> list[dict]:
 def run_score(layout: Layout) -> list[dict]:
     """The score flow's recipe (flows/score.py), task by task."""
     plan = plan_scoring_task.fn(SCORE, MODELS, layout)
-    parts = [score_shard_task.fn(job, SCORE, "digits") for job in plan["jobs"]]
+    parts = [score_shard_task.fn(job, SCORE, "toy", TOY_TASK) for job in plan["jobs"]]
     for partition in plan["partitions"]:
         gate_tokens_task.fn(partition, plan["vocab_size"], layout)
     finalize_tokens_task.fn(parts, layout)
@@ -105,13 +108,13 @@ def built(tmp_path_factory, tiny_pair, tokenizer) -> Layout:
     """data/ after prepare, a (base, rl) pair of tiny models (64 positions), sample, score,
     cross_sample and evaluate, every table complete."""
     layout = Layout(tmp_path_factory.mktemp("built") / "data")
-    prepare_split(TaskParams(n_train=64, n_eval=6, min_digits=2, max_digits=3), layout)
+    prepare_split(TOY_TASK, layout)
     for name, model in zip(("base", "rl"), tiny_pair, strict=True):
         save_model(model, tokenizer, layout.model_dir(name))
     run_sample(layout)
     run_score(layout)
     run_cross(layout)
-    evaluate_models_task.fn(layout, EVALUATE, MODELS)
+    evaluate_task.fn("toy", layout)
     return layout
 
 
@@ -136,6 +139,21 @@ def prompts_file(name: str, text: str | bytes) -> Callable[[Layout, Path], dict]
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return {"prompts": str(path)}
     return plant
+
+
+def eval_split(text: str) -> Callable[[Layout, Path], dict]:
+    """The eval split holding these JSONL rows (as a pair workspace's prepare writes them,
+    without its check that the toy grader fits every prompt)."""
+    def plant(layout: Layout, tmp: Path) -> dict:
+        (tmp / "p.jsonl").write_text(text)
+        write_split(layout, "eval", load_prompt_file(tmp / "p.jsonl"))
+        return {}
+    return plant
+
+
+def pair_task(prompts: str) -> PairTask:
+    """A pair workspace's task over toy prompts: the toy grader and grammar fit them."""
+    return PairTask(prompts=prompts, grader="toy", labeller="digits")
 
 
 def rows(*items: dict) -> str:
@@ -215,17 +233,17 @@ def other_tokenizer(extra: bool) -> Callable[[Layout, Path], dict]:
 
 def stages(layout: Layout, stage: str, over: dict) -> object:
     """Run `stage` on `layout` up to where it would first write (its checks)."""
-    sample = SampleParams(**{**SAMPLE.__dict__, "prompts": over.get("prompts", "")})
     models = over.get("models", MODELS)
     runs = {
-        "sample": lambda: plan_sampling_task.fn(sample, models, layout),
+        "prepare": lambda: prepare_pair(layout, pair_task(over["prompts"])),
+        "sample": lambda: plan_sampling_task.fn(SAMPLE, models, layout),
         "score": lambda: plan_scoring_task.fn(SCORE, models, layout),
-        "cross_sample": lambda: cross_tasks.plan_endpoints.fn(CROSS, models, sample.prompts,
-                                                               "error", layout),
-        "evaluate": lambda: evaluate_models_task.fn(layout, EVALUATE, models),
+        "cross_sample": lambda: cross_tasks.plan_endpoints.fn(CROSS, models, "", "error",
+                                                               layout),
         "weighted": lambda: plan_runs.fn(WeightedParams(seeds=1), models, None, layout),
-        "rl": lambda: train_rl(layout, GRPOParams(steps=1)),
-        "sft": lambda: train_sft(layout, SFTParams(steps=1), "digits"),
+        "rl": lambda: train_rl(TOY, layout, GRPOParams(steps=1), models, "toy"),
+        "sft": lambda: train_control(TOY, layout, "sft", TOY_TASK, SFTParams(steps=1), models,
+                                     "toy"),
         "decisive": lambda: decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", models, layout),
     }
     return runs[stage]()
@@ -234,8 +252,9 @@ def stages(layout: Layout, stage: str, over: dict) -> object:
 R = "{root}"  # the data root, {tmp} the test's directory: filled in per test
 ST = "model.safetensors"
 RL_FIX = f"restore it (dvc checkout {R}/models/rl) or rebuild it (dvc repro rl)"
-BASE_FIX = f"restore it (dvc checkout {R}/models/base) or rebuild it (dvc repro pretrain)"
-KEY = "params.yaml `sample.prompts`: {tmp}/p.jsonl"
+BASE_FIX = f"restore it (dvc checkout {R}/models/base) or rebuild it (dvc repro base)"
+KEY = "params.yaml `task.prompts`: {tmp}/p.jsonl"
+SPLIT = f"{R}/task/eval.parquet"
 DROP = "fix the prompt, or set `sample.unfit_prompts: drop` to skip the 1 of 2 prompts that do " \
        "not fit"
 NAN = (f"model `base`: {R}/models/base/{ST}: tensor `model.layers.0.mlp.up_proj.weight` holds "
@@ -243,55 +262,53 @@ NAN = (f"model `base`: {R}/models/base/{ST}: tensor `model.layers.0.mlp.up_proj.
 
 CASES = [  # (id, plant, stage, the exact message)
     # the 12 malformed prompt files (+ 2 more ways to be unreadable)
-    ("prompts-missing", lambda layout, tmp: {"prompts": str(tmp / "nope.jsonl")}, "sample",
-     "params.yaml `sample.prompts`: prompt file {tmp}/nope.jsonl does not exist; fix the path "
-     "(or leave it empty for the testbed's eval split)"),
-    ("prompts-csv", prompts_file("p.csv", "prompt,answer\n"), "sample",
-     "params.yaml `sample.prompts`: {tmp}/p.csv: unknown prompt file type '.csv'; use .jsonl or "
+    ("prompts-missing", lambda layout, tmp: {"prompts": str(tmp / "nope.jsonl")}, "prepare",
+     "params.yaml `task.prompts`: prompt file {tmp}/nope.jsonl does not exist; fix the path"),
+    ("prompts-csv", prompts_file("p.csv", "prompt,answer\n"), "prepare",
+     "params.yaml `task.prompts`: {tmp}/p.csv: unknown prompt file type '.csv'; use .jsonl or "
      ".parquet"),
-    ("prompts-bad-json", prompts_file("p.jsonl", rows(GOOD) + "{oops\n"), "sample",
+    ("prompts-bad-json", prompts_file("p.jsonl", rows(GOOD) + "{oops\n"), "prepare",
      f"{KEY} line 2: not valid JSON (Expecting property name enclosed in double quotes); "
      "write one JSON object per line"),
-    ("prompts-not-object", prompts_file("p.jsonl", rows(GOOD) + "[1, 2]\n"), "sample",
+    ("prompts-not-object", prompts_file("p.jsonl", rows(GOOD) + "[1, 2]\n"), "prepare",
      f"{KEY} line 2: expected a JSON object per line"),
-    ("prompts-empty-file", prompts_file("p.jsonl", "\n"), "sample",
+    ("prompts-empty-file", prompts_file("p.jsonl", "\n"), "prepare",
      f"{KEY}: no prompts in the file"),
-    ("prompts-no-answer", prompts_file("p.jsonl", rows(GOOD, {"prompt": "sum 1 :"})), "sample",
+    ("prompts-no-answer", prompts_file("p.jsonl", rows(GOOD, {"prompt": "sum 1 :"})), "prepare",
      f"{KEY} row 2: missing column(s) ['answer']; every row needs `prompt` and `answer` (and "
      "optionally `prompt_id`)"),
-    ("prompts-no-prompt", prompts_file("p.jsonl", rows({"answer": 1})), "sample",
+    ("prompts-no-prompt", prompts_file("p.jsonl", rows({"answer": 1})), "prepare",
      f"{KEY} row 1: missing column(s) ['prompt']; every row needs `prompt` and `answer` (and "
      "optionally `prompt_id`)"),
     ("prompts-blank-prompt", prompts_file("p.jsonl", rows(GOOD, {"prompt": " ", "answer": 1})),
-     "sample", f"{KEY} row 2: empty prompt"),
+     "prepare", f"{KEY} row 2: empty prompt"),
     ("prompts-number-prompt", prompts_file("p.jsonl", rows({"prompt": 12, "answer": 1})),
-     "sample", f"{KEY} row 1: prompt 12 is not text"),
+     "prepare", f"{KEY} row 1: prompt 12 is not text"),
     ("prompts-null-answer", prompts_file("p.jsonl", rows({"prompt": "sum 1 :", "answer": None})),
-     "sample", f"{KEY} row 1: empty answer"),
+     "prepare", f"{KEY} row 1: empty answer"),
     ("prompts-duplicate-id", prompts_file("p.jsonl", rows({**GOOD, "prompt_id": "q"},
                                                           {**GOOD, "prompt_id": "q"})),
-     "sample", f"{KEY} row 2: duplicate prompt_id 'q' (first seen at row 1)"),
-    ("prompts-empty-id", prompts_file("p.jsonl", rows({**GOOD, "prompt_id": ""})), "sample",
+     "prepare", f"{KEY} row 2: duplicate prompt_id 'q' (first seen at row 1)"),
+    ("prompts-empty-id", prompts_file("p.jsonl", rows({**GOOD, "prompt_id": ""})), "prepare",
      f"{KEY} row 1: empty prompt_id"),
-    ("prompts-not-parquet", prompts_file("p.parquet", b"PAR1 not really"), "sample",
-     "params.yaml `sample.prompts`: {tmp}/p.parquet: not a readable parquet file (corrupt, or "
+    ("prompts-not-parquet", prompts_file("p.parquet", b"PAR1 not really"), "prepare",
+     "params.yaml `task.prompts`: {tmp}/p.parquet: not a readable parquet file (corrupt, or "
      "another format); write it with pandas or pyarrow, or use .jsonl"),
     ("prompts-not-utf8", prompts_file("p.jsonl", b'{"prompt": "sum \xff :", "answer": 1}\n'),
-     "sample", f"{KEY}: not UTF-8 text (byte 16); save the file as UTF-8"),
+     "prepare", f"{KEY}: not UTF-8 text (byte 16); save the file as UTF-8"),
     # prompts that do not fit the models
-    ("prompt-overlong", prompts_file("p.jsonl", rows(GOOD, LONG)), "sample",
-     f"{KEY} row 2 (prompt_id 'p000002'): 3003 prompt tokens + 8 new tokens exceed the 64 "
+    ("prompt-overlong", eval_split(rows(GOOD, LONG)), "sample",
+     f"{SPLIT} row 2 (prompt_id 'p000002'): 3003 prompt tokens + 8 new tokens exceed the 64 "
      f"positions of model `base`; {DROP}"),
-    ("prompt-overlong-cross", prompts_file("p.jsonl", rows(GOOD, LONG)), "cross_sample",
-     f"{KEY} row 2 (prompt_id 'p000002'): 3003 prompt tokens + 8 new tokens exceed the 64 "
+    ("prompt-overlong-cross", eval_split(rows(GOOD, LONG)), "cross_sample",
+     f"{SPLIT} row 2 (prompt_id 'p000002'): 3003 prompt tokens + 8 new tokens exceed the 64 "
      f"positions of model `base`; {DROP}"),
-    ("prompt-out-of-vocabulary", prompts_file("p.jsonl", rows(GOOD, {"prompt": "sum 3 plus 4 "
-                                                                     "thirty :", "answer": 7})),
-     "sample", f"{KEY} row 2 (prompt_id 'p000002'): 'plus', 'thirty' not in the vocabulary of "
+    ("prompt-out-of-vocabulary", eval_split(rows(GOOD, {"prompt": "sum 3 plus 4 thirty :",
+                                                        "answer": 7})),
+     "sample", f"{SPLIT} row 2 (prompt_id 'p000002'): 'plus', 'thirty' not in the vocabulary of "
      f"model `base` (read as <unk>); {DROP}"),
     ("eval-split-missing", remove("task/eval.parquet"), "sample",
-     f"no eval split at {R}/task/eval.parquet: run the prepare stage first (dvc repro prepare), "
-     "or set params.yaml `sample.prompts`"),
+     f"no eval split at {R}/task/eval.parquet: run the prepare stage first (dvc repro prepare)"),
     # models
     ("model-path-missing", named_path(lambda tmp: str(tmp / "nope")), "score",
      "params.yaml `models.named.rl.path`: no model at {tmp}/nope (config.json missing): point "
@@ -351,7 +368,7 @@ CASES = [  # (id, plant, stage, the exact message)
      f"values (a diverged or corrupted checkpoint); {RL_FIX}"),
     # every stage that loads a model checks it first
     *[(f"weights-nan-{stage}", edit_weights("base", nan_at), stage, NAN)
-      for stage in ("sample", "cross_sample", "evaluate", "weighted", "rl", "sft", "decisive")],
+      for stage in ("sample", "cross_sample", "weighted", "rl", "sft", "decisive")],
 ]
 
 
@@ -372,22 +389,22 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_the_readme_shows_the_real_message(data, tmp_path, monkeypatch):
     """The README's example of an overlong prompt is what the stage prints (the truncated
     checkpoint example: `test_flow_prints_one_line_last_and_exits_2`)."""
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # `data` is tmp_path/data
     Path("my_prompts.jsonl").write_text(rows(GOOD, LONG))
+    prepare_pair(Layout(), pair_task("my_prompts.jsonl"))  # what `dvc repro prepare` writes
     with pytest.raises(ValueError) as err:
-        stages(data, "sample", {"prompts": "my_prompts.jsonl"})
+        stages(Layout(), "sample", {})
     assert f"error: {err.value}" in README.read_text().splitlines()
 
 
 def test_unfit_prompts_dropped_with_a_count(data, tmp_path):
-    path = tmp_path / "p.jsonl"
-    path.write_text(rows(GOOD, LONG, {"prompt": "sum 3 plus 4 :", "answer": 7}, GOOD | {
-        "prompt": "sum 2 2 :", "answer": 4}))
-    cfg = SampleParams(**{**SAMPLE.__dict__, "prompts": str(path), "unfit_prompts": "drop"})
+    eval_split(rows(GOOD, LONG, {"prompt": "sum 3 plus 4 :", "answer": 7}, GOOD | {
+        "prompt": "sum 2 2 :", "answer": 4}))(data, tmp_path)
+    cfg = SampleParams(**{**SAMPLE.__dict__, "unfit_prompts": "drop"})
     plan = plan_samples(cfg, MODELS, data)
     assert plan.dropped == 2 and [r.prompt for r in plan.records] == ["sum 1 2 :", "sum 2 2 :"]
     with pytest.raises(ValueError, match=r"none of the 1 prompts fits the models \(row 1: 3003 "):
-        path.write_text(rows(LONG))
+        eval_split(rows(LONG))(data, tmp_path)
         plan_samples(cfg, MODELS, data)
 
 
@@ -435,24 +452,31 @@ def test_decisive_sweeps_its_debris_and_keeps_current_parts(data):
     assert data.metrics("decisive").exists() and data.plot("decisive_detection").exists()
 
 
-def test_dvc_outputs_are_what_layout_owns():
-    """Layout.outputs (what a stage sweeps) is exactly what dvc.yaml says each stage writes."""
+def test_dvc_outputs_are_what_each_stage_owns():
+    """What a stage sweeps (Layout.outputs, or its family's stage_outputs) is exactly what the
+    generated dvc.yaml says it writes, in every built-in workspace."""
     from rlvr.dvc import read_stages
     from rlvr.layout import ANALYSIS_PLOTS
+    from rlvr.study import load_study
     from rlvr.tokens.analysis import PLOTS
+    from rlvr.training.family import stage_outputs
 
     root = Path(__file__).resolve().parents[1]
     layout = Layout(Path("data"))
-    variants = yaml.safe_load((root / "params.yaml").read_text())["weighted"]["variants"]
-    for name, stage in read_stages(root / "dvc.yaml").items():
-        assert stage.get("foreach", "${weighted.variants}") == "${weighted.variants}"
-        for item in variants if "foreach" in stage else [None]:
-            body = stage.get("do", stage)
-            declared = {next(iter(e)) if isinstance(e, dict) else e
-                        for kind in ("outs", "metrics", "plots") for e in body.get(kind, [])}
-            owner = f"{name}@{item}" if item else name
-            declared = {d.replace("${key}", str(item)) for d in declared}
-            assert {str(p) for p in layout.outputs(owner)} == declared, owner
+    for ws in (root, root / "real"):
+        study = load_study(ws / "params.yaml")
+        variants = study.raw("weighted_variants")
+        for name, stage in read_stages(ws / "dvc.yaml").items():
+            assert stage.get("foreach", "${weighted_variants}") == "${weighted_variants}"
+            for item in variants if "foreach" in stage else [None]:
+                body = stage.get("do", stage)
+                declared = {next(iter(e)) if isinstance(e, dict) else e
+                            for kind in ("outs", "metrics", "plots") for e in body.get(kind, [])}
+                owner = f"{name}@{item}" if item else name
+                declared = {d.replace("${key}", str(item)) for d in declared}
+                owned = (stage_outputs(study.family, layout, name)
+                         if name in ("base", "rl", "sft") else layout.outputs(owner))
+                assert {str(p) for p in owned} == declared, (ws, owner)
     assert set(PLOTS.values()) == set(ANALYSIS_PLOTS)
 
 
@@ -520,13 +544,12 @@ def test_bad_input_under_dvc_repro_leaves_outputs_intact(repo, tmp_path):
             "rl)") in run.stderr.splitlines()
     weights.write_bytes(good)
     original = (path / "params.yaml").read_text()
-    (tmp_path / "p.jsonl").write_text(rows(GOOD, {"prompt": "sum 1 :"}))
-    _params(path, "sample", prompts=str(tmp_path / "p.jsonl"))
-    run = run_tool(["dvc", "repro", "--single-item", "sample"], path, env, check=False)
+    (tmp_path / "p.jsonl").write_text(rows(GOOD, {"prompt": "what is 1 + 2?"}))
+    _params(path, "task", eval_prompts=str(tmp_path / "p.jsonl"))
+    run = run_tool(["dvc", "repro", "--single-item", "prepare"], path, env, check=False)
     assert run.returncode != 0 and (
-        f"error: params.yaml `sample.prompts`: {tmp_path}/p.jsonl row 2: missing column(s) "
-        "['answer']; every row needs `prompt` and `answer` (and optionally `prompt_id`)"
-    ) in run.stderr.splitlines()
+        "error: params.yaml `task.eval_prompts`: 'what is 1 + 2?' is not a task prompt; write "
+        "`sum 3 5 7 :` (digits 1-9 between `sum` and `:`)") in run.stderr.splitlines()
     (path / "params.yaml").write_text(original)
     assert {str(o): digests(o) if o.is_dir() else None for o in outs} == before
     assert run_tool(["dvc", "status", "score"], path, env).stdout.strip() == (  # and upstream

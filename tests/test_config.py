@@ -1,5 +1,6 @@
 """params.yaml against the library's knob dataclasses: typed parsing, one-line errors naming the
-key, defaults equal to params.yaml, and dvc.yaml params that cover what each stage reads."""
+key, a workspace's params over its family's defaults, and dvc.yaml params that cover what each
+stage reads."""
 
 from __future__ import annotations
 
@@ -7,75 +8,63 @@ import ast
 import dataclasses
 import subprocess
 import sys
-import typing
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from rlvr.config import ParamsError, from_section, load_params
-from rlvr.cross.sweep import CrossParams
-from rlvr.decisive.positions import DecisiveParams
-from rlvr.dvc import read_stages, stage_module
-from rlvr.generation.backends import BackendParams
+from rlvr.config import ParamsError, from_section
+from rlvr.families import get_family
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
-from rlvr.report.blocks import ReportParams
+from rlvr.pipeline import stages
+from rlvr.sections import SECTIONS as SHARED
+from rlvr.sections import full_params
+from rlvr.study import load_study
 from rlvr.testbed.digits import make_split
 from rlvr.testbed.model import ModelShape
 from rlvr.testbed.split import TaskParams, prepare_split
-from rlvr.tokens.analysis import AnalyzeParams
-from rlvr.tokens.scorer import ScoreParams
-from rlvr.training.evaluation import EvaluateParams
 from rlvr.training.family import train_rl
 from rlvr.training.grpo import GRPOParams
-from rlvr.training.lm import PretrainParams, SFTParams
-from rlvr.weighted.grid import WeightedParams
+from rlvr.training.lm import PretrainParams
 from tasks.runners import RunnerParams
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = load_params(ROOT / "params.yaml")
-SECTIONS = {  # every params.yaml section and the dataclass that owns its knobs
-    "task": TaskParams, "model": ModelShape, "pretrain": PretrainParams, "rl": GRPOParams,
-    "sft": SFTParams, "evaluate": EvaluateParams, "runner": RunnerParams,
-    "analyze": AnalyzeParams, "report": ReportParams, "weighted": WeightedParams,
-    "cross_sample": CrossParams, "sample": SampleParams, "score": ScoreParams,
-    "models": ModelsParams, "backend": BackendParams, "decisive": DecisiveParams,
+WORKSPACES = (ROOT, ROOT / "real")  # the built-in studies: the toy and smollm2 families
+SECTIONS = {  # every section of the toy workspace and the dataclass that owns its knobs
+    **SHARED, "task": TaskParams, "model": ModelShape, "pretrain": PretrainParams,
+    "runner": RunnerParams,
 }
-NO_RESULT = {"runner"}  # sections (besides every `resources` key) that change no result
-PARTIAL = {  # stages that read only some keys of a section: dvc.yaml lists those
-    ("prepare", "task"): ["seed", "n_train", "n_eval", "min_digits", "max_digits",
-                          "eval_prompts"],
-    ("pretrain", "task"): ["testbed", "p_chain", "slip_chain", "slip_pairs",
-                           "slip_pairs_total", "p_bad_format", "p_check"],
-    ("sft", "task"): ["testbed"],
-    ("score", "task"): ["testbed"],
-    ("decisive", "sample"): ["grader"],
-    ("cross_sample", "sample"): ["prompts", "grader", "unfit_prompts"],
-    ("weighted_summary", "weighted"): ["variants", "s", "seeds"],  # the runs are its deps
-    ("weighted_summary", "models"): [],
-}
+NO_RESULT = {"runner"}  # sections that change no result: no stage tracks them
 
 
-def _missing(cls: type, raw: dict, key: str) -> list[str]:
-    """Knobs of dataclass `cls` (nested ones expanded) that the mapping `raw` leaves out."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if f.name not in raw:
-            out.append(f"{key}.{f.name}")
-        elif dataclasses.is_dataclass(hints[f.name]):
-            out += _missing(hints[f.name], raw[f.name], f"{key}.{f.name}")
-    return out
-
-
-def test_every_section_parses_and_lists_every_knob_at_its_code_default():
-    assert set(PARAMS) == set(SECTIONS)
+def test_the_toy_family_defaults_are_the_library_defaults():
+    """The toy workspace sets only its weighted grid, and the toy family nothing: every
+    section parses to its dataclass's defaults (model-naming knobs from the roster, which for
+    the toy's built models are those defaults too)."""
+    study = load_study(ROOT / "params.yaml")
+    assert get_family("toy").defaults == {}
+    assert {k for k, v in study.own.items() if v} == {"family", "weighted_variants"}
+    layout = Layout(Path("/nonexistent"))  # no RL checkpoint written yet
     for name, cls in SECTIONS.items():
-        assert from_section(cls, PARAMS, name) == cls(), f"{name}: params.yaml != code defaults"
-        assert not _missing(cls, PARAMS[name], name), "params.yaml lists every knob"
+        got = study.section(cls, name, layout)
+        want = cls()
+        if name == "weighted":
+            got = dataclasses.replace(got, variants=want.variants)
+        assert got == want, name
+    assert study.task == TaskParams()
+
+
+def test_every_workspace_knob_resolves():
+    for ws in WORKSPACES:
+        study = load_study(ws / "params.yaml")
+        full = full_params(study)
+        assert set(SHARED) <= set(full) and full["family"] == study.family.name
+    real = load_study(ROOT / "real/params.yaml")
+    assert real.section(GRPOParams, "rl").trainable_layers == 6  # the family's default
+    assert real.grader == "answer"
 
 
 BAD = [  # (section, values, the message's start) one per kind of mistake
@@ -84,7 +73,6 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
     ("sample", {"n_per_prompt": 2.5}, "params.yaml `sample.n_per_prompt`: 2.5 is not a whole "
                                       "number; e.g. `n_per_prompt: 4`"),
     ("sample", {"models": "base"}, "params.yaml `sample.models`: 'base' is not a list"),
-    ("sample", {"grader": "gsm"}, "params.yaml `sample.grader`: unknown grader 'gsm'"),
     ("sample", {"unfit_prompts": "skip"}, "params.yaml `sample.unfit_prompts`: 'skip' is not one "
                                           "of ['error', 'drop']"),
     ("rl", {"dynamic_sampling": "yes"}, "params.yaml `rl.dynamic_sampling`: 'yes' is not true "
@@ -94,7 +82,6 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
     ("rl", {"clip_low": 1.0}, "params.yaml `rl.clip_low`: must be in [0, 1)"),
     ("pretrain", {"warmup_steps": 10, "steps": 5}, "params.yaml `pretrain.warmup_steps`"),
     ("sft", {"rft_samples": 0}, "params.yaml `sft.rft_samples`: must be >= 1"),
-    ("evaluate", {"models": []}, "params.yaml `evaluate.models`: must be a non-empty list"),
     ("model", {"architecture": "gpt9"}, "params.yaml `model.architecture`: 'gpt9' is not one "
                                         "of ['llama', 'qwen2']"),
     ("task", {"p_chain": 1.5}, "params.yaml `task.p_chain`: is a probability, got 1.5"),
@@ -147,34 +134,39 @@ def test_a_stage_with_a_bad_value_exits_with_one_line_and_touches_nothing(tmp_pa
     assert not (tmp_path / "data").exists()
 
 
-def _sections_read(stage_cmd: str) -> set[str]:
-    """The params sections a flow's `main` parses (its `from_section(..., "<name>")` calls)."""
-    path = ROOT / (stage_module(stage_cmd).replace(".", "/") + ".py")
-    calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
-             and getattr(n.func, "id", "") == "from_section"]
-    return {c.args[2].value for c in calls}
+STUDY_READS = {"task": "task", "models": "models", "grader": "task", "labeller": "task",
+               "family": "family"}  # Study attributes and the section each reads
 
 
-def assert_stages_list_what_they_read(dvc_yaml: Path, params: dict, partial: dict) -> None:
-    """Every stage of `dvc_yaml` lists each params key its flow reads (`partial`: the stages
-    that read only some keys of a section), and no speed knob (`resources`, NO_RESULT)."""
-    for name, stage in read_stages(dvc_yaml).items():
-        body = stage.get("do", stage)
-        listed = [p for p in body.get("params", []) if isinstance(p, str)]
-        assert not any("resources" in p or p.split(".")[0] in NO_RESULT for p in listed), name
-        for section in _sections_read(body["cmd"]) - NO_RESULT:
-            keys = partial.get((name, section))
-            keys = [k for k in params[section] if k != "resources"] if keys is None else keys
-            for key in keys:
-                covered = any(p in (section, f"{section}.{key}") or p.startswith(
-                    f"{section}.{key}.") for p in listed)
-                # a foreach stage lists its own item (`weighted.variants.${key}`)
-                covered = covered or any(p.startswith(f"{section}.{key}.${{") for p in listed)
-                assert covered, f"{dvc_yaml}: stage {name} reads `{section}.{key}`: not listed"
+def _sections_read(flow: str) -> set[str]:
+    """The params sections a flow's `main` reads through the study: `study.section(_, "x")`,
+    `study.task`, `study.models`, `study.grader`/`labeller` (task) and `study.family`."""
+    tree = ast.parse((ROOT / "flows" / f"{flow}.py").read_text())
+    main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+    found = set()
+    for node in ast.walk(main):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "section":
+            if isinstance(node.args[1], ast.Constant):  # base: the family's base sections
+                found.add(node.args[1].value)
+        elif isinstance(node, ast.Attribute) and node.attr in STUDY_READS:
+            found.add(STUDY_READS[node.attr])
+    return found
 
 
 def test_dvc_params_cover_what_each_stage_reads_and_no_speed_knob():
-    assert_stages_list_what_they_read(ROOT / "dvc.yaml", PARAMS, PARTIAL)
+    """Each stage's params (generated) cover every section its flow reads; no speed-only
+    section is tracked."""
+    for ws in WORKSPACES:
+        study = load_study(ws / "params.yaml")
+        for stage in stages(study):
+            tracked = {r.split(".")[0] for r in stage.reads}
+            assert not tracked & NO_RESULT, stage.name
+            reads = _sections_read(stage.flow or stage.name) - NO_RESULT
+            if stage.name == "base":
+                reads |= set(study.family.base_sections)
+            if stage.name == "weighted_run":
+                reads.add("weighted_variants")
+            assert reads <= tracked, (ws.name, stage.name, reads - tracked)
 
 
 def test_eval_file_overlapping_train_is_rejected(tmp_path):
@@ -212,5 +204,5 @@ def test_missing_base_model_names_path_and_stage(tmp_path):
     layout = Layout(tmp_path)
     prepare_split(TaskParams(n_train=50, n_eval=5), layout)
     with pytest.raises(FileNotFoundError) as err:
-        train_rl(layout, GRPOParams())
-    assert str(layout.model_dir("base")) in str(err.value) and "pretrain" in str(err.value)
+        train_rl(get_family("toy"), layout, GRPOParams(), ModelsParams(), "toy")
+    assert str(layout.model_dir("base")) in str(err.value) and "dvc repro base" in str(err.value)

@@ -61,13 +61,16 @@ def row_seed(seed: int, key: str) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
+VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+
+
 @dataclass(frozen=True)
 class BackendResources:
     """`backend.resources`: batch size and vLLM's environment and memory; samples do not depend
     on them (per-row random streams), so they are neither fingerprinted nor DVC params."""
 
     batch_size: int = 64  # hf: rows per KV-cached batch
-    vllm_python: str = ".venv-vllm/bin/python"
+    vllm_python: str = ""  # "": rlvr-lens's own .venv-vllm (`make vllm-env`), from any workspace
     vllm_kv_cache_gb: int = 1  # vllm on CPU: KV cache GiB (VLLM_CPU_KVCACHE_SPACE)
     vllm_gpu_memory_utilization: float = 0.85
 
@@ -206,5 +209,6 @@ def make_backend(
         pad_id = tokenizer.pad_token_id
         pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
         return HFBackend(model, tokenizer.eos_token_id, pad_id, res.batch_size)
-    return VLLMBackend(spec, tokenizer.eos_token_id, Path(res.vllm_python), res.vllm_kv_cache_gb,
+    python = Path(res.vllm_python) if res.vllm_python else VLLM_PYTHON
+    return VLLMBackend(spec, tokenizer.eos_token_id, python, res.vllm_kv_cache_gb,
                        res.vllm_gpu_memory_utilization)

@@ -26,7 +26,7 @@ from rlvr.models.loading import check_lengths, load_tokenizer, pin_torch_threads
 from rlvr.models.specs import ModelEntry, ModelsParams, plan_models
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import SAMPLES_SCHEMA, part_is_current, to_table, write_part
-from rlvr.testbed.graders import GRADERS, get_grader
+from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, encode_prompts, load_prompts, prompt_origin
 
 Grader = Callable[[str, str], int]
@@ -34,12 +34,11 @@ Grader = Callable[[str, str], int]
 
 @dataclass(frozen=True)
 class SampleParams:
-    """`sample`: which models answer which prompts, and how responses are drawn and graded."""
+    """`sample`: which models answer the family's eval prompts, and how responses are drawn
+    (the family's grader grades them)."""
 
     models: list[str] = field(default_factory=lambda: ["base", "rl", "sft", "rft"])
     checkpoints: bool = True  # also every RL checkpoint rl_step_<N>
-    prompts: str = ""  # "": the testbed's eval split; or a .jsonl/.parquet (prompt, answer)
-    grader: str = "toy"  # rlvr.testbed.graders.GRADERS (cross_sample grades with it too)
     # a prompt too long for a model, or with words outside its vocabulary: stop the run naming
     # its row (error), or skip it for every model and log the count (drop)
     unfit_prompts: Literal["error", "drop"] = "error"
@@ -57,8 +56,6 @@ class SampleParams:
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
         require(self.temperature >= 0, "temperature", "must be >= 0", "use e.g. 1.0")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]", "use e.g. 1.0 or 0.7")
-        require(self.grader in GRADERS, "grader", f"unknown grader {self.grader!r}",
-                f"use one of {sorted(GRADERS)}")
 
     @property
     def sampling(self) -> SamplingParams:
@@ -79,8 +76,8 @@ def plan_samples(cfg: SampleParams, models: ModelsParams, layout: Layout) -> Sam
     (`check_model`) and the prompt file, rows and fit to every model (`fit_prompts`)."""
     entries = plan_models(cfg.models, models, layout, cfg.checkpoints)
     facts = [check_model(e.spec) for e in entries]
-    records, dropped = fit_prompts(load_prompts(cfg.prompts, layout), facts, cfg.max_new_tokens,
-                                   cfg.unfit_prompts == "drop", prompt_origin(cfg.prompts, layout),
+    records, dropped = fit_prompts(load_prompts("", layout), facts, cfg.max_new_tokens,
+                                   cfg.unfit_prompts == "drop", prompt_origin("", layout),
                                    "sample.unfit_prompts")
     return SamplePlan(entries, records, dropped)
 

@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from rlvr.models.specs import LOAD_LOCK, ModelSpec
+from rlvr.store.atomic import atomic_dir
 
 
 def save_model(
@@ -29,6 +30,12 @@ def save_model(
     """Save model and tokenizer as one Hugging Face directory (safetensors)."""
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+
+
+def save_dir(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
+    """`save_model` into a temporary directory, then renamed onto `path` (atomic)."""
+    with atomic_dir(path) as tmp:
+        save_model(model, tokenizer, tmp)
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -1,11 +1,11 @@
 """Which checkpoint each model name loads, and how: the one resolver of the `models` section.
 
 A name with `models.named.<name>.path` loads that directory (a user's pair, e.g. a 7B base and
-its RL sibling); any other name is a model this pipeline built, under the layout's models
-directory (`base`, `rl`, `sft`, `rft`, and the RL checkpoints `rl_step_<N>`). Every stage that
-loads a model (sample, score, evaluate, cross_sample, weighted, the report's token viewer, and
-the training stages for their base) resolves it here, so dtype, device, lengths, chat template
-and `trust_remote_code` mean the same everywhere.
+its RL sibling, with its `role`); any other name is a model this pipeline built, under the
+layout's models directory (`base`, `rl`, `sft`, `rft`, and the RL checkpoints `rl_step_<N>`).
+Every stage that loads a model (sample, score, cross_sample, decisive, weighted, the report's
+token viewer, and the training stages for their base) resolves it here, so dtype, device,
+lengths, chat template and `trust_remote_code` mean the same everywhere.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from rlvr.store.hashing import content_hash
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 FAMILY_KINDS = {"base": "base", "rl": "rl", "sft": "sft", "rft": "rft"}
-BUILT_BY = {"base": "pretrain", "rl": "rl", "sft": "sft", "rft": "sft"}  # model -> DVC stage
+BUILT_BY = {"base": "base", "rl": "rl", "sft": "sft", "rft": "sft"}  # model -> DVC stage
+Role = Literal["rl", "sft", "rft"]  # what a user's model is, besides the base and checkpoints
 # transformers builds models under a process-global init context (meta device), so two threads
 # loading at once (shards on a thread-pool runner) corrupt each other: load one at a time
 LOAD_LOCK = threading.Lock()
@@ -69,6 +70,9 @@ class NamedModel:
     """`models.named.<name>`: a user's checkpoint; a field left out takes the section's value."""
 
     path: str = ""  # empty: the model this pipeline built under that name
+    # what it is, when its name does not say (base, rl, sft, rft and rl_step_<N> do): rl, sft, rft
+    role: Role | None = None
+    hub: str = ""  # where `path` came from: `org/name@<commit>` (a snapshot of the hub cache)
     dtype: Dtype | None = None
     device: str | None = None
     max_prompt_tokens: int | None = None
@@ -105,7 +109,7 @@ class ModelsParams:
                                                   "max_model_len", "trust_remote_code",
                                                   "chat_template")}
         values.update({f: v for f, v in dataclasses.asdict(entry).items()
-                       if v is not None and f != "path"})
+                       if v is not None and f not in ("path", "role", "hub")})
         path = entry.path or str(layout.model_dir(name))
         key = f"models.named.{name}" if name in self.named else "models"
         built_by = "" if entry.path else BUILT_BY.get(
@@ -132,7 +136,9 @@ def rl_step_of(name: str) -> int | None:
 def resolve(name: str, models: ModelsParams, layout: Layout) -> ModelEntry:
     """The model called `name`, with its kind and RL step (rows carry both)."""
     step = rl_step_of(name)
-    kind = FAMILY_KINDS.get(name, "checkpoint" if step is not None else "user")
+    named = models.named.get(name)
+    kind = FAMILY_KINDS.get(name) or (named and named.role) or (
+        "checkpoint" if step is not None else "user")
     return ModelEntry(name, kind, step, models.spec(name, layout))
 
 
@@ -148,9 +154,10 @@ def checkpoint_names(layout: Layout) -> list[str]:
 def plan_models(
     names: Sequence[str], models: ModelsParams, layout: Layout, checkpoints: bool = False
 ) -> list[ModelEntry]:
-    """Named models, then (if `checkpoints`) every RL checkpoint not already named."""
+    """Named models, then (if `checkpoints`) every RL checkpoint not already named: the ones
+    the rl stage wrote and a user's (`models.named.rl_step_<N>`)."""
     entries = [resolve(n, models, layout) for n in names]
     if checkpoints:
-        entries += [resolve(n, models, layout) for n in checkpoint_names(layout)
-                    if n not in names]
+        found = checkpoint_names(layout) + [n for n in models.named if rl_step_of(n) is not None]
+        entries += [resolve(n, models, layout) for n in dict.fromkeys(found) if n not in names]
     return sorted(entries, key=lambda e: (e.kind == "checkpoint", e.rl_step or 0))

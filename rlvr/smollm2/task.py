@@ -25,8 +25,7 @@ import pandas as pd
 
 from rlvr.config import require
 from rlvr.layout import Layout
-from rlvr.smollm2.stages import outputs
-from rlvr.store.atomic import atomic_file, sweep_debris, write_json
+from rlvr.store.atomic import atomic_file, sweep_debris
 from rlvr.testbed.answers import extract_answer, last_number, same_number
 from rlvr.testbed.prompts import PromptRecord
 
@@ -162,10 +161,8 @@ def prepare_task(layout: Layout, task: ArithmeticParams) -> dict[str, int]:
     """Write the demo, train and eval splits (prompt-file layout, context turns included)."""
     split = make_split(task)  # the params are checked when parsed; nothing else is read
     turns = context(task, split["demo"])
-    sweep_debris(*outputs(layout, "prepare"))
+    sweep_debris(layout.root / "task")
     for name in ("demo", "train", "eval"):
         with atomic_file(layout.split(name)) as tmp:
             split_table(split[name], turns).to_parquet(tmp, index=False)
-    counts = {name: len(problems) for name, problems in split.items()}
-    write_json(counts, layout.metrics("task"))
-    return counts
+    return {name: len(problems) for name, problems in split.items()}

@@ -28,10 +28,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlvr.config import require
-from rlvr.layout import Layout
-from rlvr.models.loading import pin_torch_threads, save_model
-from rlvr.smollm2.stages import outputs
-from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
+from rlvr.models.loading import save_model
+from rlvr.store.atomic import atomic_dir, atomic_file
 
 CACHE_ENV = "RLVR_MODEL_CACHE"  # a machine fact: where downloaded weights are kept
 
@@ -138,13 +136,3 @@ def convert_gguf(gguf: Path, out_dir: Path) -> dict[str, object]:
         assert set(want) == set(got) and not differ, f"saved weights differ: {differ[:3]}"
     return {"n_params": sum(p.numel() for p in model.parameters()),
             "vocab_size": model.config.vocab_size, "layers": model.config.num_hidden_layers}
-
-
-def convert_base(layout: Layout, cfg: WeightsParams) -> dict[str, object]:
-    """The pinned GGUF (fetched once into the cache) as the `base` Hugging Face directory."""
-    pin_torch_threads()
-    gguf = fetch_gguf(cfg)  # verified against the pin before anything of ours is touched
-    sweep_debris(*outputs(layout, "convert"))
-    summary = convert_gguf(gguf, layout.model_dir("base"))
-    write_json(summary, layout.metrics("convert"))
-    return summary

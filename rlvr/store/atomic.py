@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 MARKER = "_COMPLETE"
 # the temporary names atomic_dir and atomic_file use: `.<name>.tmp-<8 hex>`, `.<name>.old-<8 hex>`
 _DEBRIS = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{8}$")
@@ -66,6 +68,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_rows(rows: list[dict], path: str | Path) -> None:
+    """A list of dicts as CSV (a DVC plot), atomically."""
+    with atomic_file(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def write_json(obj: Any, path: str | Path) -> None:

@@ -79,14 +79,13 @@ def _context(turns: object, at: str) -> tuple[tuple[str, str], ...]:
     return tuple((t["role"], t["content"]) for t in turns)
 
 
-def load_prompt_file(path: str | Path, key: str = "sample.prompts") -> list[PromptRecord]:
+def load_prompt_file(path: str | Path, key: str = "task.prompts") -> list[PromptRecord]:
     """Read and validate a prompt file; any bad row raises a ValueError naming the params key
     `key`, the file and the row."""
     path = Path(path)
     where = f"params.yaml `{key}`: " if key else ""
     if not path.exists():
-        raise FileNotFoundError(f"{where}prompt file {path} does not exist; fix the path (or "
-                                "leave it empty for the testbed's eval split)")
+        raise FileNotFoundError(f"{where}prompt file {path} does not exist; fix the path")
     rows = _read_rows(path, where)
     if not rows:
         raise ValueError(f"{where}{path}: no prompts in the file")
@@ -120,7 +119,7 @@ def load_prompts(path: str, layout: Layout, key: str = "sample.prompts") -> list
     """The prompts a run asks: the user file `path`, or the testbed's eval split when empty."""
     if not path and not layout.split("eval").exists():
         raise FileNotFoundError(f"no eval split at {layout.split('eval')}: run the prepare stage "
-                                "first (dvc repro prepare), or set params.yaml `sample.prompts`")
+                                "first (dvc repro prepare)")
     return load_prompt_file(path or layout.split("eval"), key if path else "")
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -83,9 +82,6 @@ class ScoreParams:
     base: str = "base"
     tuned: list[str] = field(default_factory=lambda: ["rl", "sft", "rft"])  # each with the base
     checkpoints: bool = True  # also pair the base with every RL checkpoint
-    label_roles: bool = True  # token roles (false: null, e.g. user data)
-    # whose roles (rlvr.testbed.graders.get_labeller): the `task.testbed` grammar | natural text
-    labeller: Literal["testbed", "answer"] = "testbed"
     js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
     resources: ScoreResources = field(default_factory=ScoreResources)
 

@@ -7,34 +7,15 @@ since the n samples of one prompt are correlated.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.config import require
+from rlvr.generation.accuracy import prompt_interval
 from rlvr.generation.sampler import SamplingParams, sample
 from rlvr.testbed.prompts import PromptRecord, encode_prompts
 from rlvr.training.grpo import Grader
-
-
-@dataclass(frozen=True)
-class EvaluateParams:
-    """`evaluate`: held-out accuracy of each model of the family (and of every RL checkpoint)."""
-
-    models: list[str] = field(default_factory=lambda: ["base", "rl", "sft", "rft"])
-    n_samples: int = 8  # samples per eval prompt, temperature 1
-    max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
-    seed: int = 0
-    checkpoints: bool = True  # also every RL checkpoint (the accuracy-vs-step plot)
-
-    def __post_init__(self) -> None:
-        require(len(self.models) > 0 and len(set(self.models)) == len(self.models), "models",
-                "must be a non-empty list of distinct names", "use e.g. [base, rl, sft, rft]")
-        require(self.n_samples >= 1, "n_samples", "must be >= 1", "use e.g. 8")
-        require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1", "use e.g. 64")
 
 
 def evaluate_model(
@@ -64,16 +45,10 @@ def evaluate_model(
     texts = [tokenizer.decode(g.response_ids, skip_special_tokens=True) for g in gens]
     correct = np.array([grader(t, problems[i // n_samples].answer) for i, t in enumerate(texts)],
                        dtype=float).reshape(len(problems), n_samples)
-    per_prompt = correct.mean(axis=1)
-    accuracy = float(correct.mean())
-    stderr = float(per_prompt.std(ddof=1) / math.sqrt(len(problems))) if len(problems) > 1 else 0.0
     return {
-        "accuracy": accuracy,
+        **prompt_interval(correct),
         "n": int(correct.size),
         "n_prompts": len(problems),
-        "stderr": stderr,
-        "ci95_low": max(0.0, accuracy - 1.96 * stderr),
-        "ci95_high": min(1.0, accuracy + 1.96 * stderr),
         "pass_at_n": float((correct.max(axis=1) > 0).mean()),
         "mean_length": float(np.mean([len(g.response_ids) for g in gens])),
         "share_chain": float(np.mean([t.split()[:1] == ["chain"] for t in texts])),

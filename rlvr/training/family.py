@@ -1,93 +1,76 @@
-"""The toy model family, stage by stage: base pretraining, RL, SFT/RFT controls, evaluation.
+"""The family stages over any family: its prompts, its base, the RL model, the controls.
 
-Each function reads its inputs from the layout, writes its outputs there atomically, and
-returns a small summary; the Prefect tasks of the stages wrap them one to one. The training
-stages load the base this pipeline built; evaluation resolves every model through `models`.
+Each function checks its inputs before it touches an output, writes atomically under the layout,
+and returns a small summary; the Prefect tasks wrap them one to one. What differs between
+families (how the base is made, what the controls train on, the grader) comes from the
+`rlvr.families.Family`; the training itself is the project's own (`train_grpo`, `train_lm`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import pandas as pd
-import torch
-
-from rlvr.generation.sampler import SamplingParams
+from rlvr.families import Family
 from rlvr.layout import Layout
 from rlvr.models.checks import check_model
-from rlvr.models.loading import load_spec, pin_torch_threads, save_model
-from rlvr.models.specs import ModelsParams, checkpoint_names, plan_models
-from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
-from rlvr.testbed.digits import grade
-from rlvr.testbed.grammars import SFT_STYLES, get_grammar
-from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
-from rlvr.testbed.prompts import load_prompt_file
-from rlvr.testbed.split import TaskParams, read_problems
-from rlvr.training.evaluation import EvaluateParams, evaluate_model
-from rlvr.training.grpo import GRPOParams, train_grpo
-from rlvr.training.lm import (
-    PretrainParams,
-    SFTParams,
-    encode_examples,
-    self_correct_examples,
-    train_lm,
-    written_examples,
-)
+from rlvr.models.loading import load_spec, pin_torch_threads, save_dir
+from rlvr.models.specs import ModelsParams, ModelSpec, checkpoint_names
+from rlvr.store.atomic import atomic_dir, sweep_debris, write_json, write_rows
+from rlvr.testbed.graders import get_grader
+from rlvr.testbed.prompts import PromptRecord, load_prompt_file
+from rlvr.training.grpo import GRPOParams, freeze_layers, train_grpo
+from rlvr.training.lm import SFTParams, train_lm
 
 
-def write_rows(rows: list[dict], path: str | Path) -> None:
-    """A list of dicts as CSV (a DVC plot), atomically."""
-    with atomic_file(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+def stage_outputs(family: Family, layout: Layout, stage: str) -> list:
+    """What family stage `stage` (base, rl, sft) writes: what it may sweep."""
+    if stage == "base":
+        return [layout.model_dir("base"), *(layout.plot(n) if n.endswith("_loss") else
+                                            layout.metrics(n) for n in family.base_outputs)]
+    if stage == "rl":
+        return [layout.model_dir("rl"), layout.rl_steps_dir, layout.plot("rl_log")]
+    return [p for name in family.controls
+            for p in (layout.model_dir(name), layout.plot(f"{name}_loss"))]
 
 
-def save_dir(model, tokenizer, path: str | Path) -> None:
-    with atomic_dir(path) as tmp:
-        save_model(model, tokenizer, tmp)
+def prepare(family: Family, layout: Layout, task: Any) -> dict[str, int]:
+    """The family's eval (and train) split under data/task/, and their sizes as the `task`
+    metrics."""
+    counts = family.prepare(layout, task)
+    write_json(counts, layout.metrics("task"))
+    return counts
 
 
-def pretrain_base(
-    layout: Layout, task: TaskParams, shape: ModelShape, cfg: PretrainParams,
-    progress: bool = False,
-) -> dict[str, float]:
-    """Build a random model over the testbed's vocabulary and train it on `corpus_copies` corpus
-    responses per train problem, written by the testbed's grammar."""
+def build_base(family: Family, layout: Layout, task: Any, sections: dict[str, Any],
+               progress: bool = False) -> dict:
+    """The family's base model (pretrained or converted) into data/models/base."""
+    assert family.build_base is not None, f"the {family.name} family's base is given, not built"
     pin_torch_threads()
-    grammar = get_grammar(task.testbed)
-    problems = read_problems(layout.split("train"))
-    sweep_debris(*layout.outputs("pretrain"))
-    prompts, responses = [], []
-    for copy in range(cfg.corpus_copies):
-        prompts += [p.prompt for p in problems]
-        responses += grammar.corpus(problems, task.style, cfg.seed * 1000 + copy)
-    tokenizer = build_tokenizer(grammar.keywords)
-    model = build_model(shape, tokenizer)
-    curve = train_lm(model, encode_examples(tokenizer, prompts, responses), cfg,
-                     tokenizer.pad_token_id, mask_prompt=False, progress=progress, desc="pretrain")
-    save_dir(model, tokenizer, layout.model_dir("base"))
-    write_rows(curve, layout.plot("pretrain_loss"))
-    return {"final_loss": curve[-1]["loss"], "seconds": curve[-1]["seconds"],
-            "n_params": sum(p.numel() for p in model.parameters())}
+    return family.build_base(layout, task, sections, progress=progress)
 
 
-def _load_base(layout: Layout, stage: str) -> tuple[torch.nn.Module, object]:
-    """The base this pipeline built, checked first; then `stage`'s outputs are swept."""
-    spec = ModelsParams().spec("base", layout)
+def _base(layout: Layout, models: ModelsParams, family: Family, stage: str,
+          ) -> tuple[ModelSpec, list[PromptRecord]]:
+    """The base and the train split, both checked, then `stage`'s outputs swept."""
+    spec = models.spec("base", layout)
     check_model(spec)
-    read_problems(layout.split("train"))  # the stage's other input: exists and reads
-    sweep_debris(*layout.outputs(stage))
-    return load_spec(spec)
-
-
-def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[str, float]:
-    """GRPO/DAPO from the base model; checkpoints `rl_step_<N>` go under the rl_steps dir."""
-    pin_torch_threads()
-    model, tokenizer = _load_base(layout, "rl")
     records = load_prompt_file(layout.split("train"), key="")
+    sweep_debris(*stage_outputs(family, layout, stage))
+    return spec, records
+
+
+def train_rl(family: Family, layout: Layout, cfg: GRPOParams, models: ModelsParams,
+             grader: str, progress: bool = False) -> dict[str, float]:
+    """GRPO/DAPO from the base on the train split, graded by `grader`; checkpoints
+    `rl_step_<N>` go under the rl_steps directory."""
+    pin_torch_threads()
+    grade = get_grader(grader, "task.grader")
+    spec, records = _base(layout, models, family, "rl")
+    model, tokenizer = load_spec(spec)
     # the checkpoint directory is one DVC output: build it whole, then move it into place
     with atomic_dir(layout.rl_steps_dir) as tmp_steps:
         log = train_grpo(model, tokenizer, records, grade, cfg, checkpoint_dir=tmp_steps,
-                         progress=progress)
+                         progress=progress, chat_template=spec.chat_template)
     save_dir(model, tokenizer, layout.model_dir("rl"))
     write_rows(log, layout.plot("rl_log"))
     tail = log[-5:]
@@ -95,73 +78,23 @@ def train_rl(layout: Layout, cfg: GRPOParams, progress: bool = False) -> dict[st
             "seconds": log[-1]["seconds"], "checkpoints": len(checkpoint_names(layout))}
 
 
-def train_sft(
-    layout: Layout, cfg: SFTParams, testbed: str, progress: bool = False
-) -> dict[str, float]:
-    """SFT control: fine-tune the base on solutions of the train problems written in the
-    `sft.data` style by the testbed's grammar."""
+def train_control(family: Family, layout: Layout, name: str, task: Any, cfg: SFTParams,
+                  models: ModelsParams, grader: str, progress: bool = False) -> dict[str, float]:
+    """Control `name` (e.g. sft, rft): the base fine-tuned by next-token loss on the responses
+    the family makes for it (loss on response tokens only)."""
     pin_torch_threads()
-    model, tokenizer = _load_base(layout, "sft")
-    examples = written_examples(tokenizer, read_problems(layout.split("train")),
-                                get_grammar(testbed), SFT_STYLES[cfg.data], cfg.seed)
-    curve = _fine_tune(model, tokenizer, examples, cfg, layout, "sft", progress)
-    return {"final_loss": curve[-1]["loss"], "n_examples": len(examples)}
-
-
-def _fine_tune(model: torch.nn.Module, tokenizer, examples: list, cfg: SFTParams,
-               layout: Layout, name: str, progress: bool) -> list[dict]:
-    """The SFT/RFT tail: response-only next-token training, then save the model and its curve."""
+    spec, records = _base(layout, models, family, "sft")
+    model, tokenizer = load_spec(spec)
+    examples = family.controls[name](layout, task, cfg, model, tokenizer, spec,
+                                     get_grader(grader, "task.grader"), progress=progress)
+    if not examples:
+        raise ValueError(f"params.yaml `sft`: the {name} control has no training example "
+                         "(e.g. the base got no sample right); raise sft.rft_prompts or "
+                         "sft.rft_samples")
+    freeze_layers(model, cfg.trainable_layers)
     curve = train_lm(model, examples, cfg, tokenizer.pad_token_id, mask_prompt=True,
                      progress=progress, desc=name)
     save_dir(model, tokenizer, layout.model_dir(name))
     write_rows(curve, layout.plot(f"{name}_loss"))
-    return curve
-
-
-def train_rft(layout: Layout, cfg: SFTParams, progress: bool = False) -> dict[str, float]:
-    """RFT control: fine-tune the base on its own correct samples of `rft_prompts` problems."""
-    pin_torch_threads()
-    model, tokenizer = _load_base(layout, "sft")
-    problems = read_problems(layout.split("train"))[: cfg.rft_prompts]
-    sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
-                              seed=cfg.seed)
-    examples, kept = self_correct_examples(model, tokenizer, problems, cfg.rft_samples, sampling,
-                                           progress=progress)
-    if not examples:
-        raise ValueError("params.yaml `sft.rft_prompts`: the base model got no RFT sample right; "
-                         "raise sft.rft_prompts or sft.rft_samples")
-    curve = _fine_tune(model, tokenizer, examples, cfg, layout, "rft", progress)
-    return {"final_loss": curve[-1]["loss"], "n_examples": len(examples), "kept_share": kept}
-
-
-def evaluate_family(
-    layout: Layout, cfg: EvaluateParams, models: ModelsParams, progress: bool = False
-) -> dict[str, float]:
-    """Accuracy of each model in `cfg.models` (and of every RL checkpoint) on the eval split.
-
-    Writes {"<model>": {"accuracy": ..., "n": ..., ...}} to the `models` metrics; checkpoint
-    accuracies (with the base as step 0) go to the `rl_checkpoint_accuracy` plot.
-    """
-    pin_torch_threads()
-    entries = plan_models(cfg.models, models, layout, cfg.checkpoints)
-    for entry in entries:  # every model checked before the first is evaluated
-        check_model(entry.spec)
-    problems = load_prompt_file(layout.split("eval"), key="")
-    sweep_debris(*layout.outputs("evaluate"))
-    sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
-                              seed=cfg.seed)
-    metrics, steps = {}, []
-    for entry in entries:
-        model, tokenizer = load_spec(entry.spec)
-        result = evaluate_model(model, tokenizer, problems, grade, cfg.n_samples, sampling,
-                                progress=progress and entry.kind != "checkpoint",
-                                chat_template=entry.spec.chat_template)
-        if entry.kind == "checkpoint":
-            steps.append({"step": entry.rl_step, "accuracy": result["accuracy"]})
-        else:
-            metrics[entry.name] = result
-    write_json(metrics, layout.metrics("models"))
-    if cfg.checkpoints:
-        base = [{"step": 0, "accuracy": metrics["base"]["accuracy"]}] if "base" in metrics else []
-        write_rows(base + steps, layout.plot("rl_checkpoint_accuracy"))
-    return {name: m["accuracy"] for name, m in metrics.items()}
+    return {"final_loss": curve[-1]["loss"], "n_examples": len(examples),
+            "seconds": curve[-1]["seconds"]}

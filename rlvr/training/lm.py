@@ -1,8 +1,8 @@
-"""Next-token training: base pretraining on the task corpus, and the SFT and RFT controls.
+"""Next-token training: a family's base pretraining, and the SFT and RFT controls.
 
-All three use `train_lm`. Pretraining puts the loss on every token (the prompt digits are random,
-so their loss is a constant floor and does no harm); SFT and RFT mask the prompt and learn only
-the response, like any instruction tuning.
+All three use `train_lm`. Pretraining puts the loss on every token (the toy's prompt digits are
+random, so their loss is a constant floor and does no harm); SFT and RFT mask the prompt and
+learn only the response, like any instruction tuning.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,8 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlvr.config import require
 from rlvr.generation.sampler import SamplingParams, sample
 from rlvr.progress import Progress
-from rlvr.testbed.digits import CorpusStyle, Problem, grade
-from rlvr.testbed.grammars import Grammar
+from rlvr.testbed.prompts import PromptRecord, encode_prompts
 
 IGNORE = -100  # label value that cross_entropy skips
 
@@ -73,10 +72,10 @@ class PretrainParams(LMParams):
 
 @dataclass(frozen=True)
 class SFTParams(LMParams):
-    """`sft`: the controls from the same base, `sft` on written solutions and `rft` on the
-    base's own correct samples (loss on response tokens only)."""
+    """`sft`: the family's controls from the same base, e.g. `sft` on written solutions and
+    `rft` on the base's own correct samples (loss on response tokens only)."""
 
-    # sft's solutions (rlvr.testbed.grammars.SFT_STYLES), slip-free and in the graded format:
+    # toy family: sft's solutions (rlvr.testbed.grammars.SFT_STYLES), slip-free and graded:
     # `reverse` = running totals from the last digit with every step checked, a style the
     # pretraining corpus never holds; `reference` = the base's own preferred method (chain)
     data: Literal["reverse", "reference"] = "reverse"
@@ -87,9 +86,12 @@ class SFTParams(LMParams):
     rft_prompts: int = 1024  # train prompts the base samples for rft
     rft_samples: int = 4  # samples per prompt (temperature 1); the correct ones are the rft data
     max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
+    trainable_layers: int = 0  # train only the last N decoder layers + final norm; 0: all
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.trainable_layers >= 0, "trainable_layers", "must be >= 0",
+                "use 0 (every parameter) or rl.trainable_layers")
         for key in ("rft_prompts", "rft_samples", "max_new_tokens"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
 
@@ -192,36 +194,42 @@ def train_lm(
     return curve
 
 
-def written_examples(
-    tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], grammar: Grammar,
-    style: CorpusStyle, seed: int,
+def solution_examples(
+    tokenizer: PreTrainedTokenizerBase, records: Sequence[PromptRecord], solutions: Sequence[str],
+    chat_template: bool = True,
 ) -> list[Example]:
-    """SFT data: one solution per problem, written by the testbed's grammar in `style`."""
-    return encode_examples(tokenizer, [p.prompt for p in problems],
-                           grammar.corpus(problems, style, seed))
+    """SFT data: each prompt as the sampler encodes it (`encode_prompts`), its written
+    solution, then eos."""
+    assert len(records) == len(solutions), "one solution per prompt"
+    prompts = encode_prompts(records, tokenizer, chat_template)
+    answers = tokenizer(list(solutions), add_special_tokens=False).input_ids
+    eos = tokenizer.eos_token_id
+    return [Example(p + a + [eos], len(p)) for p, a in zip(prompts, answers, strict=True)]
 
 
 def self_correct_examples(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    problems: Sequence[Problem],
+    records: Sequence[PromptRecord],
     n_samples: int,
     sampling: SamplingParams,
+    grade: Callable[[str, str], int],
+    chat_template: bool = True,
     progress: bool = False,
 ) -> tuple[list[Example], float]:
-    """RFT data: `n_samples` of the model's own responses per problem, keeping the correct ones.
+    """RFT data: `n_samples` of the model's own responses per prompt, keeping the correct ones
+    (ended by eos, graded 1 by `grade`).
 
     Returns the kept examples (the sampled ids, exactly) and the share of samples that were kept.
     """
-    prompt_ids = tokenizer([p.prompt for p in problems]).input_ids
+    prompt_ids = encode_prompts(records, tokenizer, chat_template)
     rows = [ids for ids in prompt_ids for _ in range(n_samples)]
-    keys = [f"rft/{p.prompt_id}/{j}" for p in problems for j in range(n_samples)]
+    keys = [f"rft/{r.prompt_id}/{j}" for r in records for j in range(n_samples)]
     gens = sample(model, rows, keys, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id,
                   progress=progress)
     kept = []
     for i, gen in enumerate(gens):
-        problem = problems[i // n_samples]
         text = tokenizer.decode(gen.response_ids, skip_special_tokens=True)
-        if gen.finish_reason == "eos" and grade(text, problem.answer):
+        if gen.finish_reason == "eos" and grade(text, records[i // n_samples].answer):
             kept.append(Example(gen.prompt_ids + gen.response_ids, len(gen.prompt_ids)))
     return kept, len(kept) / max(1, len(gens))

@@ -56,7 +56,7 @@ from rlvr.models.checks import check_model
 from rlvr.models.loading import load_model, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelsParams, ModelSpec
 from rlvr.store.atomic import atomic_file, sweep_debris
-from rlvr.testbed.graders import GRADERS, get_grader
+from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
 from rlvr.training.grpo import GRPOParams, TokenContext, list_checkpoints, train_grpo
@@ -151,7 +151,7 @@ class WeightedParams:
     """
 
     model: str = "base"  # every run starts from this model (resolved through `models`)
-    grader: str = "toy"  # rlvr.testbed.graders.GRADERS: the reward and the eval grade
+    # params.yaml's top-level `weighted_variants` (one DVC stage each; the grid is opt-in)
     variants: dict[str, VariantParams] = field(default_factory=_default_variants)
     s: float = 1.0  # weights lie in (1 - s/2, 1 + s/2)
     seeds: int = 3  # seeds 0..seeds-1 for every variant (paired: a seed is one rollout stream)
@@ -172,8 +172,6 @@ class WeightedParams:
         require(0.0 <= self.s < 2.0, "s", f"{self.s} is outside [0, 2)",
                 "use 0 <= s < 2 so that weights stay positive")
         require(self.seeds >= 1, "seeds", "must be >= 1", "use e.g. 3")
-        require(self.grader in GRADERS, "grader", f"unknown grader {self.grader!r}",
-                f"use one of {sorted(GRADERS)}")
 
 
 class _RecordingHook:
@@ -248,7 +246,7 @@ def train_and_evaluate(
     sampling = SamplingParams(temperature=1.0, top_p=1.0,
                               max_new_tokens=evaluation.max_new_tokens, seed=evaluation.seed)
 
-    grade = get_grader(grader, "weighted.grader")
+    grade = get_grader(grader, "task.grader")
 
     def evaluate(model) -> dict[str, float]:
         return _eval_metrics(evaluate_model(model, tokenizer, eval_problems, grade,
@@ -297,14 +295,19 @@ def plan_grid(
     runs = grid_runs(config, names)
     base = models.spec(config.model, layout)
     check_model(base)
+    if not layout.split("train").exists():
+        raise ValueError(f"the weighted runs train on the family's train split, and "
+                         f"{layout.split('train')} does not exist: give the training prompts "
+                         "(a pair workspace: params.yaml `task.train_prompts`) and run the "
+                         "prepare stage (dvc repro prepare)")
     for split in ("train", "eval"):
-        load_prompt_file(layout.split(split), key="")  # exists and parses
+        load_prompt_file(layout.split(split), key="")  # parses
     sweep_debris(*(p for v in dict(runs) for p in layout.outputs(f"weighted_run@{v}")))
     return runs, base
 
 
 def run_grid_cell(
-    config: WeightedParams, base: ModelSpec, layout: Layout, variant: str, seed: int,
+    config: WeightedParams, base: ModelSpec, layout: Layout, variant: str, seed: int, grader: str,
     progress: bool = False,
 ) -> dict[str, float]:
     """Train and evaluate run (variant, seed) of the grid from `base`; writes its run file.
@@ -315,7 +318,7 @@ def run_grid_cell(
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
     return train_and_evaluate(
         base, load_prompt_file(layout.split("train"), key=""),
-        load_prompt_file(layout.split("eval"), key="")[: config.eval.prompts], config.grader,
+        load_prompt_file(layout.split("eval"), key="")[: config.eval.prompts], grader,
         chosen, seed, config.rl, config.eval, layout.weighted_run(variant, seed),
         progress=progress,
     )

@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from rlvr.generation.backends import VLLM_CPU_HEAD_SIZES, HFBackend, VLLMBackend
+from rlvr.generation.backends import VLLM_CPU_HEAD_SIZES, VLLM_PYTHON, HFBackend, VLLMBackend
 from rlvr.generation.sampler import SamplingParams
 from rlvr.models.loading import load_model, save_model
 from rlvr.models.specs import ModelSpec
 from rlvr.testbed.digits import REFERENCE_STYLE, grade, make_split
 from rlvr.testbed.grammars import GRAMMARS
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
+from rlvr.testbed.prompts import records_of
 from rlvr.tokens.scorer import Response, ScoreParams, score_batches
-from rlvr.training.lm import LMParams, train_lm, written_examples
+from rlvr.training.lm import LMParams, solution_examples, train_lm
 
-VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm/bin/python"
-TOY_BASE = Path(__file__).resolve().parents[1] / "data/models/base"
+TOY_BASE = Path(__file__).resolve().parents[2] / "data/models/base"
 LOGPROB_TOL = 1e-3
 N_SAMPLES = 4
 
@@ -59,7 +59,9 @@ def toy(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # OpenMP threads spin-wait on a contended machine: 10x slower
     try:
-        train_lm(model, written_examples(tok, train, GRAMMARS["digits"], REFERENCE_STYLE, 0),
+        examples = solution_examples(tok, records_of(train),
+                                     GRAMMARS["digits"].corpus(train, REFERENCE_STYLE, 0), False)
+        train_lm(model, examples,
                  LMParams(steps=150, batch_size=64, lr=5e-3, warmup_steps=10), tok.pad_token_id,
                  mask_prompt=True)
     finally:

@@ -6,16 +6,21 @@ import pandas as pd
 import pytest
 import torch
 
+from rlvr.families import get_family
+from rlvr.generation.accuracy import evaluate_samples
+from rlvr.generation.backends import BackendParams
 from rlvr.generation.sampler import SamplingParams
+from rlvr.generation.samples import sample_shard
 from rlvr.layout import Layout
 from rlvr.models.loading import TOKENIZER_FILES, load_model
-from rlvr.models.specs import ModelsParams
+from rlvr.models.specs import ModelsParams, plan_models
+from rlvr.store.tables import finalize_dataset, part_path, samples_dir
 from rlvr.testbed.digits import REFERENCE_STYLE, grade, make_split
 from rlvr.testbed.grammars import GRAMMARS, SFT_STYLES
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
+from rlvr.testbed.prompts import load_prompt_file, records_of
 from rlvr.testbed.split import TaskParams, prepare_split
-from rlvr.training.evaluation import EvaluateParams
-from rlvr.training.family import evaluate_family, pretrain_base, train_rft, train_sft
+from rlvr.training.family import build_base, train_control
 from rlvr.training.lm import (
     IGNORE,
     LMParams,
@@ -25,9 +30,17 @@ from rlvr.training.lm import (
     encode_examples,
     lr_at,
     self_correct_examples,
+    solution_examples,
     train_lm,
-    written_examples,
 )
+
+TOY = get_family("toy")
+
+
+def written(tokenizer, problems, grammar, style, seed):
+    """sft's data: the grammar's solutions in `style` (what the toy family's sft trains on)."""
+    return solution_examples(tokenizer, records_of(problems),
+                             grammar.corpus(problems, style, seed), chat_template=False)
 
 torch.set_num_threads(1)  # tiny models: a second thread only spin-waits on a shared machine
 
@@ -60,7 +73,7 @@ def test_sft_data_is_written_in_its_style_and_right(testbed, data, method):
     grammar = GRAMMARS[testbed]
     tokenizer = build_tokenizer(grammar.keywords)
     train, _ = make_split(100, 5, 0, 4, 7)
-    examples = written_examples(tokenizer, train, grammar, SFT_STYLES[data], 0)
+    examples = written(tokenizer, train, grammar, SFT_STYLES[data], 0)
     for example, problem in zip(examples, train, strict=True):
         response = tokenizer.decode(example.ids[example.n_prompt:], skip_special_tokens=True)
         assert response.startswith(method + " ") and "answer =" in response
@@ -72,7 +85,7 @@ def test_sft_data_is_written_in_its_style_and_right(testbed, data, method):
 
 def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
     train, _ = make_split(36, 4, 0, 2, 2)
-    examples = written_examples(tokenizer, train, GRAMMARS["digits"], REFERENCE_STYLE, 0) * 4
+    examples = written(tokenizer, train, GRAMMARS["digits"], REFERENCE_STYLE, 0) * 4
     shape = ModelShape(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                        max_length=32)
     model = build_model(shape, tokenizer, seed=0)
@@ -80,8 +93,8 @@ def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
                      tokenizer.pad_token_id, mask_prompt=True)
     assert [row["step"] for row in curve] == [20, 40, 60, 80, 100, 120]
     assert curve[-1]["loss"] < 0.5 * curve[0]["loss"]
-    kept, share = self_correct_examples(model, tokenizer, train, 4,
-                                        SamplingParams(max_new_tokens=8, seed=0))
+    kept, share = self_correct_examples(model, tokenizer, records_of(train), 4,
+                                        SamplingParams(max_new_tokens=8, seed=0), grade)
     assert kept and share == len(kept) / (4 * len(train))
     by_prompt = {tuple(tokenizer(p.prompt).input_ids): p for p in train}
     for example in kept:
@@ -93,7 +106,8 @@ def test_train_lm_lowers_the_loss_and_rft_keeps_only_right_samples(tokenizer):
 
 @pytest.mark.parametrize("testbed", ["digits", "steps"])
 def test_family_stages_write_models_curves_and_metrics(tmp_path, testbed):
-    """prepare -> pretrain -> sft/rft -> evaluate on a shrunken config, through the layout."""
+    """prepare -> base -> sft/rft -> sample -> evaluate on a shrunken config, through the
+    layout and the toy family."""
     layout = Layout(tmp_path)
     task = TaskParams(testbed=testbed, n_train=60, n_eval=6, min_digits=2, max_digits=3)
     prepare_split(task, layout)
@@ -102,23 +116,32 @@ def test_family_stages_write_models_curves_and_metrics(tmp_path, testbed):
     assert split["answer"].map(type).eq(str).all()
     shape = ModelShape(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                        max_length=32)
-    summary = pretrain_base(layout, task, shape,
-                            PretrainParams(steps=20, batch_size=16, warmup_steps=2, log_every=5))
+    summary = build_base(TOY, layout, task, {"model": shape, "pretrain": PretrainParams(
+        steps=20, batch_size=16, warmup_steps=2, log_every=5)})
     assert summary["n_params"] > 0 and len(pd.read_csv(layout.plot("pretrain_loss"))) == 4
     assert any((layout.model_dir("base") / name).exists() for name in TOKENIZER_FILES)
     tokenizer = load_model(layout.model_dir("base"))[1]
     assert ("check" in tokenizer.get_vocab()) == (testbed == "steps")  # the testbed's words
     sft_cfg = SFTParams(steps=5, batch_size=8, rft_prompts=60, rft_samples=8, max_new_tokens=32)
-    train_sft(layout, sft_cfg, testbed)
+    train_control(TOY, layout, "sft", task, sft_cfg, ModelsParams(), "toy")
     try:
-        train_rft(layout, sft_cfg)
+        train_control(TOY, layout, "rft", task, sft_cfg, ModelsParams(), "toy")
         names = ["base", "sft", "rft"]
     except ValueError as err:  # a 20-step base may get nothing right; the error says what to do
         assert "sft.rft_prompts" in str(err)
         names = ["base", "sft"]
-    accuracy = evaluate_family(layout, EvaluateParams(models=names, n_samples=2,
-                                                      max_new_tokens=32, checkpoints=False),
-                               ModelsParams())
+    records, parts = load_prompt_file(layout.split("eval"), key=""), []
+    for entry in plan_models(names, ModelsParams(), layout):
+        parts.append(part_path(samples_dir(layout.samples_dir, entry.name), 0))
+        sample_shard(entry, records, 2, SamplingParams(max_new_tokens=32), "toy",
+                     BackendParams(), parts[-1])
+    finalize_dataset(layout.samples_dir, parts)
+    accuracy = evaluate_samples(layout, TOY.describe)
     metrics = pd.read_json(layout.metrics("models"))
     assert set(metrics.columns) == set(names) and set(accuracy) == set(names)
     assert (metrics.loc["n"] == 12).all() and metrics.loc["accuracy"].between(0, 1).all()
+    assert metrics.loc["share_eq_format"].between(0, 1).all()  # the family's traits
+    for name in names[1:]:  # each model's gain over the base, paired by prompt
+        gain = metrics.loc["gain_over_base", name]
+        assert gain["gain"] == pytest.approx(metrics.loc["accuracy", name]
+                                             - metrics.loc["accuracy", "base"])

@@ -302,7 +302,8 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     assert base == ModelsParams().spec("base", layout)
     assert list(zip(names, seeds, strict=True)) == [
         ("baseline", 0), ("baseline", 1), ("k3_old_high", 0), ("k3_old_high", 1)]
-    finals = [train_run.fn(cfg, base, layout, v, s) for v, s in zip(names, seeds, strict=True)]
+    finals = [train_run.fn(cfg, base, layout, "toy", v, s)
+              for v, s in zip(names, seeds, strict=True)]
     assert all(0 <= f["accuracy"] <= 1 for f in finals)
     summarize_runs.fn(cfg, layout)
 
