@@ -27,7 +27,7 @@ def analyze(cfg: AnalyzeParams, data_root: str = DATA_ROOT) -> dict[str, int]:
     rows = run_analyses_task(layout, cfg)
     logger.info("analyses: %s", rows)
     # headline numbers for `dvc metrics`
-    n_pairs = write_metrics_task(layout, cfg.tau)
+    n_pairs = write_metrics_task(layout, cfg)
     logger.info("metrics for %d pairs -> %s", n_pairs, layout.metrics("analysis"))
     # results in the UI: headline numbers and links to the outputs
     publish_results(rows, layout)

@@ -13,7 +13,6 @@ data/metrics/cross.json. Finished cells are kept on a rerun with the same settin
 from __future__ import annotations
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlvr.config import run_main
 from rlvr.cross.sweep import CrossParams
@@ -31,6 +30,7 @@ from tasks.cross_sample import (
 )
 from tasks.linking import run_stage
 from tasks.results import publish_results
+from tasks.runners import RunnerParams, make_runner
 
 
 @flow(name="cross_sample", log_prints=True)
@@ -66,7 +66,7 @@ def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader
 def main() -> None:
     study = load_study()
     cfg = study.section(CrossParams, "cross_sample", Layout())
-    runner = ThreadPoolTaskRunner(max_workers=cfg.resources.max_parallel)
+    runner = make_runner(study.section(RunnerParams, "runner"), cfg.resources.max_parallel)
     # "": the family's eval split (data/task/eval.parquet)
     run_stage(cross_sample.with_options(task_runner=runner), cfg, study.models, "", study.grader,
               unfit_prompts=study.section(SampleParams, "sample").unfit_prompts)

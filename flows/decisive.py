@@ -10,7 +10,7 @@ changed.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 
 from rlvr.config import run_main
 from rlvr.decisive.positions import DecisiveParams
@@ -20,6 +20,7 @@ from rlvr.study import load_study
 from tasks.decisive import detection_task, measure_task, plan_decisive_task, publish_task
 from tasks.linking import run_stage
 from tasks.results import publish_results
+from tasks.runners import RunnerParams, make_runner
 
 
 @flow(name="decisive")
@@ -30,8 +31,8 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
     layout = Layout(data_root)
     # plan: every input checked before an output is touched
     jobs = plan_decisive_task(cfg, grader, models, layout)
-    # measure: K rollouts per position, one part file per generator
-    runs = [measure_task(job, cfg, grader) for job in jobs]
+    # measure: K rollouts per position, one task and part file per generator
+    runs = measure_task.map(jobs, unmapped(cfg), unmapped(grader)).result()
     publish_task(layout, runs)
     logger.info("decisiveness: %s", runs)
     # detect: precision, recall and AUC of js, base entropy and |delta| (sql/decisive)
@@ -43,8 +44,9 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
 
 def main() -> None:
     study = load_study()
-    run_stage(decisive, study.section(DecisiveParams, "decisive", Layout()), study.grader,
-              study.models)
+    cfg = study.section(DecisiveParams, "decisive", Layout())
+    runner = make_runner(study.section(RunnerParams, "runner"), len(cfg.generators))
+    run_stage(decisive.with_options(task_runner=runner), cfg, study.grader, study.models)
 
 
 if __name__ == "__main__":

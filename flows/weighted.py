@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
@@ -23,6 +22,7 @@ from rlvr.study import load_study
 from rlvr.weighted.grid import WeightedParams
 from tasks.linking import run_stage
 from tasks.results import publish_results
+from tasks.runners import RunnerParams, make_runner
 from tasks.weighted import plan_runs, summarize_runs, train_run
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     study = load_study()
     cfg = study.section(WeightedParams, "weighted", Layout())
-    runner = ThreadPoolTaskRunner(max_workers=cfg.resources.workers)
+    runner = make_runner(study.section(RunnerParams, "runner"), cfg.resources.workers)
     run_stage(weighted.with_options(task_runner=runner),
               cfg, study.models, study.grader, variants=args.variant,
               train=not args.summary_only, summarize=not args.no_summary)

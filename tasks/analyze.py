@@ -17,6 +17,6 @@ def run_analyses_task(layout: Layout, cfg: AnalyzeParams) -> dict[str, int]:
 
 
 @task(name="write-analysis-metrics", **TRANSIENT_RETRIES)
-def write_metrics_task(layout: Layout, tau: float) -> int:
+def write_metrics_task(layout: Layout, cfg: AnalyzeParams) -> int:
     """Write the headline numbers as DVC metrics; return how many pairs they cover."""
-    return len(write_headline_metrics(layout, tau)["pairs"])
+    return len(write_headline_metrics(layout, cfg.tau, cfg.final_pair)["pairs"])

@@ -1,12 +1,14 @@
 """Prefect task runners built from the `runner` section of params.yaml.
 
-Sharded flows (sample, score) map one task per shard; the runner decides where those tasks run:
+Sharded flows map one task per shard (sample and score: a prompt shard; cross_sample: a cell;
+decisive: a generator's responses; weighted: a run); the runner decides where those tasks run:
 
-    flow.with_options(task_runner=make_runner(from_section(RunnerParams, params, "runner")))
+    flow.with_options(task_runner=make_runner(study.section(RunnerParams, "runner")))
 
-`thread` is a local thread pool; `dask` and `ray` start a local cluster of `n_workers` processes,
-or join an existing cluster when `runner.address` is set. Outputs are identical across runners:
-each shard is a pure function of its inputs and seed.
+`thread` is a local thread pool (of the stage's own width when it has one, e.g.
+`cross_sample.resources.max_parallel`); `dask` and `ray` start a local cluster of `n_workers`
+processes, or join an existing cluster when `runner.address` is set. Outputs are identical
+across runners: each shard is a pure function of its inputs and seed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rlvr.config import require
 
 @dataclass(frozen=True)
 class RunnerParams:
-    """`runner`: where sharded tasks (sample, score) run; results do not depend on it.
+    """`runner`: where sharded tasks run; results do not depend on it.
 
     `thread` runs shards on a local thread pool; `dask`/`ray` start a local cluster with
     `n_workers` processes, or connect to an existing one when `address` is set (for example
@@ -39,10 +41,11 @@ class RunnerParams:
                 "is only used by `dask` and `ray`", "clear it or set runner.kind")
 
 
-def make_runner(cfg: RunnerParams) -> TaskRunner:
-    """The Prefect task runner that `cfg` describes (cluster engines are imported lazily)."""
+def make_runner(cfg: RunnerParams, threads: int | None = None) -> TaskRunner:
+    """The Prefect task runner that `cfg` describes (cluster engines are imported lazily); a
+    thread pool has `threads` workers when the stage sets its own width, else `n_workers`."""
     if cfg.kind == "thread":
-        return ThreadPoolTaskRunner(max_workers=cfg.n_workers)
+        return ThreadPoolTaskRunner(max_workers=threads or cfg.n_workers)
     if cfg.kind == "dask":
         from prefect_dask import DaskTaskRunner
 

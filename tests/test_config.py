@@ -38,6 +38,7 @@ SECTIONS = {  # every section of the toy workspace and the dataclass that owns i
     "runner": RunnerParams,
 }
 NO_RESULT = {"runner"}  # sections that change no result: no stage tracks them
+WORKSPACE_SECTIONS = {"family", "weighted_variants"}  # read by the study, not a dataclass
 
 
 def test_the_toy_family_defaults_are_the_library_defaults():

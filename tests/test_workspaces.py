@@ -10,7 +10,7 @@ module. The end-to-end run of a workspace (`dvc repro`, report, `rlvr sql`) is s
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -180,34 +180,52 @@ def test_a_new_family_is_one_module(tmp_path, monkeypatch):
     assert study.raw("sample") == {"n_per_prompt": 2}
 
 
+def _readme_example() -> list[str]:
+    """The commands of the README's "Your own pair" block, in order."""
+    text = (ROOT / "README.md").read_text().split("## Your own pair")[1]
+    return text.split("```bash\n")[1].split("```")[0].strip().splitlines()
+
+
 @pytest.mark.slow
 def test_the_readme_example_end_to_end(pair_dirs):
-    """What the README's "Your own pair" says, in a temporary folder: init, `dvc repro`, the
-    report, `rlvr sql --data`; a changed checkpoint makes the stages that read it stale."""
-    assert _init(pair_dirs, "--set", "sample.max_new_tokens=12", "--set",
-                 "cross_sample={n_prompts: 2, samples_per_prompt: 1, seeds: [0], "
-                 "directions: [forward], rules: [js, random], budgets: [0.2], "
-                 "calibration_rounds: 1, max_new_tokens: 12, n_bootstrap: 20}",
-                 "--set", "decisive={n_prompts: 2, samples_per_prompt: 1, rollouts: 4, "
-                 "n_bootstrap: 20}") == 0
-    ws = pair_dirs / "ws"
+    """The README's "Your own pair" commands as written, on a tiny pair in a temporary folder
+    (its paths, the toy grader and small sizes substituted): init, `dvc repro` reaching the
+    report with no family stage, `rlvr --data ... sql`; then a changed checkpoint makes the
+    stages that read it stale (content, not mtimes)."""
+    init, repro, sql = _readme_example()
+    swap = {"/models/base": str(pair_dirs / "models/base"),
+            "/models/rl": str(pair_dirs / "models/tuned"),
+            "my_prompts.jsonl": str(pair_dirs / "prompts.jsonl"),
+            "my-study": str(pair_dirs / "my-study")}
+    for old, new in swap.items():
+        init, repro, sql = (c.replace(old, new) for c in (init, repro, sql))
+    small = ["--grader", "toy", "--labeller", "digits", "--set", "sample.max_new_tokens=12",
+             "--set", "cross_sample={n_prompts: 2, samples_per_prompt: 1, seeds: [0], "
+             "directions: [forward], rules: [js, random], budgets: [0.2], "
+             "calibration_rounds: 1, max_new_tokens: 12, n_bootstrap: 20}",
+             "--set", "decisive={n_prompts: 2, samples_per_prompt: 1, rollouts: 4, "
+             "n_bootstrap: 20}"]
+    assert rlvr_main(shlex.split(init)[1:] + small) == 0
+    ws = pair_dirs / "my-study"
     env = tool_env(pair_dirs, PYTHONPATH=str(ROOT))
-    run = run_tool(["dvc", "repro"], ws, env, timeout=1800)
+    run = subprocess.run(repro, shell=True, cwd=pair_dirs, env=env, capture_output=True,
+                         text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
     ran = [line.split("'")[1] for line in run.stdout.splitlines()
            if line.startswith("Running stage")]
     assert ran == ["prepare", "sample", "score", "evaluate", "analyze", "cross_sample",
                    "decisive", "report"]
     assert (ws / "data/report/index.html").stat().st_size > 10_000
     models = json.loads((ws / "data/metrics/models.json").read_text())
-    assert set(models) == {"base", "dapo"} and "gain_over_base" in models["dapo"]
-    out = subprocess.run([sys.executable, "-m", "rlvr.cli", "--data", str(ws / "data"), "sql",
-                          "--format", "csv", "select pair, count(*) as n from tokens group by "
-                          "pair"], capture_output=True, text=True, env={**os.environ,
-                                                                        "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("base__dapo,")
+    assert set(models) == {"base", "rl"} and "gain_over_base" in models["rl"]
+    findings = json.loads((ws / "data/metrics/findings.json").read_text())
+    assert "--checkpoint" in findings["evolution"]["this_run"]  # says what a finding needs
+    out = subprocess.run([sys.executable, "-m", "rlvr.cli", *shlex.split(sql)[1:]],
+                         cwd=pair_dirs, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "base__rl" in out.stdout, out.stderr
     assert run_tool(["dvc", "status"], ws, env).stdout.strip() == (
         "Data and pipelines are up to date.")
     config = pair_dirs / "models/tuned/config.json"
     config.write_text(config.read_text().replace("\n}", ',\n  "note": "edited"\n}'))
     status = run_tool(["dvc", "status"], ws, env).stdout
-    assert "sample:" in status and "prepare:" not in status  # content changed, not mtimes
+    assert "sample:" in status and "prepare:" not in status

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 PAIR, SFT_PAIR, GENERATOR = "base__rl", "base__sft", "tuned"  # RL responses, as in the study
 SMALL_BUDGET = 0.1  # cross-sampling claims are about budgets of at most 10% of the tokens
+NOT_RUN = {"weighted": "opt-in training runs not asked for (params.yaml `weighted_variants`, "
+                       "or `rlvr init --weighted`)"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ def _pts(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}"
 
 
-def _stats(metrics: dict, pair: str = PAIR) -> dict:
+def _stats(metrics: dict, pair: str | None = None) -> dict:
+    """One pair's numbers on its tuned model's responses; the study's RL pair by default."""
+    pair = pair or metrics.get("rl_pair", PAIR)
     return metrics.get("pairs", {}).get(pair, {}).get(GENERATOR, {})
 
 
@@ -89,7 +93,8 @@ def evolution(analysis: dict) -> tuple[str, str]:
     steps = sorted((v for v in analysis.get("checkpoints", {}).values()
                     if v.get("rl_step") is not None), key=lambda v: v["rl_step"])
     if len(steps) < 2:
-        raise KeyError("fewer than two RL checkpoints")
+        raise KeyError("needs two RL checkpoints or more, the study has fewer; a pair "
+                       "workspace takes them as `rlvr init --checkpoint STEP=PATH`")
     a, b = steps[0], steps[-1]
     jaccards = [v["jaccard_with_final"] for v in steps]
     return (f"steps {a['rl_step']}->{b['rl_step']}: JS p95 {a['js_p95']:.3f}->{b['js_p95']:.3f}, "
@@ -101,7 +106,10 @@ def evolution(analysis: dict) -> tuple[str, str]:
 
 
 def sft_control(analysis: dict) -> tuple[str, str]:
-    rl, sft = _stats(analysis), _stats(analysis, SFT_PAIR)
+    if "sft_pair" in analysis and analysis["sft_pair"] is None:
+        raise KeyError("needs an SFT control from the same base, the study has none; a pair "
+                       "workspace takes one as `rlvr init --sft NAME=PATH`")
+    rl, sft = _stats(analysis), _stats(analysis, analysis.get("sft_pair", SFT_PAIR))
     return (f"JS > 0.1 at {_p(sft['share_js_above_0.1'])} (SFT) vs {_p(rl['share_js_above_0.1'])}"
             f" (RL); top-decile JS mass {_p(sft['top_decile_js_mass'])} vs "
             f"{_p(rl['top_decile_js_mass'])}",
@@ -201,7 +209,7 @@ def study_findings(metrics: dict[str, dict | None]) -> list[Finding]:
         data = metrics.get(source)
         try:
             if data is None:
-                raise KeyError(f"no {source} metrics")
+                raise KeyError(NOT_RUN.get(source, f"no {source} metrics"))
             this_run, reproduces = check(data)
         except KeyError as err:  # the stage did not produce it (or an older writer)
             this_run, reproduces = f"not measured ({err.args[0]})", "n/a"

@@ -145,7 +145,8 @@ def _rows(table: pa.Table, **where: Any) -> list[dict[str, Any]]:
     return [r for r in table.to_pylist() if all(r[k] == v for k, v in where.items())]
 
 
-def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]:
+def headline_metrics(results: dict[str, pa.Table], tau: float,
+                     rl_pair: str = "base__rl") -> dict[str, Any]:
     """The study's headline numbers per pair and generator, plus the checkpoint trend."""
     pairs: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -201,13 +202,18 @@ def headline_metrics(results: dict[str, pa.Table], tau: float) -> dict[str, Any]
                                                "share_divergent", "jaccard_with_final")}
         for r in results["agg_checkpoint_evolution"].to_pylist()
     }
-    return {"tau": tau, "pairs": pairs, "checkpoints": checkpoints}
+    # which pairs the study's findings read: its RL model's (`analyze.final_pair`) and the
+    # first SFT control's, when it has one
+    sft = [r["pair"] for r in results["agg_family_comparison"].to_pylist()
+           if r["tuned_kind"] == "sft"]
+    return {"tau": tau, "rl_pair": rl_pair, "sft_pair": sft[0] if sft else None,
+            "pairs": pairs, "checkpoints": checkpoints}
 
 
-def write_headline_metrics(layout: Layout, tau: float) -> dict:
+def write_headline_metrics(layout: Layout, tau: float, rl_pair: str = "base__rl") -> dict:
     """Read the saved results and write `headline_metrics` as the `analysis` metrics."""
     results = {p.stem: pq.read_table(p)
                for p in sorted(layout.analysis_dir.glob("agg_*.parquet"))}
-    metrics = headline_metrics(results, tau)
+    metrics = headline_metrics(results, tau, rl_pair)
     write_json(metrics, layout.metrics("analysis"))
     return metrics
