@@ -390,11 +390,12 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
     layout = Layout(data_root)
     out = layout.analysis_dir
     rows = run_analyses_task.fn(layout, CFG)
-    assert write_metrics_task.fn(layout, TAU) == len(PAIRS)
+    assert write_metrics_task.fn(layout, CFG) == len(PAIRS)
     assert set(rows) == set(analysis_queries()) and (out / MARKER).exists()
     assert pq.read_table(out / "agg_sparsity.parquet").num_rows == rows["agg_sparsity"]
     assert layout.plot("analysis_sparsity").exists()
     metrics = json.loads(layout.metrics("analysis").read_text())
+    assert metrics["rl_pair"] == CFG.final_pair  # what the findings read
     g = tokens[(tokens.pair == "base__rl") & (tokens.generator == "base")]
     got = metrics["pairs"]["base__rl"]["base"]
     assert got["share_js_above_0.1"] == pytest.approx((g.js64 > 0.1).mean(), abs=1e-6)
