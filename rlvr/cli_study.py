@@ -23,9 +23,13 @@ def cmd_init(args: argparse.Namespace) -> None:
                         args.labeller, args.checkpoint, args.sft or "", args.train_prompts or "",
                         args.dtype or "", args.device or "", args.chat_template,
                         args.backend or "", args.weighted, args.set)
+    from rlvr.pipeline import REPO
+
     print(f"wrote {ws}/params.yaml, dvc.yaml, prefect.yaml\n"
           f"run it:  cd {ws} && dvc repro     (or, as one Prefect run tree: python -m "
-          f"flows.reproduce --repo {ws})\nquery:   rlvr --data {ws}/data sql \"select ...\"")
+          f"flows.reproduce --repo {ws})\nquery:   rlvr --data {ws}/data sql \"select ...\"\n"
+          f"deploy:  cd {REPO} && prefect --no-prompt deploy --all --prefect-file "
+          f"{ws.resolve()}/prefect.yaml   (with `make serve` running)")
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
