@@ -115,7 +115,9 @@ def stages(study: Study, layout: Layout | None = None) -> list[Stage]:
     inputs = tuple(str(p) for p in family_inputs(study))
     out: list[Stage] = [Stage(
         "prepare", "the family's prompts as the eval (and train) split", ("family", "task"),
-        deps=inputs, outs=(_rel(layout.root / "task"),), metrics=(_metric(layout, "task"),))]
+        # persist: a prepare that stops on a bad prompt file leaves the split as it was
+        deps=inputs, outs=({_rel(layout.root / "task"): {"persist": True}},),
+        metrics=(_metric(layout, "task", True),))]
     if family.build_base:
         curves = [n for n in family.base_outputs if n.endswith("_loss")]
         out.append(Stage(
