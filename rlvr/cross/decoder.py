@@ -59,13 +59,14 @@ SIGNALS = {"js": ("js", 1), "entropy_primary": ("entropy_primary", 1),
            "entropy_intervention": ("entropy_intervention", 1), "delta": ("delta_top", 1),
            "gap_sampled_pos": ("gap_sampled", 1), "gap_sampled_neg": ("gap_sampled", -1),
            "gap_top_pos": ("gap_top", 1), "gap_top_neg": ("gap_top", -1),
-           "kl_pi": ("kl_pi", 1), "kl_ip": ("kl_ip", 1), "kl_sym": ("kl_sym", 1),
+           "kl_pi": ("kl_primary_intervention", 1), "kl_ip": ("kl_intervention_primary", 1),
+           "kl_sym": ("kl_sym", 1),
            "kl_sym_topk": ("kl_sym_topk", 1), "early": ("position", -1)}
 RULES = (*SIGNALS, "random")
 SWITCH_STREAM = "/switch"  # suffix of the random rule's stream key: independent of token sampling
 # per-step float records of a CrossGeneration, besides the chosen token's log-probs
-STEP_FIELDS = ("js", "entropy_primary", "entropy_intervention", "delta_top", "gap_top", "kl_pi",
-               "kl_ip", "kl_sym", "kl_sym_topk")
+STEP_FIELDS = ("js", "entropy_primary", "entropy_intervention", "delta_top", "gap_top",
+               "kl_primary_intervention", "kl_intervention_primary", "kl_sym", "kl_sym_topk")
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,9 @@ class CrossGeneration:
     delta_top: list[float]  # |log pi_int(a) - log pi_prim(a)|, a = the primary's top token
     gap_top: list[float]  # log pi_int(a) - log pi_prim(a), signed
     gap_sampled: list[float]  # the same for the primary's candidate (its draw at the step)
-    kl_pi: list[float]  # KL(primary‖intervention), nats
-    kl_ip: list[float]  # KL(intervention‖primary)
-    kl_sym: list[float]  # (kl_pi + kl_ip) / 2
+    kl_primary_intervention: list[float]  # KL(primary‖intervention), nats
+    kl_intervention_primary: list[float]  # KL(intervention‖primary)
+    kl_sym: list[float]  # their mean
     kl_sym_topk: list[float]  # the companion's gate on the primary's top-K tokens
     # top-K mixing only, at switched steps (else None): total variation between the exact and
     # the top-K switch distributions (after temperature and top-p), and whether the two draws
@@ -155,7 +156,7 @@ def step_signals(
     """Both log-prob rows and the per-row signals of one step.
 
     logits_*: (B, V) float32. Returns logp_* (B, V) and js, entropy_*, delta_top, gap_top,
-    kl_pi, kl_ip, kl_sym, kl_sym_topk (B,).
+    kl_primary_intervention, kl_intervention_primary, kl_sym, kl_sym_topk (B,).
     """
     lp_p = torch.log_softmax(logits_primary.float(), -1)
     lp_i = torch.log_softmax(logits_intervention.float(), -1)
@@ -170,8 +171,8 @@ def step_signals(
         "entropy_intervention": entropy(lp_i),
         "delta_top": gap_top.abs(),
         "gap_top": gap_top,
-        "kl_pi": kl_pi,
-        "kl_ip": kl_ip,
+        "kl_primary_intervention": kl_pi,
+        "kl_intervention_primary": kl_ip,
         "kl_sym": 0.5 * (kl_pi + kl_ip),
         "kl_sym_topk": topk_kl_sym(lp_p, lp_i, gate_k),
     }

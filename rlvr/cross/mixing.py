@@ -52,23 +52,32 @@ def mix_logprobs(logp_primary: torch.Tensor, logp_intervention: torch.Tensor,
     return torch.log_softmax(logits, -1)
 
 
-def top_k_ids(logp: torch.Tensor, k: int) -> torch.Tensor:
-    """The k highest ids per row under the project's tie rule (equal values: lowest id first).
+def top_k_mask(logp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k highest ids per row under the project's tie rule (equal values: lowest id first),
+    without a sort of the vocabulary.
 
-    logp: (B, V). Returns (B, min(k, V)) long, best first.
+    logp: (B, V). Returns a (B, V) bool mask with min(k, V) True per row, and the k-th highest
+    value per row (B, 1) (the lowest value inside the mask).
     """
-    order = torch.sort(logp, dim=-1, descending=True, stable=True).indices
-    return order[:, : min(k, logp.shape[-1])]
+    k = min(k, logp.shape[-1])
+    kth = torch.topk(logp, k, dim=-1).values[:, -1:]
+    above, tied = logp > kth, logp == kth
+    need = k - above.sum(-1, keepdim=True)
+    return above | (tied & (tied.cumsum(-1) <= need)), kth
+
+
+def top_k_ids(logp: torch.Tensor, k: int) -> torch.Tensor:
+    """The ids of `top_k_mask`, ascending: (B, min(k, V)) long."""
+    mask, _ = top_k_mask(logp, k)
+    return mask.nonzero()[:, 1].view(len(logp), -1)
 
 
 def _aligned(logp_other: torch.Tensor, support: torch.Tensor, k: int) -> torch.Tensor:
     """The other model's values on `support` (B, K): its log-prob where the id is in its own
     top k, else its lowest top-k value (what the companion pads missing tokens with)."""
-    own = top_k_ids(logp_other, k)
+    own, pad = top_k_mask(logp_other, k)
     values = logp_other.gather(-1, support)
-    inside = (support.unsqueeze(-1) == own.unsqueeze(-2)).any(-1)
-    pad = logp_other.gather(-1, own).min(-1, keepdim=True).values
-    return torch.where(inside, values, pad.expand_as(values))
+    return torch.where(own.gather(-1, support), values, pad.expand_as(values))
 
 
 def topk_mix_logits(logp_primary: torch.Tensor, logp_intervention: torch.Tensor,

@@ -114,7 +114,8 @@ def _reference_signals(lp_p, lp_i, uniforms, k=50):
 
 RECORDED = {"js": "js", "entropy_primary": "entropy_primary", "delta": "delta_top",
             "entropy_intervention": "entropy_intervention", "gap_top_pos": "gap_top",
-            "gap_sampled_pos": "gap_sampled", "kl_pi": "kl_pi", "kl_ip": "kl_ip",
+            "gap_sampled_pos": "gap_sampled", "kl_pi": "kl_primary_intervention",
+            "kl_ip": "kl_intervention_primary",
             "kl_sym": "kl_sym", "kl_sym_topk": "kl_sym_topk"}
 
 

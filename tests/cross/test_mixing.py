@@ -14,6 +14,7 @@ from rlvr.cross.mixing import (
     draw_probs,
     mix_logprobs,
     top_k_ids,
+    top_k_mask,
     topk_kl_sym,
     topk_mix_logits,
 )
@@ -93,9 +94,12 @@ def test_blend_with_ruled_out_tokens():
 
 
 def test_top_k_ids_tie_rule():
-    logp = torch.tensor([[0.5, 2.0, 2.0, -1.0, 2.0]])
-    assert top_k_ids(logp, 3).tolist() == [[1, 2, 4]]  # equal values: lowest id first
-    assert top_k_ids(logp, 9).tolist() == [[1, 2, 4, 0, 3]]
+    logp = torch.tensor([[0.5, 2.0, 2.0, -1.0, 2.0], [3.0, 1.0, 1.0, 1.0, -math.inf]])
+    assert top_k_ids(logp, 2).tolist() == [[1, 2], [0, 1]]  # equal values: lowest id first
+    assert top_k_ids(logp, 3).tolist() == [[1, 2, 4], [0, 1, 2]]
+    assert top_k_ids(logp, 9).tolist() == [[0, 1, 2, 3, 4]] * 2  # ids ascending
+    mask, kth = top_k_mask(torch.tensor([[-math.inf, 0.0, -math.inf]]), 2)
+    assert mask.tolist() == [[True, True, False]] and kth.item() == -math.inf
 
 
 def test_top_k_mix_by_hand():
