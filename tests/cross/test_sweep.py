@@ -181,6 +181,24 @@ def test_cells_on_disk_publish_and_summarize(family):
     mixing = cuts["mixing"]["forward-top3"]["0.2"]
     assert set(mixing) == {"js", "kl_sym_topk"}
     assert 0 < mixing["js"]["mean_tv"] < 1 and mixing["js"]["n_switched"] > 0
+    published = connect(layout.root).sql("select * from cross_tokens").df()
+    top = published[(published.arm == "forward-top3") & (published.rule == "js")]
+    assert mixing["js"]["mean_tv"] == pytest.approx(top.mix_tv.dropna().mean(), rel=1e-6)
+    assert mixing["js"]["share_draw_differs"] == pytest.approx(
+        top.mix_differs.dropna().astype(float).mean())
+    # the overlap, recomputed from the forward pilot's rows: each gate's top share at the
+    # budget (its round-1 threshold), gap_neg read as -(log p_rl - log p_base) of the candidate
+    pilot = published[(published.arm == "forward") & (published.rule == "none")]
+    responses = (pilot.seed.astype(str) + "/" + pilot.prompt_id + "/"
+                 + pilot.sample_id.astype(str)).to_numpy()
+    picks = {}
+    for rule, values in (("js", pilot.js), ("gap_neg", -pilot.gap_sampled),
+                         ("kl_base_tuned", pilot.kl_primary_intervention)):
+        values = values.to_numpy(dtype=np.float64)
+        picks[rule] = values > calibration.threshold_for_budget(values, responses, 0.2)
+    for rule in ("gap_neg", "kl_base_tuned"):
+        both, either = (picks[rule] & picks["js"]).sum(), (picks[rule] | picks["js"]).sum()
+        assert overlap[rule]["jaccard_with_js"] == pytest.approx(both / either)
 
 
 def test_config_requires_random_and_known_rules():
