@@ -258,7 +258,7 @@ def failure_auroc(df: pd.DataFrame) -> tuple[Figure, str]:
                   fontsize=7)
     finish_axes(fig, ax, "AUROC for reward 0 (0.5: no signal)", "", legend=False)
     parts = []
-    for (pair, generator), sub in df.groupby(["pair", "generator"], sort=True):
+    for (pair, generator), sub in df.dropna(subset=["auroc"]).groupby(["pair", "generator"]):
         best = sub.loc[sub["auroc"].idxmax()]
         parts.append(f"{pair}/{generator} best {best['summary']} {best['auroc']:.2f} "
                      f"[{best['auroc_low']:.2f}, {best['auroc_high']:.2f}]")

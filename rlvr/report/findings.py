@@ -44,6 +44,10 @@ def _pts(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}"
 
 
+def _f2(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def _stats(metrics: dict, pair: str = PAIR) -> dict:
     return metrics.get("pairs", {}).get(pair, {}).get(GENERATOR, {})
 
@@ -166,6 +170,8 @@ def critical(decisive: dict) -> tuple[str, str]:
 def concentration(analysis: dict) -> tuple[str, str]:
     s = _stats(analysis)
     gini, half = s["js_gini"], s["share_positions_holding_0.5_js"]
+    if gini is None:
+        raise KeyError("no JS mass: every position has JS 0")
     return (f"Gini {gini:.3f}; 50% of JS mass in {_p(half)} of positions (80%: "
             f"{_p(s.get('share_positions_holding_0.8_js'))}, 90%: "
             f"{_p(s.get('share_positions_holding_0.9_js'))})",
@@ -179,7 +185,9 @@ def failure(analysis: dict) -> tuple[str, str]:
     s = _stats(analysis)
     aucs = {k: (s[f"failure_auroc_{k}"], s[f"failure_auroc_low_{k}"],
                 s[f"failure_auroc_high_{k}"]) for k in FAILURE_SUMMARIES}
-    text = ", ".join(f"{name} {a:.2f} [{lo:.2f}, {hi:.2f}]" for (a, lo, hi), name in
+    if all(a is None for a, _, _ in aucs.values()):
+        raise KeyError("no AUROC: the RL responses are all correct or all wrong")
+    text = ", ".join(f"{name} {_f2(a)} [{_f2(lo)}, {_f2(hi)}]" for (a, lo, hi), name in
                      zip(aucs.values(), FAILURE_SUMMARIES.values(), strict=True))
     above = [lo is not None and lo > 0.5 for _, lo, _ in aucs.values()]
     points = [a is not None and a > 0.5 for a, _, _ in aucs.values()]

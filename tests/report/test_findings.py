@@ -175,6 +175,11 @@ def test_missing_metrics_read_not_applicable():
     assert "no decisive metrics" in got["critical"].this_run
     no_small = _with("cross/forward/budgets", {"0.2": GOOD["cross"]["forward"]["budgets"]["0.2"]})
     assert _verdicts(no_small)["cross_forward"] == "n/a"  # no budget <= 10% measured
+    # all responses right (or all wrong): no AUROC, no Gini: n/a, not a crash
+    undefined = _rl(js_gini=None, **{f"failure_auroc{k}_{s}": None for k in ("", "_low", "_high")
+                                     for s in ("max_js", "mean_js", "mean_js_first")})
+    got = _verdicts(_with(RL, undefined))
+    assert got["failure"] == "n/a" and got["concentration"] == "n/a"
     metrics = findings_metrics(study_findings(GOOD))
     assert set(metrics) == {key for key, *_ in FINDINGS}
     assert set(metrics["sparsity"]) == {"reproduces", "this_run", "rule"}
