@@ -149,20 +149,20 @@ class CrossResources:
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
 
 
-# the toy default's extra arms: the new gates forward and backward, extrapolation at two
-# strengths, the companion's shortcuts forward (its top-K mixing with JS, and with its own gate)
+# the toy default's extra arms, sized for its 20-minute budget: the new gates forward (the
+# companion's and RRTokenIntervention's claims) and at 10% backward, extrapolation with the
+# tuned model primary, the companion's own set-up (base primary, blend at gap_neg positions),
+# and its shortcuts (top-50 mixing with JS, and with its own gate)
 _GATES = ["gap_neg", "gap_pos", "kl_base_tuned", "kl_tuned_base", "early"]
 
 
 def _default_arms() -> list[ArmParams]:
     return [
-        ArmParams("forward", rules=_GATES, budgets=[0.02, 0.05, 0.1, 0.2]),
-        ArmParams("backward", rules=_GATES, budgets=[0.05, 0.1]),
-        ArmParams("extrapolate", alpha=0.1, rules=["gap_neg", "js", "random"],
-                  budgets=[0.05, 0.2]),
-        ArmParams("extrapolate", alpha=0.5, rules=["gap_neg", "js", "random"],
-                  budgets=[0.05, 0.2]),
-        ArmParams("forward", top_k=50, rules=["js", "kl_sym_topk"], budgets=[0.05, 0.1]),
+        ArmParams("forward", rules=_GATES, budgets=[0.02, 0.05, 0.1]),
+        ArmParams("backward", rules=_GATES, budgets=[0.1]),
+        ArmParams("extrapolate", alpha=0.1, rules=["gap_neg", "js", "random"], budgets=[0.1]),
+        ArmParams("forward", alpha=0.1, rules=["gap_neg"], budgets=[0.05]),
+        ArmParams("forward", top_k=50, rules=["js", "kl_sym_topk"], budgets=[0.05]),
     ]
 
 
