@@ -3,12 +3,21 @@
 -- js over positions and, for each share q of the total js mass in $mass_shares, the smallest
 -- share of positions that holds it (the positions of highest js first). With positions ranked
 -- r = 1..n from the highest js, Gini = (n + 1 - 2 * sum(r * js) / sum(js)) / n, the discrete
--- Lorenz-curve formula; tied js values give the same sums in any order.
+-- Lorenz-curve formula; tied js values give the same sums in any order. RL-checkpoint pairs are
+-- left out (they have their own analysis).
 with
+
+pairs as (
+
+    select pair from stg_pairs where tuned_kind != 'checkpoint'
+
+),
 
 scored as (
 
-    select pair, generator, js::double as js from tokens
+    select tokens.pair, tokens.generator, tokens.js::double as js
+    from tokens
+    inner join pairs on tokens.pair = pairs.pair
 
 ),
 
@@ -18,12 +27,13 @@ ranked as (
         pair,
         generator,
         js,
-        row_number() over (partition by pair, generator order by js desc) as rank_desc,
-        sum(js) over (
-            partition by pair, generator order by js desc
-            rows between unbounded preceding and current row
-        ) as mass_at_or_above
+        row_number() over descending as rank_desc,
+        sum(js) over (descending rows between unbounded preceding and current row)
+            as mass_at_or_above,
+        sum(js) over (partition by pair, generator) as total_js,
+        count(*) over (partition by pair, generator) as n_positions
     from scored
+    window descending as (partition by pair, generator order by js desc)
 
 ),
 
@@ -32,9 +42,10 @@ totals as (
     select
         pair,
         generator,
-        count(*) as n_positions,
-        sum(js) as total_js,
-        (count(*) + 1 - 2 * sum(rank_desc * js) / nullif(sum(js), 0)) / count(*) as gini
+        any_value(n_positions) as n_positions,
+        any_value(total_js) as total_js,
+        (any_value(n_positions) + 1 - 2 * sum(rank_desc * js) / nullif(any_value(total_js), 0))
+        / any_value(n_positions) as gini
     from ranked
     group by pair, generator
 
@@ -48,16 +59,15 @@ mass_shares as (
 
 holding as (
 
+    -- the first position whose running mass reaches q x total: one filter pass, no join
     select
         ranked.pair,
         ranked.generator,
         mass_shares.mass_share,
         min(ranked.rank_desc) as n_holding
     from ranked
-    inner join totals
-        on ranked.pair = totals.pair and ranked.generator = totals.generator
     cross join mass_shares
-    where ranked.mass_at_or_above >= mass_shares.mass_share * totals.total_js
+    where ranked.mass_at_or_above >= mass_shares.mass_share * ranked.total_js
     group by ranked.pair, ranked.generator, mass_shares.mass_share
 
 ),
