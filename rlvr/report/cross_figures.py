@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from rlvr.report.experiments import RULE_COLOURS, budget_axis
 from rlvr.report.figures import WIDE, SchemaError, finish_axes, plt, require_columns
 
 PAIRED = ["comparison", "arm", "rule", "target_budget", "budget_cell", "diff", "diff_low",
@@ -49,9 +50,10 @@ def extrapolation(paired: pd.DataFrame) -> tuple[Figure, str]:
             rows = rows.sort_values("budget_cell")
             x = 100 * rows["budget_cell"].to_numpy() * (1 + 0.06 * i)  # apart at one budget
             _errorbars(ax, rows, x, label="every position" if rule == "all" else rule,
-                       color="k" if rule == "all" else f"C{i}", ls="" if rule == "all" else "-")
+                       color="k" if rule == "all" else RULE_COLOURS.get(rule, f"C{i}"),
+                       ls="" if rule == "all" else "-")
         ax.axhline(0, color="grey", lw=1)
-        ax.set_xscale("log")
+        budget_axis(ax, sub, every=True)
         ax.set_title(arm, fontsize=9)
         finish_axes(fig, ax, "% tokens drawn from the blend (achieved, log)",
                     "accuracy − tuned alone, points")
@@ -83,9 +85,9 @@ def shortcuts(overlap: pd.DataFrame, paired: pd.DataFrame) -> tuple[Figure, str]
         for arm, sub in rows.groupby("arm", sort=True):
             sub = sub.sort_values("target_budget")
             left.plot(100 * sub["target_budget"], sub["jaccard_with_js"], marker=".",
-                      color=f"C{i}", ls="-" if arm == "forward" else "--",
+                      color=RULE_COLOURS.get(rule, f"C{i}"), ls="-" if arm == "forward" else "--",
                       label=rule if arm == "forward" else None)
-    left.set_xscale("log")
+    budget_axis(left, overlap)
     left.set_title("gated positions vs JS's (pilot; -- backward)", fontsize=8)
     finish_axes(fig, left, "target budget % (log)", "Jaccard with the JS gate")
     exact = paired[paired["comparison"] == "minus_exact"]
@@ -94,7 +96,8 @@ def shortcuts(overlap: pd.DataFrame, paired: pd.DataFrame) -> tuple[Figure, str]
         _errorbars(right, rows, 100 * rows["target_budget"].to_numpy() * (1 + 0.06 * i),
                    label=f"{arm} {rule}", color=f"C{i}")
     right.axhline(0, color="grey", lw=1)
-    right.set_xscale("log")
+    if len(exact):
+        budget_axis(right, exact, every=True)
     right.set_title("top-K arm minus exact js (same budget)", fontsize=8)
     finish_axes(fig, right, "target budget % (log)", "accuracy points")
     parts = []
