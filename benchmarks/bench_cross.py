@@ -7,7 +7,9 @@ defaults), so they produce every requested token: EOS is ignored (eos_id = -1). 
 run, wall time per generated token of
   (a) plain KV-cached sampling (`rlvr.generation.sampler.sample`) from each model alone,
   lock-step cross-sampling (`rlvr.cross.decoder.cross_sample`, js rule, a mid threshold), and
-  (b) a naive mixed decoder that re-encodes the whole prefix with both models at every step.
+  (b) a naive mixed decoder that re-encodes the whole prefix with both models at every step,
+  and the lock-step decoder with the other switch distributions: the extrapolation blend
+  (alpha 0.1) and the companion's top-50 mixing, at the same rule.
 Targets: lock-step <= 1.3 x (a_primary + a_intervention), and >= 5 x faster than (b).
 Also reports how many of (b)'s tokens equal the lock-step decoder's (same streams, same rule).
 """
@@ -19,7 +21,7 @@ import time
 
 import torch
 
-from rlvr.cross.decoder import SwitchRule, cross_sample, step_signals, switch_mask
+from rlvr.cross.decoder import Mixing, SwitchRule, cross_sample, step_signals, switch_mask
 from rlvr.generation.sampler import SamplingParams, left_pad, pick_tokens, sample, sampling_uniforms
 from rlvr.testbed.model import ModelShape, build_model, build_tokenizer
 from rlvr.testbed.prompts import encode_prompts, task_prompts
@@ -38,8 +40,7 @@ def naive_cross_sample(primary, intervention, prompts, keys, rule, params, pad_i
         li = intervention(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
         li = li.float()
         sig = step_signals(lp, li)
-        switch = switch_mask(rule, sig["js"], sig["entropy_primary"], sig["delta_top"],
-                             torch.zeros(len(prompts), dtype=torch.float64))
+        switch = switch_mask(rule, sig, torch.zeros(len(prompts), dtype=torch.float64))
         tok = pick_tokens(torch.where(switch.unsqueeze(-1), li, lp), u[:, t], params.temperature,
                           params.top_p)
         for row, token in zip(out, tok.tolist(), strict=True):
@@ -85,6 +86,10 @@ def main() -> None:
     _, t_i = best(lambda: sample(intervention, prompts, keys, params, NO_EOS, pad))
     gens, t_x = best(lambda: cross_sample(primary, intervention, prompts, keys, rule, params,
                                           NO_EOS, pad))
+    mixed = {name: best(lambda m=m: cross_sample(primary, intervention, prompts, keys, rule,
+                                                  params, NO_EOS, pad, mixing=m))[1]
+             for name, m in (("extrapolation a=0.1", Mixing(-0.1)),
+                             ("top-50 mixing", Mixing(top_k=50)))}
     naive, t_n = timed(lambda: naive_cross_sample(primary, intervention, prompts, keys, rule,
                                                   params, pad))
     assert all(len(g.response_ids) == args.new_tokens for g in gens), "EOS must be ignored"
@@ -101,6 +106,8 @@ def main() -> None:
     print(f"(a) primary alone        {per_token(t_p)}")
     print(f"(a) intervention alone   {per_token(t_i)}")
     print(f"    lock-step cross      {per_token(t_x)}")
+    for name, seconds in mixed.items():
+        print(f"    {name:<20} {per_token(seconds)}  ({seconds / t_x:.2f}x replacement)")
     print(f"(b) naive re-encoding    {per_token(t_n)}")
     ratio, speedup = t_x / (t_p + t_i), t_n / t_x
     print(f"lock-step / (a_p + a_i) = {ratio:.2f}  (target <= 1.3: "

@@ -5,9 +5,12 @@ Reads params.yaml `cross_sample`, `models` (which checkpoints the pair loads), t
 eval split and grader, and `sample.unfit_prompts` (what to do with prompts that do not fit).
 Writes
 data/cross/cells/ (every cell run), data/cross/{samples,tokens}/ (the final cells: views
-`cross_samples`, `cross_tokens`), data/cross/calibration.parquet, the plots
-data/plots/cross_accuracy_by_budget.csv and cross_rule_vs_random.csv, and
-data/metrics/cross.json. Finished cells are kept on a rerun with the same settings.
+`cross_samples`, `cross_tokens`), data/cross/calibration.parquet, data/cross/paired.parquet
+(paired comparisons), data/cross/{gate_overlap,fixed_thresholds,mixing_shortcut}.parquet (the
+companion's shortcuts measured), the plots data/plots/cross_accuracy_by_budget.csv and
+cross_rule_vs_random.csv, and data/metrics/cross.json. Every arm (forward, backward,
+extrapolation, top-K mixing: `cross_sample.arms`) runs through the same endpoints, calibration
+and seeds. Finished cells are kept on a rerun with the same settings.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tasks.runners import RunnerParams, make_runner
 @flow(name="cross_sample", log_prints=True)
 def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader: str,
                  data_root: str = DATA_ROOT, unfit_prompts: str = "error") -> dict:
-    """Decode the endpoints, calibrate every rule to every budget, publish, summarise."""
+    """Decode every arm's endpoints, calibrate every rule to its budgets, publish, summarise."""
     layout = Layout(data_root)
     # inputs, checked before any output is touched: the pair's models, the prompts; the
     # endpoints, whose budget-0 cells are the pilot

@@ -18,13 +18,13 @@ def plan_endpoints(
     config: CrossParams, models: ModelsParams, prompts: str, unfit_prompts: str, layout: Layout,
 ) -> tuple[list[CrossCell], dict[str, ModelSpec], list[PromptRecord]]:
     """Check every input, then claim the outputs: the budget-0 (pilot) and budget-1 cells of
-    every direction and seed, the pair's specs and the prompts asked."""
+    every arm and seed, the pair's specs and the prompts asked."""
     specs, records, dropped = sweep.plan_inputs(config, models, prompts,
                                                 unfit_prompts == "drop", layout)
     if dropped:
         get_run_logger().warning("dropped %d prompts that do not fit a model "
                                  "(sample.unfit_prompts: drop)", dropped)
-    cells = sweep.endpoint_cells(config.directions, config.base_model, config.tuned_model,
+    cells = sweep.endpoint_cells(config.grid(), config.base_model, config.tuned_model,
                                  config.seeds)
     sweep_debris(*layout.outputs("cross_sample"))
     return cells, specs, records
@@ -47,8 +47,10 @@ def plan_round(config: CrossParams, layout: Layout, round_: int, pilot: list[Cro
 @task(name="plan-per-response-random")
 def plan_per_response_random(layout: Layout, cells: list[CrossCell], records: list[PromptRecord],
                              config: CrossParams) -> list[CrossCell]:
-    """Random cells copying each final js response's switch share."""
-    final = [c for c in calibration.final_cells(layout, cells) if c.rule == "js"]
+    """Random cells copying each final js response's switch share (arms that list random)."""
+    with_random = {(arm.name, b) for arm in config.grid() for r, b in arm.points if r == "random"}
+    final = [c for c in calibration.final_cells(layout, cells)
+             if c.rule == "js" and (c.arm, c.target_budget) in with_random]
     return calibration.per_response_random(layout, final, records, config.samples_per_prompt)
 
 

@@ -1,12 +1,14 @@
-"""Accuracy by intervention budget: curves with bootstrap CIs, rule minus random, half-gain.
+"""Accuracy by intervention budget: curves with bootstrap CIs, paired comparisons, half-gain.
 
 `accuracy_by_budget` runs `sql/cross_sample/agg_cross_accuracy_by_budget.sql` over the finished
-`cross_samples` table (one point per (direction, rule, target budget), prompt-cluster bootstrap
-intervals); `rule_vs_random` runs `agg_cross_rule_vs_random.sql` (each rule minus the random
-control at the same target, paired bootstrap). `budget_metrics` reads off per direction the
-endpoints, every rule's achieved budget and accuracy at each target, its difference to random,
-and the budget at which forward recovers half of the tuned model's gain (backward: loses half).
-Budgets are mean per-response shares throughout, the measure the thresholds were calibrated to.
+`cross_samples` table (one point per (arm, rule, target budget), prompt-cluster bootstrap
+intervals); `paired` runs `agg_cross_paired.sql` over the `comparisons` the cells allow (a rule
+minus random at the same target; minus the arm's primary alone; extrapolation minus the tuned
+model alone; the companion's top-K shortcut minus the exact js cell), each with a paired
+bootstrap interval. `budget_metrics` reads off per arm the endpoints, every rule's achieved
+budget and accuracy at each target with those differences, and the budget at which forward
+recovers half of the tuned model's gain (backward: loses half). Budgets are mean per-response
+shares throughout, the measure the thresholds were calibrated to.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from rlvr.cross import shortcuts
 from rlvr.cross.calibration import CALIBRATION_FILE
-from rlvr.cross.sweep import DIRECTIONS, ENDPOINTS, CrossParams
+from rlvr.cross.sweep import ENDPOINTS, CrossParams, arm_name, budget_key
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file, write_json
 from rlvr.warehouse.sql import run_sql
@@ -29,6 +32,7 @@ from rlvr.warehouse.views import complete_files, view_sql
 
 CURVE_PLOT = "cross_accuracy_by_budget"
 VERSUS_PLOT = "cross_rule_vs_random"
+PAIRED_FILE = "paired.parquet"  # under the cross directory: every paired comparison
 
 
 def half_gain_budget(points: Sequence[tuple[float, float]], target: float, rising: bool
@@ -56,49 +60,83 @@ def _interp(points: Sequence[tuple[float, float]], x: float) -> float:
     return math.nan
 
 
-def budget_key(target: float) -> str:
-    """The metrics key of a target budget, e.g. 0.05 -> "0.05"."""
-    return f"{target:g}"
+def _key(row: dict) -> tuple[str, str, float]:
+    return row["arm"], row["rule"], row["target_budget"]
 
 
-def budget_metrics(curve: Sequence[dict], versus: Sequence[dict] = (),
-                   calibration: Sequence[dict] = ()) -> dict[str, object]:
-    """DVC metrics from the curve rows (`agg_cross_accuracy_by_budget`), the rule-vs-random rows
-    (`agg_cross_rule_vs_random`) and the calibration rows (`calibration_table`).
+def comparisons(curve: Sequence[dict]) -> pa.Table:
+    """The paired comparisons the cells of `curve` (`agg_cross_accuracy_by_budget` rows) allow:
+    comparison, arm, rule, target_budget and the reference cell's reference_arm,
+    reference_rule, reference_budget (see `agg_cross_paired.sql`)."""
+    cells = {_key(r): r for r in curve}
+    tuned_alone = sorted((r["direction"] != "extrapolate", r["arm"]) for r in curve
+                         if r["rule"] == "none" and r["direction"] != "forward")
+    rows = []
 
-    Per direction: `accuracy_primary` / `accuracy_intervention` (the `none` / `all` endpoints),
-    `half_target`, `half_gain` per rule (budget share and tokens at which forward reaches half
-    of the gain, backward loses half, interpolated along the rule's achieved budgets), and
-    `budgets`: per target, per rule the achieved budget, threshold, calibration round, whether
-    it hit the target, accuracy with its CI, and (rules other than random) minus_random with
-    its paired CI.
-    """
-    out: dict[str, object] = {}
-    for direction in DIRECTIONS:
-        rows = [r for r in curve if r["direction"] == direction]
-        if not rows:
+    def add(kind: str, row: dict, ref: tuple[str, str, float]) -> None:
+        if ref in cells:
+            rows.append({"comparison": kind, "arm": row["arm"], "rule": row["rule"],
+                         "target_budget": row["target_budget"], "reference_arm": ref[0],
+                         "reference_rule": ref[1], "reference_budget": ref[2]})
+
+    for r in curve:
+        arm, rule, budget = _key(r)
+        if rule == "none":
             continue
+        if rule not in (*ENDPOINTS, "random"):
+            add("minus_random", r, (arm, "random", budget))
+        add("minus_primary", r, (arm, "none", 0.0))
+        if r["alpha"] > 0 and tuned_alone:  # extrapolation: against the tuned model alone
+            own = arm if r["direction"] == "extrapolate" else tuned_alone[0][1]
+            add("minus_tuned", r, (own, "none", 0.0))
+        if r["top_k"] > 0:  # the shortcut against the exact arm's js cell (its own `all`)
+            exact = arm_name(r["direction"], r["alpha"])
+            add("minus_exact", r, (exact, "all" if rule == "all" else "js", budget))
+    schema = pa.schema([("comparison", pa.string()), ("arm", pa.string()), ("rule", pa.string()),
+                        ("target_budget", pa.float64()), ("reference_arm", pa.string()),
+                        ("reference_rule", pa.string()), ("reference_budget", pa.float64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+DIFFS = ("minus_random", "minus_primary", "minus_tuned", "minus_exact")
+
+
+def budget_metrics(curve: Sequence[dict], paired_rows: Sequence[dict] = (),
+                   calibration: Sequence[dict] = ()) -> dict[str, object]:
+    """DVC metrics from the curve rows (`agg_cross_accuracy_by_budget`), the paired rows
+    (`agg_cross_paired`) and the calibration rows (`calibration_table`).
+
+    Per arm: direction, alpha, top_k, `accuracy_primary` / `accuracy_intervention` (the `none` /
+    `all` endpoints), `all` (the `all` endpoint's paired differences), for arms without
+    extrapolation `half_target` and `half_gain` per rule (budget share and tokens at which
+    forward reaches half of the gain, backward loses half, interpolated along the rule's
+    achieved budgets), and `budgets`: per target, per rule the achieved budget, threshold,
+    calibration round, whether it hit the target, accuracy with its CI, and each paired
+    difference (`DIFFS`) with its interval.
+    """
+    diffs: dict[tuple[str, str, float], dict[str, float]] = {}
+    for d in paired_rows:
+        diffs.setdefault(_key(d), {}).update({
+            d["comparison"]: d["diff"], f"{d['comparison']}_low": d["diff_low"],
+            f"{d['comparison']}_high": d["diff_high"]})
+    out: dict[str, object] = {}
+    for arm in dict.fromkeys(r["arm"] for r in curve):
+        rows = [r for r in curve if r["arm"] == arm]
         ends = {r["rule"]: r for r in rows if r["rule"] in ENDPOINTS}
         if set(ends) != set(ENDPOINTS):
-            raise ValueError(f"cross_sample: direction {direction} lacks its `none` or `all` "
-                             "endpoint cells; rerun the cross_sample stage")
+            raise ValueError(f"cross_sample: arm {arm} lacks its `none` or `all` endpoint "
+                             "cells; rerun the cross_sample stage")
         acc0, acc1 = ends["none"]["accuracy"], ends["all"]["accuracy"]
-        target = acc0 + 0.5 * (acc1 - acc0)
-        entry: dict[str, object] = {"accuracy_primary": acc0, "accuracy_intervention": acc1,
-                                    "half_target": target, "half_gain": {}, "budgets": {}}
-        out[direction] = entry
-        rules = sorted({r["rule"] for r in rows} - set(ENDPOINTS))
-        for rule in rules if acc1 != acc0 else ():  # no gain to recover or lose: no half way
-            pts = sorted([(0.0, acc0, 0.0), (1.0, acc1, ends["all"]["budget_tokens"])] +
-                         [(r["budget_share"], r["accuracy"], r["budget_tokens"]) for r in rows
-                          if r["rule"] == rule])
-            share = half_gain_budget([(b, a) for b, a, _ in pts], target, rising=acc1 >= acc0)
-            tokens = None if share is None else _interp([(b, t) for b, _, t in pts], share)
-            entry["half_gain"][rule] = {"budget_share": share, "budget_tokens": tokens}
+        first = rows[0]
+        entry: dict[str, object] = {
+            "direction": first["direction"], "alpha": first["alpha"], "top_k": first["top_k"],
+            "accuracy_primary": acc0, "accuracy_intervention": acc1,
+            "all": diffs.get(_key(ends["all"]), {}), "budgets": {}}
+        out[arm] = entry
+        if not first["alpha"]:  # half of the gain: between the two models, not a blend
+            entry |= _half_gain(rows, ends)
         calib = {(c["rule"], c["target_budget"]): c for c in calibration
-                 if c["direction"] == direction and c["is_final"]}
-        diffs = {(v["rule"], v["target_budget"]): v for v in versus
-                 if v["direction"] == direction}
+                 if c["arm"] == arm and c["is_final"]}
         for r in sorted((r for r in rows if r["rule"] not in ENDPOINTS),
                         key=lambda r: (r["target_budget"], r["rule"])):
             point = {"achieved_budget": r["budget_share"], "budget_tokens": r["budget_tokens"],
@@ -108,46 +146,77 @@ def budget_metrics(curve: Sequence[dict], versus: Sequence[dict] = (),
             key = (r["rule"], r["target_budget"])
             if key in calib:
                 point["on_target"] = calib[key]["on_target"]
-            if key in diffs:
-                d = diffs[key]
-                point |= {"minus_random": d["diff"], "minus_random_low": d["diff_low"],
-                          "minus_random_high": d["diff_high"]}
+            point |= diffs.get(_key(r), {})
             entry["budgets"].setdefault(budget_key(r["target_budget"]), {})[r["rule"]] = point
     return out
 
 
-def _run(cross_dir: str | Path, name: str, params: dict) -> pa.Table:
+def _half_gain(rows: Sequence[dict], ends: dict[str, dict]) -> dict[str, object]:
+    acc0, acc1 = ends["none"]["accuracy"], ends["all"]["accuracy"]
+    target = acc0 + 0.5 * (acc1 - acc0)
+    half: dict[str, object] = {}
+    for rule in sorted({r["rule"] for r in rows} - set(ENDPOINTS)) if acc1 != acc0 else ():
+        pts = sorted([(0.0, acc0, 0.0), (1.0, acc1, ends["all"]["budget_tokens"])] +
+                     [(r["budget_share"], r["accuracy"], r["budget_tokens"]) for r in rows
+                      if r["rule"] == rule])  # no gain to recover or lose: no half way
+        share = half_gain_budget([(b, a) for b, a, _ in pts], target, rising=acc1 >= acc0)
+        tokens = None if share is None else _interp([(b, t) for b, _, t in pts], share)
+        half[rule] = {"budget_share": share, "budget_tokens": tokens}
+    return {"half_target": target, "half_gain": half}
+
+
+def _connect(cross_dir: str | Path) -> duckdb.DuckDBPyConnection:
     files = complete_files(Path(cross_dir) / "samples")
     if not files:
         raise FileNotFoundError(f"no finished cross_samples under {cross_dir}/samples; run the "
                                 "cross_sample stage first")
     con = duckdb.connect()
     con.sql(view_sql("cross_samples", files))
-    return run_sql(con, name, params)
+    tokens = complete_files(Path(cross_dir) / "tokens")
+    if tokens:
+        con.sql(view_sql("cross_tokens", tokens))
+    return con
 
 
 def accuracy_by_budget(cross_dir: str | Path, n_bootstrap: int, alpha: float,
                        bootstrap_seed: int) -> pa.Table:
     """Run `agg_cross_accuracy_by_budget.sql` over the finished `cross_samples` table."""
-    return _run(cross_dir, "agg_cross_accuracy_by_budget", {
+    return run_sql(_connect(cross_dir), "agg_cross_accuracy_by_budget", {
         "n_bootstrap": n_bootstrap, "alpha": alpha, "bootstrap_seed": bootstrap_seed})
 
 
-def rule_vs_random(cross_dir: str | Path, n_bootstrap: int, alpha: float,
-                   bootstrap_seed: int) -> pa.Table:
-    """Run `agg_cross_rule_vs_random.sql` over the finished `cross_samples` table."""
-    return _run(cross_dir, "agg_cross_rule_vs_random", {
+def paired(cross_dir: str | Path, wanted: pa.Table, n_bootstrap: int, alpha: float,
+           bootstrap_seed: int) -> pa.Table:
+    """Run `agg_cross_paired.sql` for the `wanted` comparisons (`comparisons`)."""
+    con = _connect(cross_dir)
+    con.register("cross_comparisons", wanted)
+    return run_sql(con, "agg_cross_paired", {
         "n_bootstrap": n_bootstrap, "alpha": alpha, "bootstrap_seed": bootstrap_seed})
+
+
+def rule_vs_random(table: pa.Table) -> pa.Table:
+    """The minus_random rows of `paired` in the plot's columns (rule, random)."""
+    rows = [r for r in table.to_pylist() if r["comparison"] == "minus_random"]
+    names = {"budget_cell": "budget_rule", "budget_reference": "budget_random",
+             "accuracy_cell": "accuracy_rule", "accuracy_reference": "accuracy_random"}
+    keep = ("arm", "target_budget", "rule", "n_prompts", *names, "diff", "diff_low",
+            "diff_high")
+    return pa.Table.from_pylist([{names.get(k, k): r[k] for k in keep} for r in rows])
 
 
 def write_budget_outputs(layout: Layout, cfg: CrossParams) -> dict[str, object]:
-    """Write the curve and rule-vs-random plot CSVs and the `cross` metrics; returns them."""
-    args = (layout.cross_dir, cfg.n_bootstrap, cfg.alpha, cfg.bootstrap_seed)
-    curve, versus = accuracy_by_budget(*args), rule_vs_random(*args)
-    for table, name in ((curve, CURVE_PLOT), (versus, VERSUS_PLOT)):
+    """Write the curve and rule-vs-random plot CSVs, the paired comparisons, the shortcut
+    measurements (`rlvr.cross.shortcuts`) and the `cross` metrics; returns the metrics."""
+    args = (cfg.n_bootstrap, cfg.alpha, cfg.bootstrap_seed)
+    curve = accuracy_by_budget(layout.cross_dir, *args)
+    diffs = paired(layout.cross_dir, comparisons(curve.to_pylist()), *args)
+    for table, name in ((curve, CURVE_PLOT), (rule_vs_random(diffs), VERSUS_PLOT)):
         with atomic_file(layout.plot(name)) as tmp:
             pa_csv.write_csv(table, tmp)
+    with atomic_file(layout.cross_dir / PAIRED_FILE) as tmp:
+        pq.write_table(diffs, tmp)
     calibration = pq.read_table(layout.cross_dir / CALIBRATION_FILE).to_pylist()
-    metrics = budget_metrics(curve.to_pylist(), versus.to_pylist(), calibration)
+    metrics = budget_metrics(curve.to_pylist(), diffs.to_pylist(), calibration)
+    metrics["shortcuts"] = shortcuts.write_shortcuts(layout, cfg, _connect(layout.cross_dir))
     write_json(metrics, layout.metrics("cross"))
     return metrics

@@ -4,16 +4,17 @@ A budget is the mean over responses of switched / generated tokens, so a token o
 n tokens weighs 1 / n in it. Round 1 reads the pilot, the budget-0 cells (the primary alone),
 which record every step's signals: the threshold at which a weighted share `b` of the pilot's
 tokens would switch is a weighted upper quantile of the rule's signal (`threshold_for_budget`).
-Switching changes the trajectory that follows, so the achieved budget can miss the target; a
-(direction, rule, budget) group off by more than `budget_tolerance` x target is re-picked from
-its own round-1 trajectories (which record the signals the mixed prefixes saw), up to
-`calibration_rounds`. The random rule's rate is the target (its expected per-response share),
-then rate x target / achieved. Thresholds are shared by all seeds of a group: seeds are
-replicates of one rule, not separate tunings.
+Every arm is calibrated from its own pilot. Switching changes the trajectory that follows, so
+the achieved budget can miss the target; an (arm, rule, budget) group off by more than
+`budget_tolerance` x target is re-picked from its own round-1 trajectories (which record the
+signals the mixed prefixes saw), up to `calibration_rounds`. The random rule's rate is the
+target (its expected per-response share), then rate x target / achieved. Thresholds are shared
+by all seeds of a group: seeds are replicates of one rule, not separate tunings.
 
 With `random_match: per_response`, the random control is not calibrated but copies the final
-js cells: each random response switches at the rate its js response (same prompt, sample and
-seed, so the same token stream) reached, which matches the spread of budgets, not only its mean.
+js cells of its arm: each random response switches at the rate its js response (same prompt,
+sample and seed, so the same token stream) reached, which matches the spread of budgets, not
+only its mean.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rlvr.cross.sweep import SIGNAL_COLUMNS, CrossCell, CrossParams, cell_path, direction_models
+from rlvr.cross.sweep import CrossCell, CrossParams, arm_cell, cell_path, signal_column
 from rlvr.generation.samples import sample_keys
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file
@@ -55,19 +56,15 @@ def threshold_for_budget(values: np.ndarray, responses: np.ndarray, target: floa
     return float(distinct[0] - 1.0 if k == 0 else (distinct[k - 1] + distinct[k]) / 2)
 
 
-def signal_column(cell: CrossCell) -> str:
-    """The cross_tokens column a cell's rule thresholds."""
-    return SIGNAL_COLUMNS[cell.switch_rule().name]
-
-
-def read_signals(layout: Layout, cells: Sequence[CrossCell], column: str
+def read_signals(layout: Layout, cells: Sequence[CrossCell], column: str, sign: int = 1
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Every token's `column` over the cells' work parts, and a response id per token."""
+    """Every token's `column` (times `sign`) over the cells' work parts, and a response id per
+    token."""
     values, responses = [], []
     for i, cell in enumerate(cells):
         t = pq.read_table(cell_path(layout, cell, "tokens"),
                           columns=[column, "prompt_id", "sample_id"])
-        values.append(t[column].to_numpy())
+        values.append(sign * t[column].to_numpy().astype(np.float64))
         ids = pc.binary_join_element_wise(pc.cast(pa.scalar(str(i)), pa.string()), t["prompt_id"],
                                           pc.cast(t["sample_id"], pa.string()), "/")
         responses.append(ids.to_numpy(zero_copy_only=False))
@@ -82,7 +79,7 @@ def achieved_budget(layout: Layout, cells: Sequence[CrossCell]) -> float:
 
 
 def groups(cells: Sequence[CrossCell]) -> dict[tuple[str, str, float], list[CrossCell]]:
-    """Cells by (direction, rule, target budget), in order."""
+    """Cells by (arm, rule, target budget), in order."""
     out: dict[tuple[str, str, float], list[CrossCell]] = {}
     for cell in cells:
         out.setdefault(cell.group, []).append(cell)
@@ -95,27 +92,25 @@ def on_target(achieved: float, target: float, tolerance: float) -> bool:
 
 def plan_round(cfg: CrossParams, layout: Layout, round_: int, pilot: Sequence[CrossCell],
                previous: Sequence[CrossCell]) -> list[CrossCell]:
-    """The cells of calibration round `round_` (1: from the pilot; later: the groups of the
-    previous round that missed their target). Empty when nothing is left to calibrate.
+    """The cells of calibration round `round_` (1: from each arm's pilot; later: the groups of
+    the previous round that missed their target). Empty when nothing is left to calibrate.
 
     pilot: the budget-0 (`none`) cells; previous: the cells of round `round_ - 1`.
     """
-    calibrated = [r for r in cfg.rules if not (r == "random" and cfg.random_match != "global")]
-    planned: list[tuple[str, str, float, float]] = []  # direction, rule, target, threshold
+    planned: list[tuple[CrossCell, float]] = []  # a cell of the group, its new threshold
     if round_ == 1:
-        for direction in cfg.directions:
-            base = [c for c in pilot if c.direction == direction]
-            for rule in calibrated:
-                for target in cfg.budgets:
-                    if rule == "random":
-                        planned.append((direction, rule, target, target))
-                        continue
-                    probe = replace(base[0], rule=rule, threshold=0.0)
-                    values, responses = read_signals(layout, base, signal_column(probe))
-                    planned.append((direction, rule, target,
-                                    threshold_for_budget(values, responses, target)))
+        for arm in cfg.grid():
+            base = [c for c in pilot if c.arm == arm.name]
+            for rule, target in arm.points:
+                cell = arm_cell(arm, cfg.base_model, cfg.tuned_model, rule, 0.0, 0, target)
+                if rule == "random":
+                    if cfg.random_match == "global":
+                        planned.append((cell, target))
+                    continue
+                values, responses = read_signals(layout, base, *signal_column(cell))
+                planned.append((cell, threshold_for_budget(values, responses, target)))
     else:
-        for (direction, rule, target), cells in groups(previous).items():
+        for (_, rule, target), cells in groups(previous).items():
             achieved = achieved_budget(layout, cells)
             if on_target(achieved, target, cfg.budget_tolerance):
                 continue
@@ -123,16 +118,12 @@ def plan_round(cfg: CrossParams, layout: Layout, round_: int, pilot: Sequence[Cr
             if rule == "random":  # expected share ~ rate: rescale it (double it if none switched)
                 new = min(1.0, old * (target / achieved if achieved > 0 else 2.0))
             else:
-                values, responses = read_signals(layout, cells, signal_column(cells[0]))
+                values, responses = read_signals(layout, cells, *signal_column(cells[0]))
                 new = threshold_for_budget(values, responses, target)
             if new != old:  # the same threshold would decode the same cells again
-                planned.append((direction, rule, target, new))
-    cells = []
-    for direction, rule, target, threshold in planned:
-        primary, intervention = direction_models(direction, cfg.base_model, cfg.tuned_model)
-        cells += [CrossCell(direction, primary, intervention, rule, threshold, seed, target,
-                            round_) for seed in cfg.seeds]
-    return cells
+                planned.append((cells[0], new))
+    return [replace(cell, threshold=threshold, seed=seed, calibration_round=round_)
+            for cell, threshold in planned for seed in cfg.seeds]
 
 
 def final_cells(layout: Layout, cells: Sequence[CrossCell]) -> list[CrossCell]:
@@ -166,7 +157,8 @@ def per_response_random(layout: Layout, js_cells: Sequence[CrossCell],
 
 
 CALIBRATION_SCHEMA = pa.schema([
-    ("direction", pa.string()), ("rule", pa.string()), ("target_budget", pa.float64()),
+    ("arm", pa.string()), ("direction", pa.string()), ("rule", pa.string()),
+    ("target_budget", pa.float64()),
     ("calibration_round", pa.int32()), ("threshold", pa.float64()),
     ("achieved_budget", pa.float64()), ("on_target", pa.bool_()), ("is_final", pa.bool_()),
 ])
@@ -174,19 +166,20 @@ CALIBRATION_SCHEMA = pa.schema([
 
 def calibration_table(layout: Layout, cells: Sequence[CrossCell], final: Sequence[CrossCell],
                       tolerance: float) -> pa.Table:
-    """One row per (direction, rule, budget, round) tried: its threshold and achieved budget."""
+    """One row per (arm, rule, budget, round) tried: its threshold and achieved budget."""
     kept = {(c.group, c.calibration_round) for c in final}
     rows = []
-    for (direction, rule, target), members in groups(cells).items():
+    for (arm, rule, target), members in groups(cells).items():
         for round_ in sorted({c.calibration_round for c in members}):
             those = [c for c in members if c.calibration_round == round_]
             achieved = achieved_budget(layout, those)
-            rows.append({"direction": direction, "rule": rule, "target_budget": target,
+            rows.append({"arm": arm, "direction": those[0].direction, "rule": rule,
+                         "target_budget": target,
                          "calibration_round": round_, "threshold": those[0].threshold
                          if those[0].rates is None else float(np.mean(those[0].rates)),
                          "achieved_budget": achieved,
                          "on_target": on_target(achieved, target, tolerance),
-                         "is_final": ((direction, rule, target), round_) in kept})
+                         "is_final": ((arm, rule, target), round_) in kept})
     return pa.Table.from_pylist(rows, schema=CALIBRATION_SCHEMA)
 
 

@@ -1,34 +1,36 @@
-"""The cross-sampling sweep: cells at matched budgets, per-cell tables, publishing.
+"""The cross-sampling sweep: arms, cells at matched budgets, per-cell parts, publishing.
 
-One *cell* is (direction, rule, target budget, calibration round, seed). Running a cell
-cross-samples `samples_per_prompt` responses for every prompt with
-`rlvr.cross.decoder.cross_sample`, grades them, and writes one part file to each work table
-(fingerprinted, so a rerun keeps finished cells):
+An *arm* is a way of intervening: a direction and what a switched step draws from.
+forward = (primary base, intervention tuned), backward = (primary tuned, intervention base),
+extrapolate = (primary tuned; a switched step draws from the blend ∝ exp((1+α) log π_tuned -
+α log π_base)); a forward arm with α > 0 draws from the same blend with the base primary (the
+companion study's own configuration); `top_k` > 0 replaces the exact draw by the companion's
+top-K mixing (`rlvr.cross.mixing`). Arms are named `forward`, `backward`, `extrapolate-a0.1`,
+`forward-top50`, ...
+
+One *cell* is (arm, rule, target budget, calibration round, seed). Running a cell cross-samples
+`samples_per_prompt` responses for every prompt with `rlvr.cross.decoder.cross_sample`, grades
+them, and writes one part file to each work table (fingerprinted, so a rerun keeps finished
+cells):
 
     <cross>/cells/samples/part-<cell>.parquet   one row per response
     <cross>/cells/tokens/part-<cell>.parquet    one row per response token
 
 `publish_cross` links the final cells (the endpoints and the last calibration round of each
-(direction, rule, budget)) into `<cross>/samples` and `<cross>/tokens`, the views `cross_samples`
-and `cross_tokens`; `rlvr.cross.calibration` picks the thresholds.
+(arm, rule, budget)) into `<cross>/samples` and `<cross>/tokens`, the views `cross_samples`
+and `cross_tokens` (columns: `rlvr.cross.tables`); `rlvr.cross.calibration` picks the thresholds.
 
-`cross_samples`: direction, pair (`<base>__<tuned>`), primary_model, intervention_model, rule,
-target_budget, calibration_round, threshold (a rate for random; the mean rate when matched per
-response), matched_rule (random matched per response: the rule whose shares it copies), seed,
-prompt_id, sample_id, prompt, answer, prompt_token_ids, response_token_ids, response_text,
-n_tokens (EOS included), n_switched, switch_share (= n_switched / n_tokens, the budget of one
-response), finish_reason, reward, temperature, top_p, max_new_tokens.
-`cross_tokens`: direction, pair, rule, target_budget, threshold, seed, prompt_id, sample_id,
-position, token_id, token_text, is_switched, source_model, js, entropy_primary,
-entropy_intervention, logprob_primary, logprob_intervention, delta_top (see
-`rlvr.cross.decoder.CrossGeneration`).
-
-Directions: forward = (primary base, intervention tuned), backward = (primary tuned,
-intervention base). Rules: `js`; `entropy`, the BASE model's entropy in both directions (backward
-it is the intervention model's); `entropy_primary`, the primary's entropy (backward: the tuned
-model's); `delta`; `random`. The endpoints `none` (budget 0: the primary alone) and `all`
-(budget 1: the intervention model alone) bound every rule's curve. A budget is the mean over
-responses of switched / generated tokens, everywhere: calibration, curves and metrics.
+Rules are named in base/tuned terms and mean the same in every arm (`RULE_SIGNALS` maps each to
+the decoder's primary/intervention rule): `js`; `entropy`, the BASE model's entropy;
+`entropy_primary`, the primary's entropy; `delta`, |Δ| of the primary's top token; `gap_neg` /
+`gap_pos`, Δ = log π_tuned(c) - log π_base(c) of the primary's candidate token c below -t / above
+t (`gap_neg` is the companion's `neg_logp`); `gap_top_neg` / `gap_top_pos`, the same for the
+primary's top token; `kl_base_tuned` = KL(base‖tuned), `kl_tuned_base`; `kl_sym`, their mean;
+`kl_sym_topk`, the companion's "js" gate (their mean on the primary's top-K tokens); `early`,
+the first positions of every response; `random`. The endpoints `none` (budget 0: the primary
+alone) and `all` (budget 1: every step drawn from the arm's switch distribution) bound every
+rule's curve. A budget is the mean over responses of switched / generated tokens, everywhere:
+calibration, curves and metrics.
 """
 
 from __future__ import annotations
@@ -39,15 +41,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
-from rlvr.cross.decoder import CrossGeneration, SwitchRule, cross_sample
+from rlvr.cross.decoder import SIGNALS, Mixing, SwitchRule, cross_sample
+from rlvr.cross.tables import CROSS_SAMPLES_SCHEMA, CROSS_TOKENS_SCHEMA, cell_rows
 from rlvr.generation.sampler import SamplingParams
-from rlvr.generation.samples import Grader, sample_keys
+from rlvr.generation.samples import sample_keys
 from rlvr.layout import Layout
 from rlvr.models.checks import check_model, check_pair, fit_prompts
 from rlvr.models.loading import load_spec, pin_torch_threads
@@ -58,63 +60,81 @@ from rlvr.store.tables import (
     finalize_dataset,
     pair_name,
     part_is_current,
-    to_table,
     write_part,
 )
 from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, encode_prompts, load_prompts, prompt_origin
 
-DIRECTIONS = ("forward", "backward")
-RULES = ("js", "entropy", "entropy_primary", "delta", "random")  # calibrated to each budget
+DIRECTIONS = ("forward", "backward", "extrapolate")
+# rule -> the decoder rule when the base model is primary (forward), and when the tuned one is
+RULE_SIGNALS = {
+    "js": ("js", "js"),
+    "entropy": ("entropy_primary", "entropy_intervention"),
+    "entropy_primary": ("entropy_primary", "entropy_primary"),
+    "delta": ("delta", "delta"),
+    # the decoder's gap is log π_int - log π_prim: forward that is Δ, with the tuned primary -Δ
+    "gap_neg": ("gap_sampled_neg", "gap_sampled_pos"),
+    "gap_pos": ("gap_sampled_pos", "gap_sampled_neg"),
+    "gap_top_neg": ("gap_top_neg", "gap_top_pos"),
+    "gap_top_pos": ("gap_top_pos", "gap_top_neg"),
+    "kl_base_tuned": ("kl_pi", "kl_ip"),
+    "kl_tuned_base": ("kl_ip", "kl_pi"),
+    "kl_sym": ("kl_sym", "kl_sym"),
+    "kl_sym_topk": ("kl_sym_topk", "kl_sym_topk"),
+    "early": ("early", "early"),
+    "random": ("random", "random"),
+}
+RULES = tuple(RULE_SIGNALS)  # calibrated to each budget
 ENDPOINTS = {"none": 0.0, "all": 1.0}  # rule -> its budget: the primary alone, the other alone
 TABLES = ("samples", "tokens")
 
-CROSS_SAMPLES_SCHEMA = pa.schema([
-    pa.field("direction", pa.string(), nullable=False),
-    pa.field("pair", pa.string(), nullable=False),
-    pa.field("primary_model", pa.string(), nullable=False),
-    pa.field("intervention_model", pa.string(), nullable=False),
-    pa.field("rule", pa.string(), nullable=False),
-    pa.field("target_budget", pa.float64(), nullable=False),
-    pa.field("calibration_round", pa.int32(), nullable=False),
-    pa.field("threshold", pa.float64(), nullable=False),
-    pa.field("matched_rule", pa.string()),
-    pa.field("seed", pa.int64(), nullable=False),
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("prompt", pa.string()),
-    pa.field("answer", pa.string()),
-    pa.field("prompt_token_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("response_token_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("response_text", pa.string(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("n_switched", pa.int32(), nullable=False),
-    pa.field("switch_share", pa.float64(), nullable=False),
-    pa.field("finish_reason", pa.string(), nullable=False),
-    pa.field("reward", pa.int8(), nullable=False),
-    pa.field("temperature", pa.float32(), nullable=False),
-    pa.field("top_p", pa.float32(), nullable=False),
-    pa.field("max_new_tokens", pa.int32(), nullable=False),
-])
 
-_TOKEN_F32 = ("js", "entropy_primary", "entropy_intervention", "logprob_primary",
-              "logprob_intervention", "delta_top")
-CROSS_TOKENS_SCHEMA = pa.schema([
-    pa.field("direction", pa.string(), nullable=False),
-    pa.field("pair", pa.string(), nullable=False),
-    pa.field("rule", pa.string(), nullable=False),
-    pa.field("target_budget", pa.float64(), nullable=False),
-    pa.field("threshold", pa.float64(), nullable=False),
-    pa.field("seed", pa.int64(), nullable=False),
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("position", pa.int32(), nullable=False),
-    pa.field("token_id", pa.int32(), nullable=False),
-    pa.field("token_text", pa.string(), nullable=False),
-    pa.field("is_switched", pa.bool_(), nullable=False),
-    pa.field("source_model", pa.string(), nullable=False),
-    *[pa.field(name, pa.float32(), nullable=False) for name in _TOKEN_F32],
-])
+def arm_name(direction: str, alpha: float = 0.0, top_k: int = 0) -> str:
+    """`forward`, `extrapolate-a0.1`, `forward-top50`, ...: the arm's key in tables and metrics."""
+    return direction + (f"-a{alpha:g}" if alpha else "") + (f"-top{top_k}" if top_k else "")
+
+
+def budget_key(target: float) -> str:
+    """The metrics key of a target budget, e.g. 0.05 -> "0.05"."""
+    return f"{target:g}"
+
+
+def _check_grid(rules: Sequence[str], budgets: Sequence[float]) -> None:
+    unknown = sorted(set(rules) - set(RULES))
+    require(not unknown, "rules", f"unknown rule(s) {unknown}", f"use names of {RULES}")
+    require(len(set(rules)) == len(rules), "rules", f"{list(rules)} repeats a rule",
+            "list each rule once")
+    require(bool(budgets) and all(0 < b < 1 for b in budgets)
+            and len(set(budgets)) == len(budgets), "budgets",
+            f"need distinct shares in (0, 1), got {list(budgets)}",
+            "use e.g. [0.02, 0.05, 0.1, 0.2, 0.4]")
+
+
+@dataclass(frozen=True)
+class ArmParams:
+    """`cross_sample.arms[i]`: more cells beyond `directions` x `rules` x `budgets` (merged into
+    an arm those already make): new gates, extrapolation, the companion's top-K shortcut."""
+
+    direction: str = "forward"  # forward | backward | extrapolate (primary tuned)
+    alpha: float = 0.0  # > 0: switched steps draw ∝ exp((1+α) log π_tuned - α log π_base)
+    top_k: int = 0  # > 0: the companion's top-K mixing instead of the exact draw
+    rules: list[str] = field(default_factory=lambda: ["js", "random"])
+    budgets: list[float] = field(default_factory=lambda: [0.05, 0.2])
+
+    def __post_init__(self) -> None:
+        require(self.direction in DIRECTIONS, "direction", f"got {self.direction!r}",
+                f"use one of {list(DIRECTIONS)}")
+        require(self.alpha >= 0 and (self.alpha == 0 or self.direction != "backward"), "alpha",
+                f"{self.alpha} with direction {self.direction}",
+                "use alpha >= 0, and only with forward or extrapolate")
+        require(self.direction != "extrapolate" or self.alpha > 0, "alpha",
+                "extrapolate needs alpha > 0 (0 is the tuned model alone)", "use e.g. 0.1")
+        require(self.top_k >= 0, "top_k", f"got {self.top_k}", "use 0 (exact) or e.g. 50")
+        _check_grid(self.rules, self.budgets)
+
+    @property
+    def name(self) -> str:
+        return arm_name(self.direction, self.alpha, self.top_k)
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,37 @@ class CrossResources:
     def __post_init__(self) -> None:
         for key in ("batch_size", "max_parallel"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
+
+
+# the toy default's extra arms, sized for its 20-minute budget: the new gates forward (the
+# companion's and RRTokenIntervention's claims) and at 10% backward, extrapolation with the
+# tuned model primary, the companion's own set-up (base primary, blend at gap_neg positions),
+# and its shortcuts (top-50 mixing with JS, and with its own gate)
+_GATES = ["gap_neg", "gap_pos", "kl_base_tuned", "kl_tuned_base", "early"]
+
+
+def _default_arms() -> list[ArmParams]:
+    return [
+        ArmParams("forward", rules=_GATES, budgets=[0.02, 0.05, 0.1]),
+        ArmParams("backward", rules=_GATES, budgets=[0.1]),
+        ArmParams("extrapolate", alpha=0.1, rules=["gap_neg", "js", "random"], budgets=[0.1]),
+        ArmParams("forward", alpha=0.1, rules=["gap_neg"], budgets=[0.05]),
+        ArmParams("forward", top_k=50, rules=["js", "kl_sym_topk"], budgets=[0.05]),
+    ]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the sweep and its (rule, target budget) points, in order."""
+
+    direction: str
+    alpha: float
+    top_k: int
+    points: tuple[tuple[str, float], ...]
+
+    @property
+    def name(self) -> str:
+        return arm_name(self.direction, self.alpha, self.top_k)
 
 
 @dataclass(frozen=True)
@@ -144,6 +195,9 @@ class CrossParams:
     rules: list[str] = field(default_factory=lambda: ["js", "entropy", "delta", "random"])
     # target budgets: mean over responses of switched / generated tokens
     budgets: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.4])
+    # more (arm, rule, budget) cells: new gates, extrapolation, the companion's shortcuts
+    arms: list[ArmParams] = field(default_factory=_default_arms)
+    gate_k: int = 50  # K of the companion's top-K gate (kl_sym_topk), as its top-50 log-probs
     # global: random switches every token at the target rate; per_response: each random
     # response switches at the rate its js response (same prompt, sample, seed) reached
     random_match: Literal["global", "per_response"] = "global"
@@ -159,32 +213,39 @@ class CrossParams:
 
     def __post_init__(self) -> None:
         for key in ("n_prompts", "samples_per_prompt", "max_new_tokens", "n_bootstrap",
-                    "calibration_rounds"):
+                    "calibration_rounds", "gate_k"):
             require(getattr(self, key) >= 1, key, "must be >= 1",
                     "use a positive integer")
         require(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
                 "seeds", f"need distinct seeds, got {self.seeds}", "list e.g. [0, 1]")
-        require(bool(self.directions) and set(self.directions) <= {"forward", "backward"},
-                "directions", f"got {self.directions}",
-                "use a subset of [forward, backward]")
+        require(set(self.directions) <= {"forward", "backward"}, "directions",
+                f"got {self.directions}",
+                "use a subset of [forward, backward] (extrapolation: `arms`)")
+        require(bool(self.directions) or bool(self.arms), "directions",
+                "is empty and so is `arms`", "list e.g. [forward, backward]")
         require(self.base_model != self.tuned_model, "tuned_model",
                 "name the same model", "pick two different models")
-        unknown = sorted(set(self.rules) - set(RULES))
-        require(not unknown, "rules", f"unknown rule(s) {unknown}", f"use names of {RULES}")
-        require("random" in self.rules and len(set(self.rules)) == len(self.rules), "rules",
-                f"{self.rules} lacks the random control or repeats a rule",
-                "list each rule once, random included")
+        _check_grid(self.rules, self.budgets)
+        require("random" in self.rules, "rules", f"{self.rules} lacks the random control",
+                "add random")
         require(self.random_match == "global" or "js" in self.rules, "random_match",
                 "per_response copies the js rule's shares", "add js to rules or use global")
-        require(bool(self.budgets) and all(0 < b < 1 for b in self.budgets)
-                and len(set(self.budgets)) == len(self.budgets), "budgets",
-                f"need distinct shares in (0, 1), got {self.budgets}",
-                "use e.g. [0.02, 0.05, 0.1, 0.2, 0.4]")
         require(0 < self.budget_tolerance < 1, "budget_tolerance", "must be in (0, 1)",
                 "use e.g. 0.15 (within 15% of the target)")
         require(0 < self.temperature and 0 < self.top_p <= 1, "temperature",
                 "need temperature > 0 and top_p in (0, 1]", "use e.g. 1.0 and 1.0")
         require(0 < self.alpha < 1, "alpha", "must be in (0, 1)", "use 0.05")
+
+    def grid(self) -> list[Arm]:
+        """Every arm with its (rule, budget) points: `directions` x `rules` x `budgets`, then
+        `arms` (an arm listed twice gets the union of its points)."""
+        points: dict[tuple[str, float, int], dict[tuple[str, float], None]] = {}
+        for direction in self.directions:
+            points[(direction, 0.0, 0)] = {(r, b): None for r in self.rules for b in self.budgets}
+        for arm in self.arms:
+            points.setdefault((arm.direction, arm.alpha, arm.top_k), {}).update(
+                {(r, b): None for r in arm.rules for b in arm.budgets})
+        return [Arm(d, a, k, tuple(p)) for (d, a, k), p in points.items()]
 
 
 @dataclass(frozen=True)
@@ -201,33 +262,43 @@ class CrossCell:
     calibration_round: int = 0  # 0 for the endpoints
     matched_rule: str | None = None  # random matched per response: whose shares it copies
     rates: tuple[float, ...] | None = None  # random matched per response: one rate per row
+    alpha: float = 0.0  # > 0: the switch distribution is the extrapolation blend
+    top_k: int = 0  # > 0: the companion's top-K mixing
+
+    @property
+    def arm(self) -> str:
+        return arm_name(self.direction, self.alpha, self.top_k)
 
     @property
     def name(self) -> str:
         if self.rule in ENDPOINTS:
-            return f"{self.direction}-{self.rule}-s{self.seed}"
-        return (f"{self.direction}-{self.rule}-b{100 * self.target_budget:g}"
+            return f"{self.arm}-{self.rule}-s{self.seed}"
+        return (f"{self.arm}-{self.rule}-b{100 * self.target_budget:g}"
                 f"-r{self.calibration_round}-s{self.seed}")
 
     @property
     def group(self) -> tuple[str, str, float]:
-        """(direction, rule, target budget): the seeds of one curve point."""
-        return self.direction, self.rule, self.target_budget
+        """(arm, rule, target budget): the seeds of one curve point."""
+        return self.arm, self.rule, self.target_budget
 
     def switch_rule(self) -> SwitchRule:
-        """The decoder rule: base entropy is the primary's forward, the intervention's
-        backward; the endpoints are js thresholds no JS value crosses / every value crosses."""
+        """The decoder rule (`RULE_SIGNALS`: which side is the base model depends on the
+        direction); the endpoints are js thresholds no JS value crosses / every value crosses."""
         if self.rule in ENDPOINTS:
             return SwitchRule("js", 1.0 if self.rule == "none" else -1.0)
-        if self.rule == "entropy":
-            side = "primary" if self.direction == "forward" else "intervention"
-            return SwitchRule(f"entropy_{side}", self.threshold)
-        return SwitchRule(self.rule, self.threshold)
+        return SwitchRule(RULE_SIGNALS[self.rule][self.direction != "forward"], self.threshold)
+
+    def mixing(self, gate_k: int = 50) -> Mixing:
+        """The switch distribution: the intervention model, or the blend (forward: the tuned
+        model intervenes with weight 1 + α; extrapolate: the base with weight -α)."""
+        weight = {"forward": 1.0 + self.alpha, "backward": 1.0,
+                  "extrapolate": -self.alpha}[self.direction]
+        return Mixing(weight, self.top_k, gate_k)
 
 
-# decoder signal -> its cross_tokens column (calibration reads the pilot's values)
-SIGNAL_COLUMNS = {"js": "js", "entropy_primary": "entropy_primary",
-                  "entropy_intervention": "entropy_intervention", "delta": "delta_top"}
+def signal_column(cell: CrossCell) -> tuple[str, int]:
+    """The cross_tokens column a cell's rule thresholds, and the sign it is read with."""
+    return SIGNALS[cell.switch_rule().name]
 
 
 def direction_models(direction: str, base: str, tuned: str) -> tuple[str, str]:
@@ -237,16 +308,19 @@ def direction_models(direction: str, base: str, tuned: str) -> tuple[str, str]:
     return (base, tuned) if direction == "forward" else (tuned, base)
 
 
-def endpoint_cells(directions: Sequence[str], base: str, tuned: str,
+def arm_cell(arm: Arm, base: str, tuned: str, rule: str, threshold: float, seed: int,
+             target: float, round_: int = 0) -> CrossCell:
+    """A cell of `arm`."""
+    primary, intervention = direction_models(arm.direction, base, tuned)
+    return CrossCell(arm.direction, primary, intervention, rule, threshold, seed, target,
+                     round_, alpha=arm.alpha, top_k=arm.top_k)
+
+
+def endpoint_cells(arms: Sequence[Arm], base: str, tuned: str,
                    seeds: Sequence[int]) -> list[CrossCell]:
-    """The budget-0 and budget-1 cells of every direction and seed; budget 0 is the pilot."""
-    cells = []
-    for direction in directions:
-        primary, intervention = direction_models(direction, base, tuned)
-        cells += [CrossCell(direction, primary, intervention, rule, 1.0 if rule == "none"
-                            else -1.0, s, budget) for rule, budget in ENDPOINTS.items()
-                  for s in seeds]
-    return cells
+    """The budget-0 and budget-1 cells of every arm and seed; budget 0 is the arm's pilot."""
+    return [arm_cell(arm, base, tuned, rule, 1.0 if rule == "none" else -1.0, s, budget)
+            for arm in arms for rule, budget in ENDPOINTS.items() for s in seeds]
 
 
 def plan_inputs(
@@ -269,52 +343,6 @@ def plan_inputs(
 def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     # cells share a few models: load each once per process (load_spec serialises loads)
     return load_spec(spec)
-
-
-def cell_rows(
-    cell: CrossCell, records: Sequence[PromptRecord], n: int, gens: Sequence[CrossGeneration],
-    tokenizer: PreTrainedTokenizerBase, params: SamplingParams, pair: str, grader: Grader,
-) -> tuple[pa.Table, pa.Table]:
-    """The samples and tokens rows of one cell, generations laid out as `sample_keys`."""
-    index, _ = sample_keys(records, n)
-    eos = tokenizer.eos_token_id
-    samples: dict[str, list] = {name: [] for name in CROSS_SAMPLES_SCHEMA.names}
-    tokens: dict[str, list] = {name: [] for name in CROSS_TOKENS_SCHEMA.names}
-    threshold = cell.threshold if cell.rates is None else sum(cell.rates) / len(cell.rates)
-    shared = {"direction": cell.direction, "pair": pair, "rule": cell.rule,
-              "target_budget": cell.target_budget, "threshold": threshold, "seed": cell.seed}
-    for row, (i, gen) in enumerate(zip(index, gens, strict=True)):
-        rec, ids = records[i], gen.response_ids
-        body = ids[:-1] if gen.finish_reason == "eos" else ids
-        text = tokenizer.decode(body, skip_special_tokens=True)
-        n_switched = sum(gen.switched)
-        values = {
-            **shared, "primary_model": cell.primary, "intervention_model": cell.intervention,
-            "calibration_round": cell.calibration_round, "matched_rule": cell.matched_rule,
-            "prompt_id": rec.prompt_id, "sample_id": row % n, "prompt": rec.prompt,
-            "answer": rec.answer, "prompt_token_ids": gen.prompt_ids,
-            "response_token_ids": ids, "response_text": text, "n_tokens": len(ids),
-            "n_switched": n_switched, "switch_share": n_switched / len(ids),
-            "finish_reason": gen.finish_reason, "reward": grader(text, rec.answer),
-            "temperature": params.temperature, "top_p": params.top_p,
-            "max_new_tokens": params.max_new_tokens,
-        }
-        assert ids[-1:] != [eos] or gen.finish_reason == "eos"
-        for key, value in values.items():
-            samples[key].append(value)
-        k = len(ids)
-        for key, value in shared.items():
-            tokens[key] += [value] * k
-        tokens["prompt_id"] += [rec.prompt_id] * k
-        tokens["sample_id"] += [row % n] * k
-        tokens["position"] += list(range(k))
-        tokens["token_id"] += ids
-        tokens["token_text"] += [tokenizer.decode([i]) for i in ids]  # readable, as in `tokens`
-        tokens["is_switched"] += gen.switched
-        tokens["source_model"] += [cell.intervention if s else cell.primary for s in gen.switched]
-        for name in _TOKEN_F32:
-            tokens[name] += getattr(gen, name)
-    return to_table(samples, CROSS_SAMPLES_SCHEMA), to_table(tokens, CROSS_TOKENS_SCHEMA)
 
 
 def cell_path(layout: Layout, cell: CrossCell, table: str) -> str:
@@ -340,9 +368,11 @@ def run_cell(
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, cell.seed)
     primary_spec, intervention_spec = specs[cell.primary], specs[cell.intervention]
     samples_path, tokens_path = (cell_path(layout, cell, t) for t in TABLES)
+    mixing = cell.mixing(cfg.gate_k)
     key = fingerprint(cell=asdict(cell), primary=primary_spec.identity(),
                       intervention=intervention_spec.identity(), n=cfg.samples_per_prompt,
-                      params=asdict(params), prompts=[asdict(r) for r in records], grader=grader)
+                      params=asdict(params), prompts=[asdict(r) for r in records], grader=grader,
+                      mixing=asdict(mixing))
     if not (part_is_current(samples_path, key) and part_is_current(tokens_path, key)):
         primary, tokenizer = _load(primary_spec)
         intervention, _ = _load(intervention_spec)
@@ -353,7 +383,7 @@ def run_cell(
         gens = cross_sample(
             primary, intervention, [prompt_ids[i] for i in index], keys, cell.switch_rule(),
             params, tokenizer.eos_token_id, pad_id, batch_size=cfg.resources.batch_size,
-            progress=progress, rates=cell.rates,
+            progress=progress, rates=cell.rates, mixing=mixing,
         )
         samples, tokens = cell_rows(cell, records, cfg.samples_per_prompt, gens, tokenizer,
                                     params, pair_name(cfg.base_model, cfg.tuned_model),

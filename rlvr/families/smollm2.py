@@ -80,8 +80,16 @@ FAMILY = Family(
         # the closing <|im_end|> (EOS) is the chat template's, not text
         "analyze": {"decisive_roles": ["format", "intermediate", "final_answer"],
                     "exclude_roles": ["template"]},
+        # js and its random control at every budget (entropy, delta: time), and 8 more cells
+        # (~30 s each): new gates, extrapolation, the companion's top-50 mixing
         "cross_sample": {"samples_per_prompt": 2, "seeds": [0], "rules": ["js", "random"],
                          "budgets": [0.05, 0.1, 0.2], "max_new_tokens": 40,
+                         "arms": [{"direction": "forward", "rules": ["gap_neg", "early"],
+                                   "budgets": [0.1]},
+                                  {"direction": "extrapolate", "alpha": 0.1,
+                                   "rules": ["gap_neg"], "budgets": [0.1]},
+                                  {"direction": "forward", "top_k": 50, "rules": ["js"],
+                                   "budgets": [0.1]}],
                          "resources": {"batch_size": 64}},
         "decisive": {"n_prompts": 12, "samples_per_prompt": 1, "positions": 4, "rollouts": 16,
                      # rows x ~110 tokens x 49,152 logits: 512 would need ~11 GB

@@ -22,7 +22,9 @@ from rlvr.report.figures import (
 )
 
 RULE_COLOURS = {"js": "C3", "random": "C7", "entropy": "C0", "entropy_primary": "C9",
-                "delta": "C2"}
+                "delta": "C2", "gap_neg": "C1", "gap_pos": "C4", "kl_base_tuned": "C5",
+                "kl_tuned_base": "C6", "early": "C8", "kl_sym": "k", "kl_sym_topk": "#9467bd80",
+                "gap_top_neg": "#b8860b", "gap_top_pos": "#4682b4"}
 ENDPOINT_RULES = {"none": "primary alone", "all": "intervention alone"}
 
 
@@ -54,7 +56,7 @@ def cross_budget(df: pd.DataFrame) -> tuple[Figure, str]:
                 ax.axhline(100 * acc, color="grey", ls=":" if rule == "none" else "--", lw=1)
                 ax.annotate(f"{label} {pct(acc)}", (0.99, 100 * acc), fontsize=7, va="bottom",
                             ha="right", xycoords=("axes fraction", "data"))
-        _budget_axis(ax, sub)
+        budget_axis(ax, sub)
         ax.set_title(direction, fontsize=9)
         finish_axes(fig, ax, "% tokens from the intervention model (achieved, log)",
                     "accuracy %")
@@ -64,10 +66,10 @@ def cross_budget(df: pd.DataFrame) -> tuple[Figure, str]:
                  "bootstrap 95% CI). " + "; ".join(parts) + ".")
 
 
-def _budget_axis(ax, df: pd.DataFrame) -> None:
-    """Log x axis ticked at the target budgets, in plain percent."""
+def budget_axis(ax, df: pd.DataFrame, every: bool = False) -> None:
+    """Log x axis ticked at the target budgets, in plain percent (`every`: 100% too)."""
     ax.set_xscale("log")
-    targets = sorted(t for t in df["target_budget"].unique() if 0 < t < 1)
+    targets = sorted(t for t in df["target_budget"].unique() if 0 < t < 1 or (every and t == 1))
     ax.set_xticks([100 * t for t in targets], [f"{100 * t:g}" for t in targets])
     ax.xaxis.set_minor_locator(NullLocator())
 
@@ -106,7 +108,7 @@ def cross_versus_random(df: pd.DataFrame) -> tuple[Figure, str]:
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, ls="-", lw=0.8, label=rule,
                         color=RULE_COLOURS.get(rule))
         ax.axhline(0, color="grey", lw=1)
-        _budget_axis(ax, sub)
+        budget_axis(ax, sub)
         ax.set_title(direction, fontsize=9)
         finish_axes(fig, ax, "target budget % (log)", "accuracy − random, points")
         small = sub[sub["target_budget"] <= 0.1]

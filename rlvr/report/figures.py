@@ -210,3 +210,58 @@ def js_by_position(norm: pd.DataFrame, edges: pd.DataFrame | None = None) -> tup
         finish_axes(fig, ax, "offset from start / end", "mean JS")
     return fig, "Mean JS by position in the response (start / middle / end bin): " + \
         "; ".join(parts) + "."
+
+
+def lorenz_curves(curve: pd.DataFrame, summary: pd.DataFrame) -> tuple[Figure, str]:
+    """Lorenz curve of the JS mass per pair, one panel per generator, with the diagonal.
+
+    curve: `agg_js_lorenz` rows (pair, generator, population_share, mass_share); summary:
+    `agg_js_concentration` rows (pair, generator, gini, mass_share, share_positions).
+    """
+    require_columns(curve, ["pair", "generator", "population_share", "mass_share"], "Lorenz")
+    require_columns(summary, ["pair", "generator", "gini", "mass_share", "share_positions"],
+                    "concentration")
+    generators = sorted(curve["generator"].unique())
+    fig, axes = plt.subplots(1, len(generators), figsize=WIDE, squeeze=False, sharey=True)
+    for ax, generator in zip(axes[0], generators, strict=True):
+        for label, sub in split_groups(curve[curve["generator"] == generator], ["pair"]):
+            sub = sub.sort_values("population_share")
+            ax.plot(100 * sub["population_share"], 100 * sub["mass_share"], label=label,
+                    **style_axes(sub))
+        ax.plot([0, 100], [0, 100], color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{generator}-generated", fontsize=9)
+        finish_axes(fig, ax, "% of positions (lowest JS first)", "% of JS mass")
+    half = summary[np.isclose(summary["mass_share"], 0.5)]
+    parts = [f"{r.pair}/{r.generator} Gini {r.gini:.3f}, 50% of the mass in "
+             f"{pct(r.share_positions)} of positions"
+             for r in half.sort_values(["pair", "generator"]).itertuples()]
+    return fig, ("Lorenz curves of JS mass (RRTokenIntervention: Gini 0.936); "
+                 + "; ".join(parts) + ".")
+
+
+def failure_auroc(df: pd.DataFrame) -> tuple[Figure, str]:
+    """AUROC of response-level JS summaries at predicting failure, with bootstrap intervals.
+
+    df: `failure_prediction` rows (pair, generator, summary, auroc, auroc_low, auroc_high).
+    """
+    require_columns(df, ["pair", "generator", "summary", "auroc", "auroc_low", "auroc_high"],
+                    "failure prediction")
+    df = df.sort_values(["pair", "generator", "summary"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.0, 0.3 * len(df) + 1.2))
+    y = np.arange(len(df))[::-1]
+    colours = {s: f"C{i}" for i, s in enumerate(sorted(df["summary"].unique()))}
+    for yi, r in zip(y, df.itertuples(), strict=True):
+        ax.errorbar([r.auroc], [yi], xerr=[[r.auroc - r.auroc_low], [r.auroc_high - r.auroc]],
+                    fmt="o", color=colours[r.summary], capsize=3)
+    ax.axvline(0.5, color="grey", lw=1)
+    ax.set_yticks(y, [f"{r.pair}/{r.generator} {r.summary}" for r in df.itertuples()],
+                  fontsize=7)
+    finish_axes(fig, ax, "AUROC for reward 0 (0.5: no signal)", "", legend=False)
+    parts = []
+    for (pair, generator), sub in df.dropna(subset=["auroc"]).groupby(["pair", "generator"]):
+        best = sub.loc[sub["auroc"].idxmax()]
+        parts.append(f"{pair}/{generator} best {best['summary']} {best['auroc']:.2f} "
+                     f"[{best['auroc_low']:.2f}, {best['auroc_high']:.2f}]")
+    return fig, ("How well a response's JS (max, mean, mean over its first positions) ranks "
+                 "failed responses above correct ones (prompt-bootstrap 95%); "
+                 + "; ".join(parts) + ".")

@@ -46,6 +46,10 @@ def _pts(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}"
 
 
+def _f2(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def _stats(metrics: dict, pair: str | None = None) -> dict:
     """One pair's numbers on its tuned model's responses; the study's RL pair by default."""
     pair = pair or metrics.get("rl_pair", PAIR)
@@ -119,7 +123,8 @@ def sft_control(analysis: dict) -> tuple[str, str]:
 
 def _cross(cross: dict, direction: str) -> tuple[str, str]:
     d = cross[direction]
-    small = sorted((float(k), v) for k, v in d["budgets"].items() if float(k) <= SMALL_BUDGET)
+    small = sorted((float(k), v) for k, v in d["budgets"].items()
+                   if float(k) <= SMALL_BUDGET and "js" in v)
     if not small or not all("js" in v and "minus_random_low" in v["js"] for _, v in small):
         raise KeyError(f"no js/random budgets <= {SMALL_BUDGET} in {direction}")
     forward = direction == "forward"
@@ -170,6 +175,101 @@ def critical(decisive: dict) -> tuple[str, str]:
             verdict([share <= 0.1, auc >= 0.8]))
 
 
+def concentration(analysis: dict) -> tuple[str, str]:
+    s = _stats(analysis)
+    gini, half = s["js_gini"], s["share_positions_holding_0.5_js"]
+    if gini is None:
+        raise KeyError("no JS mass: every position has JS 0")
+    return (f"Gini {gini:.3f}; 50% of JS mass in {_p(half)} of positions (80%: "
+            f"{_p(s.get('share_positions_holding_0.8_js'))}, 90%: "
+            f"{_p(s.get('share_positions_holding_0.9_js'))})",
+            verdict([gini >= 0.9, half <= 0.08]))
+
+
+FAILURE_SUMMARIES = {"max_js": "max", "mean_js": "mean", "mean_js_first": "first-N mean"}
+
+
+def failure(analysis: dict) -> tuple[str, str]:
+    s = _stats(analysis)
+    aucs = {k: (s[f"failure_auroc_{k}"], s[f"failure_auroc_low_{k}"],
+                s[f"failure_auroc_high_{k}"]) for k in FAILURE_SUMMARIES}
+    if all(a is None for a, _, _ in aucs.values()):
+        raise KeyError("no AUROC: the RL responses are all correct or all wrong")
+    text = ", ".join(f"{name} {_f2(a)} [{_f2(lo)}, {_f2(hi)}]" for (a, lo, hi), name in
+                     zip(aucs.values(), FAILURE_SUMMARIES.values(), strict=True))
+    above = [lo is not None and lo > 0.5 for _, lo, _ in aucs.values()]
+    points = [a is not None and a > 0.5 for a, _, _ in aucs.values()]
+    return (f"AUROC of response JS for reward 0: {text}",
+            "yes" if any(above) else "partly" if any(points) else "no")
+
+
+def _small_points(d: dict, rule: str) -> list[tuple[float, dict]]:
+    return sorted((float(b), v[rule]) for b, v in d["budgets"].items()
+                  if float(b) <= SMALL_BUDGET and rule in v)
+
+
+def signed_gap(cross: dict) -> tuple[str, str]:
+    d = cross["forward"]
+    half = {r: d["half_gain"].get(r, {}).get("budget_share")
+            for r in ("gap_neg", "kl_tuned_base", "kl_base_tuned", "random")}
+    points = [(b, v) for b, v in _small_points(d, "gap_neg") if "minus_random" in v]
+    if half["gap_neg"] is None and not points:
+        raise KeyError("no forward gap_neg cells")
+    text = "; ".join(f"{100 * b:g}%: {_pts(v['minus_random'])} [{_pts(v['minus_random_low'])}, "
+                     f"{_pts(v['minus_random_high'])}]" for b, v in points)
+    need = "half of the gain at " + ", ".join(f"{r} {_p(x)}" for r, x in half.items())
+    inf = float("inf")
+    return (f"{need}; gap_neg − random {text}",
+            verdict([any(v["minus_random_low"] > 0 for _, v in points),
+                     (half["gap_neg"] or inf) <= (half["kl_tuned_base"] or inf)]))
+
+
+def extrapolation(cross: dict) -> tuple[str, str]:
+    arms = {a: v for a, v in cross.items() if isinstance(v, dict) and v.get("alpha")}
+    if not arms:
+        raise KeyError("no extrapolation arm")
+    parts, gated = [], []
+    for arm, d in sorted(arms.items()):
+        cells = [(float(b), r, v) for b, rules in d["budgets"].items() for r, v in rules.items()
+                 if "minus_tuned" in v and r != "random"]
+        gated += [v for _, r, v in cells if r == "gap_neg"] or [v for _, _, v in cells]
+        best = max(cells, key=lambda c: c[2]["minus_tuned"], default=None)
+        note = arm if d["direction"] != "extrapolate" else f"α {d['alpha']:g}"
+        if d["direction"] == "extrapolate":
+            note += f": tuned alone {_p(d['accuracy_primary'])}"
+        if best:
+            b, r, v = best
+            note += (f", best {r} at {100 * b:g}% {_pts(v['minus_tuned'])} "
+                     f"[{_pts(v['minus_tuned_low'])}, {_pts(v['minus_tuned_high'])}]")
+        every = d.get("all", {})
+        if "minus_tuned" in every:
+            note += (f", every position {_pts(every['minus_tuned'])} "
+                     f"[{_pts(every['minus_tuned_low'])}, {_pts(every['minus_tuned_high'])}]")
+        parts.append(note)
+    return ("; ".join(parts) + " points",
+            "yes" if any(v["minus_tuned_low"] > 0 for v in gated)
+            else "partly" if any(v["minus_tuned"] > 0 for v in gated) else "no")
+
+
+def shortcuts(cross: dict) -> tuple[str, str]:
+    overlap = cross["shortcuts"]["gate_overlap"]["forward"]
+    jaccard = sorted((float(b), v["kl_sym_topk"]["jaccard_with_js"]) for b, v in overlap.items()
+                     if float(b) <= SMALL_BUDGET)
+    exact = [(arm, float(b), r, v) for arm, d in cross.items()
+             if isinstance(d, dict) and d.get("top_k") for b, rules in d["budgets"].items()
+             for r, v in rules.items() if "minus_exact" in v]
+    if not jaccard or not exact:
+        raise KeyError("no forward gate overlap or top-K arm")
+    text = ", ".join(f"{j:.2f} at {100 * b:g}%" for b, j in jaccard)
+    diffs = "; ".join(f"{arm} {r} at {100 * b:g}% {_pts(v['minus_exact'])} "
+                      f"[{_pts(v['minus_exact_low'])}, {_pts(v['minus_exact_high'])}]"
+                      for arm, b, r, v in sorted(exact, key=lambda e: e[:3]))
+    return (f"Jaccard of the top-K ½(KL+RKL) gate with JS {text}; top-K mixing minus exact "
+            f"js: {diffs}",
+            verdict([all(v["minus_exact_low"] <= 0 <= v["minus_exact_high"]
+                         for *_, v in exact), min(j for _, j in jaccard) >= 0.5]))
+
+
 # (key, finding, the study's claim, which metrics, the check, its rule in words)
 FINDINGS: tuple[tuple[str, str, str, str, Callable[[dict], tuple[str, str]], str], ...] = (
     ("sparsity", "Sparsity", ">83% (DAPO) / >98% (SimpleRL) of positions near-zero JS",
@@ -193,6 +293,26 @@ FINDINGS: tuple[tuple[str, str, str, str, Callable[[dict], tuple[str, str]], str
     ("cross_backward", "Cross-sampling backward (<= 10%)", "RL 44.8% -> <8.5% at 10.1% of "
      "tokens", "cross", cross_backward, "js − random CI < 0 at some budget <= 10%; js at the "
      "largest such budget loses >= half the gain"),
+    ("concentration", "Concentration of the shift", "Gini of the divergence 0.936, ~1-8% of "
+     "tokens carry it (RRTokenIntervention)", "analysis", concentration,
+     "Gini of JS >= 0.9 and 50% of the JS mass in <= 8% of positions"),
+    ("failure", "Divergence predicts failure", "divergence ranks failing responses above "
+     "correct ones (RRTokenIntervention, AUROC)", "analysis", failure, "yes if the 95% CI "
+     "of an AUROC (max, mean or first-N mean JS per response) is above 0.5, partly if only "
+     "its point is"),
+    ("signed_gap", "Signed-gap gate (forward)", "neg_logp reaches RL accuracy replacing ~5% "
+     "of tokens, KL needs ~14%, random ~19.7 at ~19% (companion, AIME24)", "cross", signed_gap,
+     "gap_neg − random CI > 0 at some budget <= 10%; gap_neg's half-gain budget <= "
+     "KL(tuned‖base)'s"),
+    ("extrapolation", "Selective extrapolation beats the tuned model", "RL alone -> "
+     "extrapolated 46.15 -> 47.50, 52.50 -> 55.42, 54.58 -> 55.83 (companion, AIME24)",
+     "cross", extrapolation, "yes if extrapolation gated by gap_neg (else any gate) minus the "
+     "tuned model alone has a paired 95% CI above 0 at some alpha and budget, partly if only "
+     "a point estimate is (no correction over the alpha x budget cells)"),
+    ("shortcuts", "The companion's shortcuts change nothing", "top-50 mixing and its ½(KL+RKL) "
+     "gate stand in for exact mixing and JS (assumed, not measured)", "cross", shortcuts,
+     "every top-K minus exact CI contains 0, and the top-K gate's positions overlap JS's with "
+     "Jaccard >= 0.5 at every budget <= 10%"),
     ("critical", "Sparse but critical (measured)", "a few percent of tokens carry the gain, and "
      "they are the divergent ones", "decisive", critical, "share of positions whose resampling "
      "moves success by the pivot cut <= 10% and JS AUC at finding them >= 0.8"),

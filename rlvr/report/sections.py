@@ -28,14 +28,13 @@ from rlvr.report.blocks import (
     study_table,
     table_html,
 )
+from rlvr.report.cross_sections import render_cross
 from rlvr.report.findings import study_findings
 from rlvr.warehouse.views import complete_files
 from rlvr.weighted.grid import ACCURACY
 
 # --- sections -------------------------------------------------------------------------------------
 
-CROSS_CURVE = "cross_accuracy_by_budget"  # plots written by the cross_sample stage
-CROSS_VERSUS = "cross_rule_vs_random"
 # the family's training logs (plots written by pretrain / sft / rl / evaluate)
 TRAINING_LOGS = {  # panel -> (plot, the columns drawn)
     "pretrain loss": ("pretrain_loss", ["loss"]),
@@ -65,6 +64,9 @@ ANALYSES = {
     "correctness": "agg_correctness",
     "roles": "agg_roles",
     "role_pr": "agg_role_detection",
+    "concentration": "agg_js_concentration",
+    "lorenz": "agg_js_lorenz",
+    "failure": "failure_prediction",
 }
 
 
@@ -178,6 +180,31 @@ def _render_shift(inp: Inputs, opt: ReportOptions) -> list[str]:
         if df is not None and key == "quantiles":
             df = _quantile_table(df)
         out.append(_missing(what, path) if df is None else table_html(df, caption, max_rows=40))
+    return out + _render_concentration(inp, opt)
+
+
+def _render_concentration(inp: Inputs, opt: ReportOptions) -> list[str]:
+    """Lorenz curves and Gini of the JS mass; how well response JS predicts failure."""
+    out = []
+    lorenz, path = _analysis(inp, "lorenz")
+    summary, summary_path = _analysis(inp, "concentration")
+    if lorenz is None or summary is None:
+        out.append(_missing("concentration of JS mass", path))
+    else:
+        out.append(figure(lambda: F.lorenz_curves(lorenz, summary), "Lorenz curves",
+                          opt.params.dpi))
+        wide = summary.pivot_table(index=["pair", "generator", "n_positions", "gini"],
+                                   columns="mass_share", values="share_positions")
+        wide.columns = [f"positions holding {100 * q:g}%" for q in wide.columns]
+        out.append(table_html(wide.reset_index(), "Concentration of JS mass: Gini coefficient "
+                              "and the smallest share of positions holding each share of it "
+                              f"({summary_path}).", max_rows=40))
+    failure, path = _analysis(inp, "failure")
+    out.append(_missing("failure prediction", path) if failure is None else figure(
+        lambda: F.failure_auroc(failure), "failure prediction", opt.params.dpi))
+    if failure is not None:
+        out.append(table_html(failure, "AUROC of each response-level JS summary at predicting "
+                              "reward 0, with a prompt-bootstrap 95% interval.", max_rows=40))
     return out
 
 
@@ -238,33 +265,6 @@ def _render_decisive(inp: Inputs, opt: ReportOptions) -> list[str]:
             table_html(detection, "Precision, recall and AUC of each signal at finding the "
                        "positions whose resampling moves success by at least the pivot cut "
                        "(decisive stage).", max_rows=60)]
-
-
-def _render_cross(inp: Inputs, opt: ReportOptions) -> list[str]:
-    curve = inp.csv(inp.layout.plot(CROSS_CURVE))
-    if curve is None:
-        return [notice_html(f"cross-sampling accuracy vs budget (data/plots/{CROSS_CURVE}.csv)",
-                            "cross_sample")]
-    out = [figure(lambda: E.cross_budget(curve), "cross-sampling curves", opt.params.dpi)]
-    versus = inp.csv(inp.layout.plot(CROSS_VERSUS))
-    if versus is not None:
-        out.append(figure(lambda: E.cross_versus_random(versus), "rule minus random",
-                          opt.params.dpi))
-        out.append(table_html(versus, "Each rule minus random at the same target budget "
-                              "(achieved budgets of both; paired prompt bootstrap 95% CI).",
-                              max_rows=60))
-    keep = [c for c in ("direction", "rule", "target_budget", "budget_share", "calibration_round",
-                        "threshold", "n_responses", "budget_tokens", "accuracy", "accuracy_low",
-                        "accuracy_high", "accuracy_seed_std") if c in curve.columns]
-    out.append(table_html(curve[keep], "Cross-sampling points: target and achieved budget "
-                          "(mean per-response share), calibrated threshold and round, accuracy "
-                          "with bootstrap CI and the std over seeds.", max_rows=60))
-    calibration = inp.table(inp.layout.cross_dir / "calibration.parquet")
-    if calibration is not None:
-        out.append(table_html(calibration, "Calibration: every round tried per (direction, rule, "
-                              "budget): its threshold, achieved budget, whether it is within the "
-                              "tolerance, and the round reported.", max_rows=80))
-    return out
 
 
 def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
@@ -350,7 +350,9 @@ SECTIONS = (
     Section("shift", "1. Token-level distribution shift",
             "Study: >83% (DAPO) / >98% (SimpleRL) of positions have near-zero JS; low-JS positions "
             "are mostly low base entropy; JS is highest at the start of a response, lowest in the "
-            "middle, slightly higher at the end.", _render_shift),
+            "middle, slightly higher at the end. RRTokenIntervention: Gini of the divergence "
+            "0.936 (~1-8% of tokens carry it); and does divergence predict failure?",
+            _render_shift),
     Section("mass", "2. Probability-mass reallocation",
             "Study (JS > 0.1): top-k overlap low at k=1 but >80% for k ≥ 2; ~30% of RL top-1 "
             "tokens are already base top-1 and >80–90% within base top-3; few have base "
@@ -375,7 +377,12 @@ SECTIONS = (
             "Forward (base primary, RL intervenes) tests sufficiency; backward (RL primary, base "
             "intervenes) tests necessity. Study: forward DAPO 8.2% → >44% switching 7.8% of "
             "tokens; backward 44.8% → <8.5% switching 10.1%. Random/entropy/Δ rules at matched "
-            "budget are the controls the study lacked.", _render_cross),
+            "budget are the controls the study lacked; beside them the companion study's signed "
+            "log-prob gap gate (gap_neg: its neg_logp), both KLs and an early-positions control "
+            "(RRTokenIntervention). Then selective extrapolation (companion, AIME24: RL alone -> "
+            "extrapolated +1.3 to +2.9 points) against the tuned model alone, and what the "
+            "companion's shortcuts (top-50 mixing, ½(KL+RKL) gate, no budget) change.",
+            render_cross),
     Section("dapo", "8. DAPO as DAPO: off-policy updates and clipping",
             "The main RL run takes several optimiser steps per rollout batch, so after the "
             "first (on-policy) update the ratio π/π_old moves, k3 is non-zero and clip-higher's "

@@ -20,6 +20,7 @@ from rlvr.config import require
 from rlvr.layout import Layout
 from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
+from rlvr.tokens.prediction import failure_prediction
 from rlvr.warehouse.sql import SQL_DIR, list_queries, run_sql
 from rlvr.warehouse.views import connect, views
 
@@ -49,6 +50,13 @@ class AnalyzeParams:
         default_factory=lambda: ["method", "verify", "intermediate", "check", "format",
                                  "final_answer"])  # the grammar's class, not a measurement
     exclude_roles: list[str] = field(default_factory=list)  # rows left out of every analysis
+    # concentration: the smallest share of positions holding each share of the js mass
+    mass_shares: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9])
+    lorenz_points: int = 50  # Lorenz curve: evenly spaced population shares
+    first_tokens: int = 8  # failure prediction: the "mean js over the first N positions" summary
+    n_bootstrap: int = 1000  # failure prediction: prompt-bootstrap replicates of the AUROC
+    alpha: float = 0.05  # two-sided interval level
+    bootstrap_seed: int = 0
 
     def __post_init__(self) -> None:
         ln2 = 0.6931471805599453
@@ -74,6 +82,12 @@ class AnalyzeParams:
                 f"{self.final_pair!r} is not `<base>__<tuned>`", "use e.g. base__rl")
         require(bool(self.decisive_roles), "decisive_roles", "is empty",
                 "list the roles that decide correctness")
+        require(bool(self.mass_shares) and all(0 < q <= 1 for q in self.mass_shares),
+                "mass_shares", f"need shares in (0, 1], got {self.mass_shares}",
+                "use e.g. [0.5, 0.8, 0.9]")
+        for key in ("lorenz_points", "first_tokens", "n_bootstrap"):
+            require(getattr(self, key) >= 1, key, "must be >= 1", "use e.g. 8")
+        require(0 < self.alpha < 1, "alpha", "must be in (0, 1)", "use 0.05")
 
     def sql_params(self) -> dict[str, object]:
         """The `$parameters` of the sql/agg_* files."""
@@ -94,6 +108,9 @@ PLOTS = {  # query -> plot CSV (rlvr.layout.ANALYSIS_PLOTS)
     "agg_checkpoint_evolution": "analysis_checkpoint_evolution",
     "agg_role_detection": "analysis_role_detection",
 }
+
+
+FAILURE = "failure_prediction"  # data/analysis/<name>.parquet: `rlvr.tokens.prediction`
 
 
 def analysis_queries(sql_dir: str | Path = SQL_DIR) -> list[str]:
@@ -129,6 +146,10 @@ def run_analyses(
         for name in Progress(analysis_queries(sql_dir), "analyses", enabled=progress):
             results[name] = run_sql(con, name, params, sql_dir)
             write_table(results[name], tmp / f"{name}.parquet")
+        # the AUROC's bootstrap needs one sort per replicate block: numpy, not SQL
+        results[FAILURE] = failure_prediction(results["agg_response_divergence"],
+                                              cfg.n_bootstrap, cfg.alpha, cfg.bootstrap_seed)
+        write_table(results[FAILURE], tmp / f"{FAILURE}.parquet")
     for name, stem in PLOTS.items():
         write_table(results[name], layout.plot(stem))
     return results
@@ -185,6 +206,12 @@ def headline_metrics(results: dict[str, pa.Table], tau: float,
         if math.isclose(r["threshold"], tau):
             put(r, "decisive_precision_at_tau", r["precision"])
             put(r, "decisive_recall_at_tau", r["recall"])
+    for r in results["agg_js_concentration"].to_pylist():
+        put(r, "js_gini", r["gini"])
+        put(r, f"share_positions_holding_{r['mass_share']:g}_js", r["share_positions"])
+    for r in results[FAILURE].to_pylist():
+        for key in ("auroc", "auroc_low", "auroc_high"):
+            put(r, f"failure_{key}_{r['summary']}", r[key])
     for r in results["agg_entropy_by_divergence"].to_pylist():
         kind = "divergent" if r["is_divergent"] else "other"
         put(r, f"{kind}_share_high_entropy", r["share_high_entropy"])
@@ -214,6 +241,7 @@ def write_headline_metrics(layout: Layout, tau: float, rl_pair: str = "base__rl"
     """Read the saved results and write `headline_metrics` as the `analysis` metrics."""
     results = {p.stem: pq.read_table(p)
                for p in sorted(layout.analysis_dir.glob("agg_*.parquet"))}
+    results[FAILURE] = pq.read_table(layout.analysis_dir / f"{FAILURE}.parquet")
     metrics = headline_metrics(results, tau, rl_pair)
     write_json(metrics, layout.metrics("analysis"))
     return metrics

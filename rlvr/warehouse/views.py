@@ -99,12 +99,20 @@ COLUMNS: dict[str, dict[str, str]] = {
         "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
     },
     "cross_samples": {
-        "direction": "forward (primary base, intervention tuned) or backward (the reverse)",
+        "arm": "the intervention: direction, then -a<alpha> (extrapolation blend) and "
+               "-top<K> (the companion's top-K mixing), e.g. forward, extrapolate-a0.1",
+        "direction": "forward (primary base, intervention tuned), backward (the reverse) or "
+                     "extrapolate (primary tuned, switched tokens from the blend)",
+        "alpha": "extrapolation: switched tokens drawn from exp((1+alpha) log p_tuned - alpha "
+                 "log p_base), normalised; 0 = the intervention model itself",
+        "top_k": "0: exact draw over the vocabulary; K: the companion's top-K mixing",
         "pair": "model pair `<base>__<tuned>`",
         "primary_model": "model that samples unless the rule switches",
         "intervention_model": "model sampled at switched positions",
-        "rule": "switch rule: js, entropy (base entropy), entropy_primary, delta, random; the "
-                "endpoints none (primary alone) and all (intervention alone)",
+        "rule": "switch rule (rlvr.cross.sweep.RULE_SIGNALS): js, entropy (base entropy), "
+                "entropy_primary, delta, gap_neg/gap_pos (signed gap of the primary's candidate), "
+                "gap_top_*, kl_base_tuned, kl_tuned_base, kl_sym, kl_sym_topk, early, random; "
+                "the endpoints none (primary alone) and all (every token switched)",
         "target_budget": "budget the threshold was calibrated to (mean per-response share; "
                          "0 / 1 for none / all)",
         "calibration_round": "calibration round of the threshold (0 for the endpoints)",
@@ -130,7 +138,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "max_new_tokens": "sampling length cap",
     },
     "cross_tokens": {
-        "direction": "forward or backward",
+        "arm": "the intervention (see cross_samples.arm)",
+        "direction": "forward, backward or extrapolate",
         "pair": "model pair",
         "rule": "switch rule",
         "target_budget": "budget the threshold was calibrated to",
@@ -149,6 +158,18 @@ COLUMNS: dict[str, dict[str, str]] = {
         "logprob_primary": "primary model's log-prob of the chosen token",
         "logprob_intervention": "intervention model's log-prob of the chosen token",
         "delta_top": "|log p_int - log p_prim| of the primary's top token (the delta rule)",
+        "gap_top": "log p_int - log p_prim of the primary's top token, signed",
+        "gap_sampled": "log p_int - log p_prim of the primary's candidate (its draw with the "
+                       "step's uniform), signed",
+        "kl_primary_intervention": "KL(primary || intervention) at this step, nats",
+        "kl_intervention_primary": "KL(intervention || primary) at this step, nats",
+        "kl_sym": "mean of the two KLs",
+        "kl_sym_topk": "the companion's 'js' gate: mean of both KLs on the primary's top-K "
+                       "tokens, both renormalised there",
+        "mix_tv": "top-K arms, switched steps: total variation between the exact and the top-K "
+                  "switch distributions; null elsewhere",
+        "mix_differs": "top-K arms, switched steps: the exact draw with the same uniform is a "
+                       "different token; null elsewhere",
     },
     "decisiveness": {
         "model": "generator: wrote the response and rolls it out (key)",

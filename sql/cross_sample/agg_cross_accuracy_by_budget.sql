@@ -1,4 +1,5 @@
--- Accuracy against achieved budget: one row per (direction, rule, target_budget), seeds pooled.
+-- Accuracy against achieved budget: one row per (arm, rule, target_budget), seeds pooled; an arm
+-- is a direction and its switch distribution (`rlvr.cross.sweep`).
 -- Budget = tokens drawn from the intervention model per response: the mean over responses of
 -- the share (budget_share, the measure calibration targets) and of the count; the token-pooled
 -- share is given beside it. Rules `none` / `all` are the budget-0 / budget-1 endpoints.
@@ -10,7 +11,10 @@ with
 
 samples as (
     select
+        cross_samples.arm,
         cross_samples.direction,
+        cross_samples.alpha,
+        cross_samples.top_k,
         cross_samples.rule,
         cross_samples.target_budget,
         cross_samples.calibration_round,
@@ -29,7 +33,10 @@ samples as (
 
 cells as (
     select
-        direction,
+        arm,
+        any_value(direction) as direction,
+        any_value(alpha) as alpha,
+        any_value(top_k) as top_k,
         rule,
         target_budget,
         max(calibration_round) as calibration_round,
@@ -46,48 +53,48 @@ cells as (
         avg(n_switched) as budget_tokens,
         avg(n_tokens) as mean_tokens,
     from samples
-    group by direction, rule, target_budget
+    group by arm, rule, target_budget
 ),
 
 by_seed as (
     select
-        direction,
+        arm,
         rule,
         target_budget,
         seed,
         avg(reward) as accuracy,
     from samples
-    group by direction, rule, target_budget, seed
+    group by arm, rule, target_budget, seed
 ),
 
 seed_spread as (
     select
-        direction,
+        arm,
         rule,
         target_budget,
         coalesce(stddev_samp(accuracy), 0) as accuracy_seed_std,
     from by_seed
-    group by direction, rule, target_budget
+    group by arm, rule, target_budget
 ),
 
 by_prompt as (
     select
-        direction,
+        arm,
         rule,
         target_budget,
         prompt_id,
         sum(reward) as n_correct,
         count(*) as n_responses,
         row_number() over (
-            partition by direction, rule, target_budget order by prompt_id
+            partition by arm, rule, target_budget order by prompt_id
         ) - 1 as prompt_index,
     from samples
-    group by direction, rule, target_budget, prompt_id
+    group by arm, rule, target_budget, prompt_id
 ),
 
 draws as (
     select
-        cells.direction,
+        cells.arm,
         cells.rule,
         cells.target_budget,
         replicates.b,
@@ -99,7 +106,7 @@ draws as (
 
 replicate_accuracy as (
     select
-        draws.direction,
+        draws.arm,
         draws.rule,
         draws.target_budget,
         draws.b,
@@ -107,27 +114,30 @@ replicate_accuracy as (
     from draws
     inner join by_prompt
         on
-            draws.direction = by_prompt.direction
+            draws.arm = by_prompt.arm
             and draws.rule = by_prompt.rule
             and draws.target_budget = by_prompt.target_budget
             and draws.prompt_index = by_prompt.prompt_index
-    group by draws.direction, draws.rule, draws.target_budget, draws.b
+    group by draws.arm, draws.rule, draws.target_budget, draws.b
 ),
 
 intervals as (
     select
-        direction,
+        arm,
         rule,
         target_budget,
         quantile_cont(accuracy, $alpha / 2) as accuracy_low,
         quantile_cont(accuracy, 1 - $alpha / 2) as accuracy_high,
     from replicate_accuracy
-    group by direction, rule, target_budget
+    group by arm, rule, target_budget
 ),
 
 final as (
     select
+        cells.arm,
         cells.direction,
+        cells.alpha,
+        cells.top_k,
         cells.rule,
         cells.target_budget,
         cells.calibration_round,
@@ -149,18 +159,21 @@ final as (
     from cells
     inner join intervals
         on
-            cells.direction = intervals.direction
+            cells.arm = intervals.arm
             and cells.rule = intervals.rule
             and cells.target_budget = intervals.target_budget
     inner join seed_spread
         on
-            cells.direction = seed_spread.direction
+            cells.arm = seed_spread.arm
             and cells.rule = seed_spread.rule
             and cells.target_budget = seed_spread.target_budget
 )
 
 select
+    arm,
     direction,
+    alpha,
+    top_k,
     rule,
     target_budget,
     calibration_round,
@@ -180,4 +193,4 @@ select
     accuracy_high,
     accuracy_seed_std,
 from final
-order by direction, rule, target_budget
+order by arm, rule, target_budget

@@ -1,13 +1,14 @@
-"""Accuracy by budget and rule minus random: the SQL against pandas, the half-gain metrics."""
+"""Accuracy by budget and paired comparisons: the SQL against pandas, the half-gain metrics."""
 
 from __future__ import annotations
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from rlvr.cross.budgets import budget_metrics, half_gain_budget
+from rlvr.cross.budgets import budget_metrics, comparisons, half_gain_budget, rule_vs_random
 from rlvr.warehouse.sql import run_sql
 
 
@@ -26,8 +27,10 @@ def test_half_gain_budget_table():
         assert (got is None and expected is None) or got == pytest.approx(expected), (target, got)
 
 
-def _curve_row(direction, rule, target, share, acc, tokens):
-    return {"direction": direction, "rule": rule, "target_budget": target, "budget_share": share,
+def _curve_row(direction, rule, target, share, acc, tokens, alpha=0.0, top_k=0):
+    arm = direction + (f"-a{alpha:g}" if alpha else "") + (f"-top{top_k}" if top_k else "")
+    return {"arm": arm, "direction": direction, "alpha": alpha, "top_k": top_k, "rule": rule,
+            "target_budget": target, "budget_share": share,
             "accuracy": acc, "budget_tokens": tokens, "threshold": 0.1, "calibration_round": 1,
             "accuracy_low": acc - 0.1, "accuracy_high": acc + 0.1}
 
@@ -42,9 +45,9 @@ def test_budget_metrics_forward_and_backward():
         _curve_row("backward", "all", 1.0, 1.0, 0.2, 20.0),
         _curve_row("backward", "js", 0.2, 0.2, 0.2, 4.0),
     ]
-    versus = [{"direction": "forward", "rule": "js", "target_budget": 0.1, "diff": 0.25,
-               "diff_low": 0.1, "diff_high": 0.4}]
-    calibration = [{"direction": "forward", "rule": "js", "target_budget": 0.1, "is_final": True,
+    versus = [{"comparison": "minus_random", "arm": "forward", "rule": "js",
+               "target_budget": 0.1, "diff": 0.25, "diff_low": 0.1, "diff_high": 0.4}]
+    calibration = [{"arm": "forward", "rule": "js", "target_budget": 0.1, "is_final": True,
                     "on_target": True}]
     m = budget_metrics(curve, versus, calibration)
     fwd = m["forward"]
@@ -64,19 +67,25 @@ def test_budget_metrics_forward_and_backward():
         budget_metrics([r for r in curve if r["rule"] != "all"])
 
 
-def _fake_samples(rng, n_prompts=40, n_samples=4, seeds=(0, 1)):
+ARMS = {"forward": ("forward", 0.0, 0), "backward": ("backward", 0.0, 0),
+        "extrapolate-a0.1": ("extrapolate", 0.1, 0), "forward-top50": ("forward", 0.0, 50)}
+
+
+def _fake_samples(rng, n_prompts=40, n_samples=4, seeds=(0, 1), arms=("forward", "backward")):
     """Rule and random cells sharing prompt difficulty (so pairing matters), plus endpoints."""
     rows = []
     difficulty = rng.uniform(size=n_prompts)
-    for direction in ("forward", "backward"):
+    for arm in arms:
+        direction, alpha, top_k = ARMS[arm]
         for rule, target, lift in (("js", 0.1, 0.15), ("random", 0.1, 0.0), ("none", 0.0, 0.0),
-                                   ("entropy", 0.1, 0.05)):
+                                   ("entropy", 0.1, 0.05), ("all", 1.0, 0.1)):
             for seed in seeds:
                 for p in range(n_prompts):
                     for s in range(n_samples):
                         n_tokens = int(rng.integers(5, 20))
                         rows.append({
-                            "direction": direction, "rule": rule, "target_budget": target,
+                            "arm": arm, "direction": direction, "alpha": alpha, "top_k": top_k,
+                            "rule": rule, "target_budget": target,
                             "calibration_round": 1, "threshold": 0.05, "matched_rule": None,
                             "primary_model": "base", "intervention_model": "rl", "seed": seed,
                             "prompt_id": f"p{p:03d}", "sample_id": s,
@@ -98,11 +107,12 @@ PARAMS = {"n_bootstrap": 2000, "alpha": 0.05, "bootstrap_seed": 3}
 
 
 def test_accuracy_by_budget_sql_matches_pandas(tmp_path):
-    df = _fake_samples(np.random.default_rng(0))
+    df = _fake_samples(np.random.default_rng(0), arms=tuple(ARMS))
     got = run_sql(_con(tmp_path, df), "agg_cross_accuracy_by_budget", PARAMS).to_pandas()
-    assert len(got) == 8 and not got[["direction", "rule", "target_budget"]].duplicated().any()
+    assert len(got) == 20 and not got[["arm", "rule", "target_budget"]].duplicated().any()
     for _, row in got.iterrows():
-        cell = df[(df.direction == row.direction) & (df.rule == row.rule)]
+        cell = df[(df.arm == row.arm) & (df.rule == row.rule)]
+        assert (row.direction, row.alpha, row.top_k) == ARMS[row.arm]
         assert row.accuracy == pytest.approx(cell.reward.mean())
         assert row.budget_share == pytest.approx((cell.n_switched / cell.n_tokens).mean())
         assert row.budget_share_pooled == pytest.approx(cell.n_switched.sum() / cell.n_tokens.sum())
@@ -116,28 +126,76 @@ def test_accuracy_by_budget_sql_matches_pandas(tmp_path):
         assert row.accuracy_high - row.accuracy_low == pytest.approx(2 * 1.96 * se, rel=0.2)
 
 
-def test_rule_vs_random_is_a_paired_bootstrap(tmp_path):
-    df = _fake_samples(np.random.default_rng(1))
-    got = run_sql(_con(tmp_path, df), "agg_cross_rule_vs_random", PARAMS).to_pandas()
-    # one row per direction and non-random rule at the target; endpoints excluded
-    assert sorted(zip(got.direction, got.rule, strict=True)) == [
-        ("backward", "entropy"), ("backward", "js"), ("forward", "entropy"), ("forward", "js")]
+def test_comparisons_name_each_cell_and_its_reference():
+    curve = [_curve_row("forward", r, b, b, 0.5, 1.0) for r, b in
+             (("none", 0.0), ("all", 1.0), ("js", 0.1), ("random", 0.1), ("entropy", 0.2))]
+    curve += [_curve_row("backward", r, b, b, 0.5, 1.0) for r, b in (("none", 0.0), ("all", 1.0))]
+    curve += [_curve_row("extrapolate", r, b, b, 0.5, 1.0, alpha=0.1)
+              for r, b in (("none", 0.0), ("all", 1.0), ("js", 0.1))]
+    curve += [_curve_row("forward", r, b, b, 0.5, 1.0, alpha=0.1)
+              for r, b in (("none", 0.0), ("all", 1.0), ("js", 0.1))]
+    curve += [_curve_row("forward", r, b, b, 0.5, 1.0, top_k=50)
+              for r, b in (("none", 0.0), ("all", 1.0), ("kl_sym_topk", 0.1), ("js", 0.3))]
+    got = {(r["comparison"], r["arm"], r["rule"], r["target_budget"]):
+           (r["reference_arm"], r["reference_rule"], r["reference_budget"])
+           for r in comparisons(curve).to_pylist()}
+    expected = {
+        ("minus_random", "forward", "js", 0.1): ("forward", "random", 0.1),
+        # entropy at 0.2 has no random cell at 0.2: no minus_random
+        ("minus_primary", "forward", "js", 0.1): ("forward", "none", 0.0),
+        ("minus_primary", "forward", "random", 0.1): ("forward", "none", 0.0),
+        ("minus_primary", "forward", "entropy", 0.2): ("forward", "none", 0.0),
+        ("minus_primary", "forward", "all", 1.0): ("forward", "none", 0.0),
+        ("minus_primary", "backward", "all", 1.0): ("backward", "none", 0.0),
+        ("minus_primary", "extrapolate-a0.1", "js", 0.1): ("extrapolate-a0.1", "none", 0.0),
+        ("minus_primary", "extrapolate-a0.1", "all", 1.0): ("extrapolate-a0.1", "none", 0.0),
+        ("minus_tuned", "extrapolate-a0.1", "js", 0.1): ("extrapolate-a0.1", "none", 0.0),
+        ("minus_tuned", "extrapolate-a0.1", "all", 1.0): ("extrapolate-a0.1", "none", 0.0),
+        ("minus_primary", "forward-a0.1", "js", 0.1): ("forward-a0.1", "none", 0.0),
+        ("minus_primary", "forward-a0.1", "all", 1.0): ("forward-a0.1", "none", 0.0),
+        # forward extrapolation (the companion's set-up) against the tuned model alone
+        ("minus_tuned", "forward-a0.1", "js", 0.1): ("extrapolate-a0.1", "none", 0.0),
+        ("minus_tuned", "forward-a0.1", "all", 1.0): ("extrapolate-a0.1", "none", 0.0),
+        ("minus_primary", "forward-top50", "kl_sym_topk", 0.1): ("forward-top50", "none", 0.0),
+        ("minus_primary", "forward-top50", "js", 0.3): ("forward-top50", "none", 0.0),
+        ("minus_primary", "forward-top50", "all", 1.0): ("forward-top50", "none", 0.0),
+        ("minus_exact", "forward-top50", "kl_sym_topk", 0.1): ("forward", "js", 0.1),
+        ("minus_exact", "forward-top50", "all", 1.0): ("forward", "all", 1.0),
+        # js at 0.3 has no exact js cell at 0.3: no minus_exact
+    }
+    assert got == expected
+
+
+def test_paired_sql_is_a_paired_bootstrap(tmp_path):
+    df = _fake_samples(np.random.default_rng(1), arms=tuple(ARMS))
+    con = _con(tmp_path, df)
+    curve = run_sql(con, "agg_cross_accuracy_by_budget", PARAMS).to_pylist()
+    wanted = comparisons(curve)
+    con.register("cross_comparisons", wanted)
+    got = run_sql(con, "agg_cross_paired", PARAMS).to_pandas()
+    assert len(got) == wanted.num_rows and set(got.comparison) == {
+        "minus_random", "minus_primary", "minus_tuned", "minus_exact"}
     for _, row in got.iterrows():
-        sub = df[df.direction == row.direction]
-        rule = sub[sub.rule == row.rule].groupby("prompt_id").reward.mean()
-        rand = sub[sub.rule == "random"].groupby("prompt_id").reward.mean()
-        assert row["diff"] == pytest.approx(rule.mean() - rand.mean())
-        assert row.accuracy_rule - row.accuracy_random == pytest.approx(row["diff"])
-        assert row.budget_random == pytest.approx(
-            (sub[sub.rule == "random"].n_switched / sub[sub.rule == "random"].n_tokens).mean())
+        mine = df[(df.arm == row.arm) & (df.rule == row.rule)]
+        ref = df[(df.arm == row.reference_arm) & (df.rule == row.reference_rule)]
+        a = mine.groupby("prompt_id").reward.mean()
+        b = ref.groupby("prompt_id").reward.mean()
+        assert row["diff"] == pytest.approx(a.mean() - b.mean())
+        assert row.accuracy_cell - row.accuracy_reference == pytest.approx(row["diff"])
+        assert row.budget_reference == pytest.approx((ref.n_switched / ref.n_tokens).mean())
         # paired: the width follows the SE of the per-prompt differences ...
-        d = rule - rand
+        d = a - b
         paired_se = d.std(ddof=0) / np.sqrt(len(d))
         width = row.diff_high - row.diff_low
         assert row.diff_low < row["diff"] < row.diff_high
-        assert width == pytest.approx(2 * 1.96 * paired_se, rel=0.2)
+        assert width == pytest.approx(2 * 1.96 * paired_se, rel=0.25)
         # ... which the shared prompt difficulty makes narrower than independent draws would
-        unpaired_se = np.sqrt(rule.var(ddof=0) / len(rule) + rand.var(ddof=0) / len(rand))
+        unpaired_se = np.sqrt(a.var(ddof=0) / len(a) + b.var(ddof=0) / len(b))
         assert width < 0.85 * 2 * 1.96 * unpaired_se
-    js = got[(got.direction == "forward") & (got.rule == "js")].iloc[0]
-    assert js.diff_low > 0  # the planted +0.15 lift is found
+    js = got[(got.comparison == "minus_random") & (got.arm == "forward") & (got.rule == "js")]
+    assert js.iloc[0].diff_low > 0  # the planted +0.15 lift is found
+    versus = rule_vs_random(pa.Table.from_pandas(got)).to_pandas()
+    assert sorted(zip(versus.arm, versus.rule, strict=True)) == sorted(
+        (arm, rule) for arm in ARMS for rule in ("entropy", "js"))
+    assert (versus.accuracy_rule - versus.accuracy_random).tolist() == pytest.approx(
+        versus["diff"].tolist())

@@ -73,8 +73,8 @@ def test_calibration_rounds_hit_the_targets(pair_layout):
     records = task_prompts(12, 0, 2, 4)
     cfg = CrossParams(samples_per_prompt=3, seeds=[0, 1], max_new_tokens=10,
                       rules=["js", "entropy", "random"], budgets=[0.1, 0.3],
-                      budget_tolerance=0.15, calibration_rounds=2)
-    ends = sweep.endpoint_cells(cfg.directions, "base", "rl", cfg.seeds)
+                      budget_tolerance=0.15, calibration_rounds=2, arms=[])
+    ends = sweep.endpoint_cells(cfg.grid(), "base", "rl", cfg.seeds)
     for c in ends:
         sweep.run_cell(c, specs, records, cfg, "toy", layout)
     pilot = [c for c in ends if c.rule == "none"]
@@ -89,7 +89,7 @@ def test_calibration_rounds_hit_the_targets(pair_layout):
     for c in (c for c in first if c.rule != "random" and c.seed == 0):
         values, responses = calibration.read_signals(
             layout, [p for p in pilot if p.direction == c.direction],
-            calibration.signal_column(c))
+            *sweep.signal_column(c))
         predicted = per_response_share(values, responses, c.threshold)
         assert abs(predicted - c.target_budget) < 0.05, (c.name, predicted)
     second = calibration.plan_round(cfg, layout, 2, pilot, first)
@@ -116,9 +116,9 @@ def test_per_response_random_copies_js_shares(pair_layout):
     layout, specs = pair_layout
     records = task_prompts(10, 0, 2, 4)
     cfg = CrossParams(samples_per_prompt=4, seeds=[0], max_new_tokens=10, rules=["js", "random"],
-                      directions=["forward"],
+                      directions=["forward"], arms=[],
                       budgets=[0.3], random_match="per_response")
-    ends = sweep.endpoint_cells(["forward"], "base", "rl", [0])
+    ends = sweep.endpoint_cells(cfg.grid(), "base", "rl", [0])
     for c in ends:
         sweep.run_cell(c, specs, records, cfg, "toy", layout)
     first = calibration.plan_round(cfg, layout, 1, ends[:1], [])

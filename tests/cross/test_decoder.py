@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlvr.cross.decoder import SwitchRule, cross_sample, switch_mask
-from rlvr.generation.sampler import SamplingParams, sample
+from rlvr.cross.decoder import SIGNALS, SwitchRule, cross_sample, switch_mask
+from rlvr.cross.mixing import topk_kl_sym
+from rlvr.generation.sampler import SamplingParams, pick_tokens, sample, sampling_uniforms
 from rlvr.testbed.digits import make_split
-from rlvr.tokens.divergence import entropy, js
+from rlvr.tokens.divergence import entropy, js, kl
 
 PARAMS = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, seed=11)
 
@@ -53,7 +54,7 @@ def test_switch_mask_table():
 
 def test_rule_validation():
     with pytest.raises(ValueError, match="unknown switch rule"):
-        SwitchRule("kl", 0.1)
+        SwitchRule("kl", 0.1)  # which KL is ambiguous: kl_pi or kl_ip
     with pytest.raises(ValueError, match="rate in"):
         SwitchRule("random", 1.5)
 
@@ -95,8 +96,32 @@ def _teacher_forced(model, prompt, response):
     return torch.log_softmax(logits[len(prompt) - 1 : len(prompt) - 1 + len(response)], -1)
 
 
+def _reference_signals(lp_p, lp_i, uniforms, k=50):
+    """Every rule's signal from teacher-forced log-probs (float32), the decoder's sign applied;
+    the candidate is the primary's draw with the step's uniform, as the decoder draws it."""
+    top = lp_p.argmax(-1, keepdim=True)
+    cand = pick_tokens(lp_p, uniforms, PARAMS.temperature, PARAMS.top_p).unsqueeze(-1)
+    gap_top = (lp_i.gather(-1, top) - lp_p.gather(-1, top))[:, 0]
+    gap_sampled = (lp_i.gather(-1, cand) - lp_p.gather(-1, cand))[:, 0]
+    kl_pi, kl_ip = kl(lp_p, lp_i), kl(lp_i, lp_p)
+    return {"js": js(lp_p, lp_i), "entropy_primary": entropy(lp_p),
+            "entropy_intervention": entropy(lp_i), "delta": gap_top.abs(),
+            "gap_top_pos": gap_top, "gap_top_neg": -gap_top, "gap_sampled_pos": gap_sampled,
+            "gap_sampled_neg": -gap_sampled, "kl_pi": kl_pi, "kl_ip": kl_ip,
+            "kl_sym": (kl_pi + kl_ip) / 2, "kl_sym_topk": topk_kl_sym(lp_p, lp_i, k),
+            "early": -torch.arange(len(lp_p), dtype=torch.float32)}
+
+
+RECORDED = {"js": "js", "entropy_primary": "entropy_primary", "delta": "delta_top",
+            "entropy_intervention": "entropy_intervention", "gap_top_pos": "gap_top",
+            "gap_sampled_pos": "gap_sampled", "kl_pi": "kl_primary_intervention",
+            "kl_ip": "kl_intervention_primary",
+            "kl_sym": "kl_sym", "kl_sym_topk": "kl_sym_topk"}
+
+
 @pytest.mark.parametrize("rule_name", ["js", "entropy_primary", "entropy_intervention",
-                                       "delta"])
+                                       "delta", "gap_sampled_neg", "gap_sampled_pos",
+                                       "gap_top_neg", "kl_pi", "kl_ip", "kl_sym", "kl_sym_topk"])
 def test_recorded_signals_equal_teacher_forced(tiny_pair, tokenizer, rule_name):
     prim, inter = tiny_pair
     prompts = _prompts(tokenizer, 8)
@@ -104,30 +129,38 @@ def test_recorded_signals_equal_teacher_forced(tiny_pair, tokenizer, rule_name):
     eos, pad = _ids(tokenizer)
     # a mid threshold (the median of a first run's signal), so responses really mix both models
     probe = cross_sample(prim, inter, prompts, keys, SwitchRule("js", -1.0), PARAMS, eos, pad)
-    signal = {"js": "js", "entropy_primary": "entropy_primary",
-              "entropy_intervention": "entropy_intervention", "delta": "delta_top"}[rule_name]
-    mid = float(np.median(np.concatenate([getattr(g, signal) for g in probe])))
+    signal, sign = SIGNALS[rule_name]
+    mid = float(np.median(sign * np.concatenate([getattr(g, signal) for g in probe])))
     rule = SwitchRule(rule_name, mid)
     gens = cross_sample(prim, inter, prompts, keys, rule, PARAMS, eos, pad, batch_size=3)
     share = np.mean(np.concatenate([g.switched for g in gens]))
     assert 0.1 < share < 0.9, share
-    for g in gens:
+    uniforms = sampling_uniforms(PARAMS.seed, keys, PARAMS.max_new_tokens)
+    for g, u in zip(gens, uniforms, strict=True):
         lp_p = _teacher_forced(prim, g.prompt_ids, g.response_ids)
         lp_i = _teacher_forced(inter, g.prompt_ids, g.response_ids)
+        ref = _reference_signals(lp_p, lp_i, u[: len(g.response_ids)])
+        for name, column in RECORDED.items():
+            atol = 2e-6 if name == "js" else 1e-5
+            np.testing.assert_allclose(getattr(g, column), ref[name].numpy(), atol=atol,
+                                       err_msg=name)
         resp = torch.tensor(g.response_ids).unsqueeze(-1)
-        np.testing.assert_allclose(g.js, js(lp_p, lp_i).numpy(), atol=2e-6)
-        np.testing.assert_allclose(g.entropy_primary, entropy(lp_p).numpy(), atol=1e-5)
-        np.testing.assert_allclose(g.entropy_intervention, entropy(lp_i).numpy(), atol=1e-5)
         np.testing.assert_allclose(g.logprob_primary, lp_p.gather(-1, resp)[:, 0], atol=1e-5)
         np.testing.assert_allclose(g.logprob_intervention, lp_i.gather(-1, resp)[:, 0], atol=1e-5)
-        top = lp_p.argmax(-1, keepdim=True)
-        delta = (lp_i.gather(-1, top) - lp_p.gather(-1, top)).abs()[:, 0]
-        np.testing.assert_allclose(g.delta_top, delta.numpy(), atol=1e-5)
         # the recorded decisions are the rule applied to the teacher-forced signals
-        ref = {"js": js(lp_p, lp_i), "entropy_primary": entropy(lp_p),
-               "entropy_intervention": entropy(lp_i), "delta": delta}[rule_name]
-        clear = (ref - mid).abs() > 1e-5  # skip ties that float noise could flip
-        assert np.array_equal(np.array(g.switched)[clear], (ref > mid)[clear].numpy())
+        clear = (ref[rule_name] - mid).abs() > 1e-5  # skip ties that float noise could flip
+        assert np.array_equal(np.array(g.switched)[clear], (ref[rule_name] > mid)[clear].numpy())
+        assert g.mix_tv == [None] * len(g.switched)  # exact mixing records no shortcut
+
+
+def test_early_rule_switches_the_first_positions(tiny_pair, tokenizer):
+    prim, inter = tiny_pair
+    prompts = _prompts(tokenizer, 6)
+    keys = [f"e{i}" for i in range(6)]
+    eos, pad = _ids(tokenizer)
+    gens = cross_sample(prim, inter, prompts, keys, SwitchRule("early", -3.5), PARAMS, eos, pad)
+    for g in gens:  # threshold -3.5: positions 0..3 (-t > -3.5)
+        assert g.switched == [t < 4 for t in range(len(g.switched))]
 
 
 def test_random_rule_rate_within_sampling_error(tiny_pair, tokenizer):

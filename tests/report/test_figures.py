@@ -8,6 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from rlvr.report import comparison_figures as C
+from rlvr.report import cross_figures as X
 from rlvr.report import experiments as E
 from rlvr.report import figures as F
 
@@ -197,3 +198,51 @@ def test_measured_decisiveness_draws_one_panel_per_generator_at_the_cut():
         C.measured_decisiveness(pd.DataFrame(rows), 0.3)
     with pytest.raises(F.SchemaError):
         C.measured_decisiveness(pd.DataFrame(rows).drop(columns="auc"), 0.2)
+
+
+def test_lorenz_and_failure_captions():
+    curve = pd.DataFrame([{"pair": p, "generator": g, "population_share": x, "mass_share": y}
+                          for p in ("base__rl", "base__sft") for g in ("base", "tuned")
+                          for x, y in ((0.0, 0.0), (0.5, 0.1), (1.0, 1.0))])
+    summary = pd.DataFrame([{"pair": "base__rl", "generator": "tuned", "gini": 0.9123,
+                             "mass_share": q, "share_positions": s}
+                            for q, s in ((0.5, 0.04), (0.9, 0.2))])
+    fig, caption = F.lorenz_curves(curve, summary)
+    assert "base__rl/tuned Gini 0.912, 50% of the mass in 4.0% of positions" in caption
+    assert len(fig.axes) == 2
+    failure = pd.DataFrame({"pair": "base__rl", "generator": "tuned",
+                            "summary": ["max_js", "mean_js", "mean_js_first"],
+                            "auroc": [0.61, 0.7, 0.5], "auroc_low": [0.55, 0.62, 0.41],
+                            "auroc_high": [0.67, 0.78, 0.59]})
+    _, caption = F.failure_auroc(failure)
+    assert "base__rl/tuned best mean_js 0.70 [0.62, 0.78]" in caption
+
+
+def _paired(rows):
+    return pd.DataFrame([{"comparison": c, "arm": a, "rule": r, "target_budget": b,
+                          "budget_cell": b, "diff": d, "diff_low": lo, "diff_high": hi}
+                         for c, a, r, b, d, lo, hi in rows])
+
+
+def test_extrapolation_and_shortcut_captions():
+    paired = _paired([
+        ("minus_tuned", "extrapolate-a0.1", "gap_neg", 0.05, 0.03, 0.01, 0.05),
+        ("minus_tuned", "extrapolate-a0.1", "js", 0.05, -0.01, -0.04, 0.02),
+        ("minus_tuned", "extrapolate-a0.1", "all", 1.0, -0.05, -0.09, -0.01),
+        ("minus_tuned", "extrapolate-a0.5", "js", 0.2, 0.0, -0.03, 0.03),
+        ("minus_random", "forward", "js", 0.05, 0.2, 0.1, 0.3),  # not drawn here
+        ("minus_exact", "forward-top50", "js", 0.05, -0.02, -0.06, 0.02),
+    ])
+    fig, caption = X.extrapolation(paired)
+    assert len(fig.axes) == 2
+    assert ("extrapolate-a0.1: 1 of 2 gated cells above 0, best gap_neg at 5% +3.0 [+1.0, +5.0], "
+            "every position -5.0 [-9.0, -1.0]") in caption
+    overlap = pd.DataFrame([{"arm": a, "target_budget": b, "rule": r, "jaccard_with_js": j}
+                            for a in ("forward", "backward") for r, j in (("kl_sym_topk", 0.6),
+                                                                          ("gap_neg", 0.3))
+                            for b in (0.05, 0.1)])
+    fig, caption = X.shortcuts(overlap, paired)
+    assert "forward Jaccard of the companion's gate with JS 0.60 at 5%, 0.60 at 10%" in caption
+    assert "forward-top50 js at 5% -2.0 [-6.0, +2.0]" in caption
+    with pytest.raises(F.SchemaError, match="no minus_tuned"):
+        X.extrapolation(paired[paired["comparison"] != "minus_tuned"])

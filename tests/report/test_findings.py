@@ -17,7 +17,13 @@ def _rl(**overrides):
         "mean_js_first_bin": 0.2, "mean_js_middle_bins": 0.01, "mean_js_last_bin": 0.05,
         "divergent_share_top1_is_base_top1": 0.3, "divergent_share_top1_in_base_top3": 0.9,
         "divergent_share_base_prob_below_low": 0.05, "identity_top5_share_divergent": 0.4,
-        "top_decile_js_mass": 0.9,
+        "top_decile_js_mass": 0.9, "js_gini": 0.95, "share_positions_holding_0.5_js": 0.05,
+        "share_positions_holding_0.8_js": 0.12, "share_positions_holding_0.9_js": 0.2,
+        "failure_auroc_max_js": 0.65, "failure_auroc_low_max_js": 0.55,
+        "failure_auroc_high_max_js": 0.75, "failure_auroc_mean_js": 0.52,
+        "failure_auroc_low_mean_js": 0.45, "failure_auroc_high_mean_js": 0.6,
+        "failure_auroc_mean_js_first": 0.48, "failure_auroc_low_mean_js_first": 0.4,
+        "failure_auroc_high_mean_js_first": 0.56,
     }
     return stats | overrides
 
@@ -45,7 +51,24 @@ GOOD = {
     "cross": {
         "forward": {"accuracy_primary": 0.1, "accuracy_intervention": 0.5, "half_target": 0.3,
                     "budgets": {"0.05": _budget(0.35, 0.15, 0.2, 0.1, 0.3),
-                                "0.2": _budget(0.5, 0.2, 0.3, 0.2, 0.4)}},
+                                "0.1": {"gap_neg": {"minus_random": 0.2, "minus_random_low": 0.1,
+                                                    "minus_random_high": 0.3}},
+                                "0.2": _budget(0.5, 0.2, 0.3, 0.2, 0.4)},
+                    "half_gain": {r: {"budget_share": b} for r, b in (
+                        ("gap_neg", 0.04), ("kl_tuned_base", 0.14), ("kl_base_tuned", 0.2),
+                        ("random", 0.19))}},
+        "extrapolate-a0.1": {
+            "direction": "extrapolate", "alpha": 0.1, "top_k": 0, "accuracy_primary": 0.5,
+            "all": {"minus_tuned": -0.01, "minus_tuned_low": -0.05, "minus_tuned_high": 0.03},
+            "budgets": {"0.05": {"gap_neg": {"minus_tuned": 0.03, "minus_tuned_low": 0.01,
+                                             "minus_tuned_high": 0.05}}}},
+        "forward-top50": {
+            "direction": "forward", "alpha": 0.0, "top_k": 50,
+            "budgets": {"0.05": {"js": {"minus_exact": 0.0, "minus_exact_low": -0.05,
+                                        "minus_exact_high": 0.05}}}},
+        "shortcuts": {"gate_overlap": {"forward": {
+            "0.05": {"kl_sym_topk": {"jaccard_with_js": 0.7, "share": 0.05}},
+            "0.2": {"kl_sym_topk": {"jaccard_with_js": 0.3, "share": 0.2}}}}},  # > 10%: ignored
         "backward": {"accuracy_primary": 0.5, "accuracy_intervention": 0.1, "half_target": 0.3,
                      "budgets": {"0.05": _budget(0.2, 0.45, -0.25, -0.35, -0.15)}},
     },
@@ -88,6 +111,13 @@ def test_every_finding_reproduces_on_planted_metrics():
     assert "5%" in rows["cross_forward"].this_run and "20%" not in rows["cross_forward"].this_run
     assert "detectable effect +2.0 points" in rows["weighted"].this_run
     assert "k3_old_high_norm" not in rows["weighted"].this_run  # the study's unnormalised boosts
+    assert "Gini 0.950; 50% of JS mass in 5.0% of positions" in rows["concentration"].this_run
+    assert "max 0.65 [0.55, 0.75]" in rows["failure"].this_run
+    assert "gap_neg 4.0%, kl_tuned_base 14.0%" in rows["signed_gap"].this_run
+    assert "best gap_neg at 5% +3.0 [+1.0, +5.0], every position -1.0" in rows[
+        "extrapolation"].this_run
+    assert "Jaccard of the top-K ½(KL+RKL) gate with JS 0.70 at 5%;" in rows[
+        "shortcuts"].this_run
 
 
 RL = "analysis/pairs/base__rl/tuned"
@@ -110,6 +140,21 @@ CASES = [  # (metric path, value, finding, verdict)
      "no"),
     ("weighted/k3_old_low/paired_ci_low", -0.01, "weighted", "partly"),
     ("decisive/generators/tuned/share_pivotal", 0.3, "critical", "partly"),  # not a few
+    (f"{RL}/js_gini", 0.7, "concentration", "partly"),
+    (f"{RL}/share_positions_holding_0|5_js", 0.2, "concentration", "partly"),
+    (f"{RL}/failure_auroc_low_max_js", 0.45, "failure", "partly"),  # a point above 0.5 only
+    (RL, _rl(failure_auroc_max_js=0.5, failure_auroc_low_max_js=0.4,
+             failure_auroc_mean_js=0.45), "failure", "no"),
+    ("cross/forward/half_gain/gap_neg/budget_share", 0.3, "signed_gap", "partly"),
+    ("cross/forward/budgets/0|1/gap_neg/minus_random_low", -0.1, "signed_gap", "partly"),
+    ("cross/extrapolate-a0|1/budgets/0|05/gap_neg/minus_tuned_low", -0.01, "extrapolation",
+     "partly"),  # better, but not distinguishable
+    ("cross/extrapolate-a0|1/budgets/0|05/gap_neg", {
+        "minus_tuned": -0.02, "minus_tuned_low": -0.05, "minus_tuned_high": 0.01},
+     "extrapolation", "no"),
+    ("cross/forward-top50/budgets/0|05/js/minus_exact_high", -0.01, "shortcuts", "partly"),
+    ("cross/shortcuts/gate_overlap/forward/0|05/kl_sym_topk/jaccard_with_js", 0.2, "shortcuts",
+     "partly"),
     ("decisive/generators/tuned/js_auc", 0.6, "critical", "partly"),  # JS misses them
 ]
 
@@ -130,6 +175,11 @@ def test_missing_metrics_read_not_applicable():
     assert "no decisive metrics" in got["critical"].this_run
     no_small = _with("cross/forward/budgets", {"0.2": GOOD["cross"]["forward"]["budgets"]["0.2"]})
     assert _verdicts(no_small)["cross_forward"] == "n/a"  # no budget <= 10% measured
+    # all responses right (or all wrong): no AUROC, no Gini: n/a, not a crash
+    undefined = _rl(js_gini=None, **{f"failure_auroc{k}_{s}": None for k in ("", "_low", "_high")
+                                     for s in ("max_js", "mean_js", "mean_js_first")})
+    got = _verdicts(_with(RL, undefined))
+    assert got["failure"] == "n/a" and got["concentration"] == "n/a"
     metrics = findings_metrics(study_findings(GOOD))
     assert set(metrics) == {key for key, *_ in FINDINGS}
     assert set(metrics["sparsity"]) == {"reproduces", "this_run", "rule"}

@@ -51,6 +51,16 @@ def _analysis_tables() -> dict[str, pd.DataFrame]:
                                           "mean_overlap": [0.6, 0.9], "n_positions": 20}),
         "agg_truncation": pd.DataFrame({**g, "n_positions": [20], "mae": [0.004],
                                         "spearman": [0.97]}),
+        "agg_js_lorenz": pd.DataFrame({**g, "population_share": [0.0, 0.5, 1.0],
+                                       "mass_share": [0.0, 0.05, 1.0]}),
+        "agg_js_concentration": pd.DataFrame({**g, "n_positions": 20, "total_js": 1.0,
+                                              "gini": 0.88, "mass_share": [0.5, 0.9],
+                                              "n_holding": [2, 6],
+                                              "share_positions": [0.1, 0.3]}),
+        "failure_prediction": pd.DataFrame({**g, "summary": ["max_js", "mean_js"],
+                                            "n_responses": 3, "n_failed": 2,
+                                            "auroc": [0.75, 0.5], "auroc_low": [0.5, 0.25],
+                                            "auroc_high": [1.0, 0.75]}),
     }
 
 
@@ -96,19 +106,30 @@ def data_root(tmp_path_factory, tiny_pair, tokenizer) -> Path:
     (root / "metrics" / "models.json").write_text(json.dumps(
         {"base": {"accuracy": 0.25}, "rl": {"accuracy": 0.625}}))
     (root / "plots").mkdir()
-    pd.DataFrame({"direction": "forward", "rule": ["none", "all", "js", "random"],
+    pd.DataFrame({"arm": "forward", "direction": "forward", "alpha": 0.0, "top_k": 0,
+                  "rule": ["none", "all", "js", "random"],
                   "target_budget": [0.0, 1.0, 0.1, 0.1], "threshold": [1.0, -1.0, 0.1, 0.1],
                   "budget_share": [0.0, 1.0, 0.11, 0.095],
                   "accuracy": [0.25, 0.625, 0.55, 0.35], "accuracy_low": 0.2,
                   "accuracy_high": 0.6}).to_csv(root / "plots" / "cross_accuracy_by_budget.csv",
                                                 index=False)
-    pd.DataFrame({"direction": ["forward"], "target_budget": [0.1], "rule": ["js"],
+    pd.DataFrame({"arm": ["forward"], "target_budget": [0.1], "rule": ["js"],
                   "diff": [0.2], "diff_low": [0.05], "diff_high": [0.3]}).to_csv(
         root / "plots" / "cross_rule_vs_random.csv", index=False)
     pd.DataFrame({"step": [1, 2], "reward_mean": [0.4, 0.5], "clip_frac_low": [0.01, 0.03],
                   "clip_frac_high": [0.0, 0.02], "ratio_std": [0.1, 0.2],
                   "k3_old": [0.005, 0.01], "k3_old_later": [0.006, 0.012],
                   "kl_base": [0.01, 0.05]}).to_csv(root / "plots" / "rl_log.csv", index=False)
+    (root / "cross").mkdir()
+    paired = [("minus_random", "forward", "js", 0.1, 0.2, 0.05, 0.3),
+              ("minus_tuned", "extrapolate-a0.1", "gap_neg", 0.05, 0.03, -0.01, 0.07),
+              ("minus_exact", "forward-top50", "js", 0.05, -0.02, -0.06, 0.02)]
+    pd.DataFrame([{"comparison": c, "arm": a, "rule": r, "target_budget": b, "budget_cell": b,
+                   "diff": d, "diff_low": lo, "diff_high": hi} for c, a, r, b, d, lo, hi in paired]
+                 ).to_parquet(root / "cross" / "paired.parquet")
+    pd.DataFrame({"arm": "forward", "target_budget": [0.05, 0.1], "rule": "kl_sym_topk",
+                  "share": [0.05, 0.1], "jaccard_with_js": [0.4, 0.5]}).to_parquet(
+        root / "cross" / "gate_overlap.parquet")
     (root / "weighted").mkdir()
     pd.DataFrame({"variant": ["baseline", "k3_old_high"], "mean": [0.5, 0.55],
                   "std": [0.01, 0.02], "n_seeds": 3, "diff": [np.nan, 0.05],
@@ -144,6 +165,10 @@ def test_figure_captions_and_notices_for_missing_analyses(page):
     assert "rl: clip low 2.0%, high 1.0%, k3 on non-first updates 0.009" in page
     assert "k3_old_high 55.0 ± 2.0 (n=3), Δ +5.0 [+1.0, +9.0]" in page
     assert "training curves (data/weighted/training)" in page  # absent in the fixture
+    assert "base__rl/tuned Gini 0.880, 50% of the mass in 10.0% of positions" in page
+    assert "base__rl/tuned best max_js 0.75 [0.50, 1.00]" in page
+    assert "extrapolate-a0.1: 0 of 1 gated cells above 0, best gap_neg at 5% +3.0" in page
+    assert "forward Jaccard of the companion&#x27;s gate with JS 0.40 at 5%, 0.50 at 10%" in page
     cross = page.split('<section id="cross">')[1].split("</section>")[0]
     assert "dvc repro weighted_summary" in page and "dvc repro cross_sample" not in cross
 

@@ -48,6 +48,9 @@ KEYS = {
     "agg_correctness": ["pair", "generator", "is_correct"],
     "agg_roles": ["pair", "generator", "role"],
     "agg_role_detection": ["pair", "generator", "threshold"],
+    "agg_js_concentration": ["pair", "generator", "mass_share"],
+    "agg_js_lorenz": ["pair", "generator", "population_share"],
+    "agg_response_divergence": ["pair", "generator", "prompt_id", "sample_id"],
 }
 
 
@@ -337,6 +340,82 @@ def test_family_comparison(con, tokens):
           KEYS["agg_family_comparison"])
 
 
+def gini_numpy(x: np.ndarray) -> float:
+    """Gini coefficient: mean absolute difference over all pairs / (2 x mean)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.abs(x[:, None] - x[None, :]).mean() / (2 * x.mean())
+
+
+def test_js_concentration(con, tokens):
+    def summary(g):
+        js = np.sort(g.js64.to_numpy())[::-1]
+        mass = np.cumsum(js) / js.sum()
+        for q in CFG.mass_shares:
+            k = int(np.argmax(mass >= q - 1e-12)) + 1
+            yield {"mass_share": q, "gini": gini_numpy(js), "n_positions": len(js),
+                   "share_positions": k / len(js), "total_js": js.sum()}
+    kept = tokens[~tokens.tuned_kind.eq("checkpoint")]  # checkpoints: their own analysis
+    check(run(con, "agg_js_concentration"), per_group(kept, summary),
+          KEYS["agg_js_concentration"])
+
+
+def test_js_lorenz(con, tokens):
+    def curve(g):
+        js = np.sort(g.js64.to_numpy())
+        n = len(js)
+        for k in range(CFG.lorenz_points + 1):
+            m = k * n // CFG.lorenz_points
+            yield {"population_share": m / n, "mass_share": js[:m].sum() / js.sum()}
+    got = run(con, "agg_js_lorenz")
+    check(got, per_group(tokens[~tokens.tuned_kind.eq("checkpoint")], curve),
+          KEYS["agg_js_lorenz"])
+    # the area between the diagonal and the curve's vertices is half the Gini (trapezoids, on
+    # the fine curve of one group with a point per position)
+    g = tokens[(tokens.pair == "base__rl") & (tokens.generator == "tuned")]
+    js = np.sort(g.js64.to_numpy())
+    x = np.arange(len(js) + 1) / len(js)
+    y = np.concatenate([[0.0], np.cumsum(js) / js.sum()])
+    area = ((y[1:] + y[:-1]) / 2 * np.diff(x)).sum()
+    assert 1 - 2 * area == pytest.approx(gini_numpy(js), abs=1e-12)
+
+
+def test_concentration_on_known_inputs(tmp_path):
+    import duckdb
+
+    groups = {  # js values -> (gini, positions holding 50 / 80 / 90% of the mass)
+        "even": ([0.2, 0.2, 0.2, 0.2], 0.0, (2 / 4, 4 / 4, 4 / 4)),
+        "one": ([0.0, 0.0, 0.0, 0.4], 0.75, (1 / 4, 1 / 4, 1 / 4)),
+        "spread": ([0.5, 0.3, 0.1, 0.1], None, (1 / 4, 2 / 4, 3 / 4)),
+    }
+    df = pd.DataFrame([{"pair": name, "generator": "tuned", "js": v}
+                       for name, (values, _, _) in groups.items() for v in values])
+    con = duckdb.connect()
+    con.register("tokens", df)
+    con.register("stg_pairs", pd.DataFrame({"pair": list(groups), "tuned_kind": "rl"}))
+    got = run_sql(con, "agg_js_concentration", PARAMS).to_pandas()
+    for name, (values, gini, shares) in groups.items():
+        rows = got[got.pair == name].sort_values("mass_share")
+        assert rows.gini.iloc[0] == pytest.approx(gini_numpy(values) if gini is None else gini)
+        assert rows.share_positions.tolist() == pytest.approx(list(shares))
+    lorenz = run_sql(con, "agg_js_lorenz", {"lorenz_points": 4}).to_pandas()
+    one = lorenz[lorenz.pair == "one"]
+    assert one.mass_share.tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]  # all mass in the last position
+    even = lorenz[lorenz.pair == "even"]
+    assert even.mass_share.tolist() == pytest.approx(even.population_share.tolist())
+
+
+def test_response_divergence(con, tokens):
+    def responses(g):
+        for (prompt, sample), r in g.groupby(["prompt_id", "sample_id"]):
+            first = r[r.position < CFG.first_tokens]
+            yield {"prompt_id": prompt, "sample_id": sample, "reward": r.reward.iloc[0],
+                   "n_positions": len(r), "max_js": r.js64.max(), "mean_js": r.js64.mean(),
+                   "mean_js_first": first.js64.mean()}
+    kept = tokens[~tokens.tuned_kind.eq("checkpoint")]
+    check(run(con, "agg_response_divergence"), per_group(kept, responses),
+          KEYS["agg_response_divergence"])
+
+
 def test_truncation(con, tokens):
     expected = per_group(tokens, lambda g: [{
         "mae": (g.js_top_p.astype(float) - g.js64).abs().mean(),
@@ -391,7 +470,7 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
     out = layout.analysis_dir
     rows = run_analyses_task.fn(layout, CFG)
     assert write_metrics_task.fn(layout, CFG) == len(PAIRS)
-    assert set(rows) == set(analysis_queries()) and (out / MARKER).exists()
+    assert set(rows) == {*analysis_queries(), "failure_prediction"} and (out / MARKER).exists()
     assert pq.read_table(out / "agg_sparsity.parquet").num_rows == rows["agg_sparsity"]
     assert layout.plot("analysis_sparsity").exists()
     metrics = json.loads(layout.metrics("analysis").read_text())
@@ -402,6 +481,15 @@ def test_analyze_tasks_write_results_plots_and_metrics(data_root, tmp_path, toke
     assert got["truncation_spearman"] == pytest.approx(
         stats.spearmanr(g.js64, g.js_top_p.astype(float)).statistic, abs=1e-5)
     assert metrics["checkpoints"]["base__rl"]["jaccard_with_final"] == 1.0
+    assert got["js_gini"] == pytest.approx(gini_numpy(g.js64.to_numpy()), abs=1e-6)
+    assert 0 < got["share_positions_holding_0.5_js"] <= got["share_positions_holding_0.9_js"]
+    per_response = g.groupby(["prompt_id", "sample_id"]).agg(r=("reward", "first"),
+                                                             s=("js64", "max"))
+    failed, ok = per_response.s[per_response.r == 0], per_response.s[per_response.r == 1]
+    auc = stats.mannwhitneyu(failed, ok).statistic / (len(failed) * len(ok))
+    assert got["failure_auroc_max_js"] == pytest.approx(auc, abs=1e-6)
+    assert got["failure_auroc_low_max_js"] <= got["failure_auroc_max_js"] <= got[
+        "failure_auroc_high_max_js"]
     # token identity: occurrence-weighted divergent share of the top tokens by mean JS: the
     # top 5, or as many leading ranks as the identity table keeps (top_tokens, or by count)
     per_token = g.groupby("token_id").js64.agg(["size", "mean", lambda v: (v > TAU).sum()])
