@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
-from rlvr.generation.sampler import Generation, SamplingParams, left_pad, sample
+from rlvr.generation.sampler import Generation, SamplingParams, distinct_rows, left_pad, sample
 from rlvr.models.loading import save_model
 from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir
@@ -194,13 +194,26 @@ def pack(gens: Sequence[Generation], pad_id: int) -> RolloutBatch:
 def response_logits(
     model: PreTrainedModel, batch: RolloutBatch, rows: torch.Tensor
 ) -> torch.Tensor:
-    """Logits (B, T, V) predicting each response token of the selected rows."""
+    """Logits (B, T, V) predicting each response token of the selected rows.
+
+    The rows of a group repeat one prompt: each distinct prompt runs once, its KV cache is
+    expanded to its rows (gradients flow back through the expansion, summed over the rows as
+    in one forward per row), and the responses run on it. A real model's prompt (system
+    prompt, demonstration, question) is longer than its response, so this is most of the cost.
+    """
+    width = batch.prompt_width
+    ids, attn, positions = batch.ids[rows], batch.attn[rows], batch.positions[rows]
+    first, expand = distinct_rows(ids[:, :width], attn[:, :width])
+    cache = DynamicCache()
     # the head runs only where it predicts a response token: at a 49k vocabulary the prompt
     # columns' logits would cost more memory than the whole minibatch's activations
-    keep = batch.ids.shape[1] - batch.prompt_width + 1
-    out = model(input_ids=batch.ids[rows], attention_mask=batch.attn[rows],
-                position_ids=batch.positions[rows], logits_to_keep=keep)
-    return out.logits[:, :-1].float()
+    last = model(input_ids=ids[first, :width], attention_mask=attn[first, :width],
+                 position_ids=positions[first, :width], cache=cache, use_cache=True,
+                 logits_to_keep=1).logits
+    cache.reorder_cache(expand)
+    rest = model(input_ids=ids[:, width:], attention_mask=attn, position_ids=positions[:, width:],
+                 cache=cache, use_cache=True).logits
+    return torch.cat([last[expand], rest[:, :-1]], dim=1).float()
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
