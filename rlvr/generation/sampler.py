@@ -48,25 +48,69 @@ def sampling_uniforms(seed: int, keys: Sequence[str], n_steps: int) -> torch.Ten
     return torch.stack(rows) if rows else torch.empty(0, n_steps, dtype=torch.float64)
 
 
+CANDIDATES = 64  # tokens ranked per row before a full sort is needed (the tail is rarely drawn)
+
+
+def _ranked(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k most probable tokens of each row, in the tie rule's order: probability highest
+    first, equal probabilities by lowest id first. (B, k) probabilities and ids."""
+    values, ids = probs.topk(k, dim=-1)
+    ids, by_id = ids.sort(dim=-1)  # stable sorts keep this id order among equal values
+    values, order = values.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)
+    return values, ids.gather(-1, order)
+
+
+def _draw(values: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor, top_p: float,
+          total: torch.Tensor | None, complete: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-CDF draws over ranked (B, n) rows: token ids (B,), and whether each is exact.
+
+    The nucleus is the smallest ranked prefix whose mass reaches top_p (at least the top
+    token), and u * its mass picks the token; at top_p 1 the mass is `total`, the row's sum.
+    Unless the ranking is `complete` (the whole vocabulary), only the ranked tokens above the
+    last ranked value are sure to be the row's most probable in the tie rule's order: a draw
+    is exact when it lands there and, below top_p 1, the nucleus ends there too.
+    """
+    cum = values.cumsum(-1)
+    if top_p < 1.0:
+        n_keep = ((cum - values) < top_p).sum(-1, keepdim=True)
+        total = cum.gather(-1, n_keep - 1)
+    else:
+        n_keep = torch.full_like(ids[:, :1], values.shape[-1])
+    target = uniforms.to(cum).unsqueeze(-1) * total
+    idx = torch.minimum(torch.searchsorted(cum, target, right=True), n_keep - 1)
+    if complete:
+        exact = torch.ones_like(idx, dtype=torch.bool)
+    else:
+        sure = (values > values[:, -1:]).sum(-1, keepdim=True)
+        exact = (idx < sure) & (n_keep <= sure) if top_p < 1.0 else idx < sure
+    return ids.gather(-1, idx).squeeze(-1), exact.squeeze(-1)
+
+
 def pick_tokens(
     logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
 ) -> torch.Tensor:
     """Inverse-CDF sampling from tempered, top-p-truncated distributions.
 
     logits: (B, V) float; uniforms: (B,) in [0, 1). Returns token ids (B,) long.
+
+    Tokens are ranked by probability, highest first, equal probabilities by lowest id (the
+    scorer's tie rule), and u * mass falls into one of them (mass: the nucleus's, or the whole
+    row's at top_p 1). Only the `CANDIDATES` most probable tokens of a row are ranked unless
+    the draw or the nucleus reaches past them (then that row's whole vocabulary is sorted):
+    the same token as a full sort, without sorting ~50k float64s per row and step.
     """
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.double() / temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    cum = sorted_probs.cumsum(-1)
-    # keep the smallest prefix whose mass reaches top_p (always at least the top token)
-    keep = (cum - sorted_probs) < top_p
-    sorted_probs = sorted_probs * keep
-    cum = sorted_probs.cumsum(-1)
-    target = uniforms.to(cum).unsqueeze(-1) * cum[:, -1:]  # dtype and device of the logits
-    idx = torch.searchsorted(cum, target, right=True).clamp(max=logits.shape[-1] - 1)
-    return order.gather(-1, idx).squeeze(-1)
+    total = probs.sum(-1, keepdim=True) if top_p >= 1.0 else None
+    vocab = probs.shape[-1]
+    tokens, exact = _draw(*_ranked(probs, min(CANDIDATES, vocab)), uniforms, top_p, total,
+                          complete=CANDIDATES >= vocab)
+    rest = (~exact).nonzero().squeeze(-1)
+    if len(rest):  # the tail: rank the whole row
+        tokens[rest], _ = _draw(*_ranked(probs[rest], vocab), uniforms[rest], top_p,
+                                None if total is None else total[rest], complete=True)
+    return tokens
 
 
 def left_pad(
