@@ -81,6 +81,9 @@ class GRPOParams:
     # pi_old of the ratio: "recompute" (a forward after sampling) or "sampler" (the sampler's
     # own log-probs of its tokens, equal up to float rounding: one forward per step fewer)
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
+    # torch threads of the run: float results depend on the count, so it is a param (the rl
+    # stage is one task; a weighted run shares the cores with `weighted.resources.workers`)
+    threads: int = 1
 
     def __post_init__(self) -> None:
         require(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}",
@@ -101,6 +104,7 @@ class GRPOParams:
                 "more minibatches than rollouts per step", "lower minibatches")
         require(self.trainable_layers >= 0, "trainable_layers", "must be >= 0",
                 "use 0 (every parameter) or the number of last layers to train")
+        require(self.threads >= 1, "threads", "must be >= 1", "use 1, or the cores to use")
 
 
 def freeze_layers(model: PreTrainedModel, trainable_layers: int) -> int:

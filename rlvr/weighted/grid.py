@@ -316,9 +316,9 @@ def run_grid_cell(
 ) -> dict[str, float]:
     """Train and evaluate run (variant, seed) of the grid from `base`; writes its run file.
 
-    Runs torch single-threaded (see `pin_torch_threads`).
+    Runs torch on `weighted.rl.threads` threads (see `pin_torch_threads`).
     """
-    pin_torch_threads()
+    pin_torch_threads(config.rl.threads)
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
     return train_and_evaluate(
         base, load_prompt_file(layout.split("train"), key=""),

@@ -304,3 +304,37 @@ def test_shared_prompt_logits_and_gradients_equal_one_forward_per_row():
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-4)
     assert any(float(b.abs().max()) > 0 for b in ref_grads)
+
+
+def test_two_threads_give_the_same_bits_every_time():
+    """`rl.threads: 2` is a param, not a resource: a training forward and backward on two
+    threads repeats bit for bit (static partitioning), so the rl stage stays reproducible."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.generation.sampler import Generation
+    from rlvr.models.loading import pin_torch_threads
+    from rlvr.training.grpo import pack, response_logits, token_logprobs
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=2000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    g = torch.Generator().manual_seed(1)
+    gens = [Generation(list(range(10 + i, 90 + i)), torch.randint(3, 2000, (40,), generator=g)
+                       .tolist(), [0.0] * 40, "length") for i in range(4) for _ in range(4)]
+    batch = pack(gens, pad_id=0)
+    rows, tokens = torch.arange(len(gens)), batch.ids[:, batch.prompt_width:]
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (2, 2, 2):
+            pin_torch_threads(threads)
+            assert torch.get_num_threads() == threads
+            model.zero_grad(set_to_none=True)
+            (token_logprobs(response_logits(model, batch, rows), tokens) * batch.mask).sum() \
+                .backward()
+            runs.append([p.grad.clone() for p in model.parameters()])
+    finally:
+        torch.set_num_threads(before)
+    for other in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], other, strict=True))
