@@ -142,12 +142,29 @@ def distinct_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.tensor(first, dtype=torch.long), torch.tensor(expand, dtype=torch.long)
 
 
+SHARED_PREFIX = 16  # a common prefix at least this long runs once for every prompt
+
+
+def common_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
+    """Length of the prefix that every left-padded row starts with, short of each row's last
+    token (every row keeps at least one token of its own)."""
+    rows = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
+    if not rows or not all(rows):
+        return 0
+    n = min(len(r) for r in rows) - 1
+    for i in range(n):
+        if any(r[i] != rows[0][i] for r in rows):
+            return i
+    return max(n, 0)
+
+
 class CachedDecoder:
     """One model's KV cache over a left-padded batch: `prefill` once, then `step` per token."""
 
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
         self.cache = DynamicCache()
+        self._shared = 0  # prefix tokens that every row shares in the cache
         self.mask: torch.Tensor | None = None
         self.next_pos: torch.Tensor | None = None
 
@@ -158,24 +175,52 @@ class CachedDecoder:
         """Run the prompts (moved to the model's device); returns next-token logits (B, V) fp32.
 
         Rows repeating a prompt (RLVR draws several samples per prompt) share one forward: each
-        distinct row runs once and its KV cache is copied to its repeats. At a real model's
-        prompt lengths the prefill otherwise costs more than decoding the responses.
+        distinct row runs once and its KV cache is copied to its repeats. Distinct prompts that
+        open alike (a system prompt, a chat template's demonstrations) share that prefix too:
+        it runs once and only each prompt's rest runs per prompt (`SHARED_PREFIX`). At a real
+        model's prompt lengths the prefill otherwise costs more than decoding the responses.
         """
         dev = self.model.device
         first, expand = distinct_rows(ids, mask)
+        ids, mask, positions = ids[first], mask[first], positions[first]
+        shared = common_prefix(ids, mask)
+        if len(first) > 1 and shared >= SHARED_PREFIX:
+            ids, mask, positions = self._prefix(ids, mask, shared)
         ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
-        first, expand = first.to(dev), expand.to(dev)
         out = self.model(
-            input_ids=ids[first],
-            attention_mask=mask[first],
-            position_ids=positions[first],
+            input_ids=ids,
+            attention_mask=self._mask(mask),
+            position_ids=positions,
             cache=self.cache,
             use_cache=True,
             logits_to_keep=1,  # not B x L x V logits: 10 GB at a 152k vocabulary, 64 x 512
         )
+        expand = expand.to(dev)
         self.cache.reorder_cache(expand)
-        self.mask, self.next_pos = mask, positions[:, -1] + 1
+        self.mask, self.next_pos = self._mask(mask)[expand], positions[expand, -1] + 1
         return out.logits[:, -1, :].float()[expand]
+
+    def _prefix(self, ids: torch.Tensor, mask: torch.Tensor, shared: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the first `shared` tokens common to every row once, expand their cache to the
+        rows, and return what is left of each row: left-padded rests whose positions follow
+        the prefix (the attention mask gets the prefix's ones in front, `_mask`)."""
+        dev = self.model.device
+        starts = (mask == 0).sum(-1)  # where each left-padded row begins
+        prefix = ids[0, starts[0] : starts[0] + shared]
+        self.model(input_ids=prefix[None].to(dev), cache=self.cache, use_cache=True,
+                   position_ids=torch.arange(shared, device=dev)[None], logits_to_keep=1)
+        self.cache.reorder_cache(torch.zeros(len(ids), dtype=torch.long, device=dev))
+        rests = [row[start + shared :].tolist() for row, start in zip(ids, starts, strict=True)]
+        ids, rest_mask, positions = left_pad(rests, pad_id=0)  # any id: masked
+        self._shared = shared
+        return ids, rest_mask, positions + shared
+
+    def _mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The attention mask over the cache: the shared prefix's ones, then `mask`."""
+        if not self._shared:
+            return mask
+        return torch.cat([mask.new_ones(len(mask), self._shared), mask], dim=1)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -138,3 +138,38 @@ def test_recorded_logprobs_match_a_full_forward(tiny_model, tokenizer):
         assert g.finish_reason == (
             "eos" if g.response_ids[-1] == tokenizer.eos_token_id else "length"
         )
+
+
+def test_prompts_sharing_a_prefix_sample_as_alone(tokenizer):
+    """Distinct prompts that open alike (a chat's system prompt and demonstration) run their
+    common prefix once: the prefix is found, and every response, with its recorded log-probs,
+    is the one a batch of that prompt alone draws and a full forward scores."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.generation.sampler import SHARED_PREFIX, common_prefix
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)).eval()
+    g = torch.Generator().manual_seed(2)
+    head = torch.randint(3, 300, (SHARED_PREFIX + 20,), generator=g).tolist()
+    prompts = [head + torch.randint(3, 300, (n,), generator=g).tolist() for n in (5, 9, 1, 14)]
+    prompts.append(head[:SHARED_PREFIX + 20])  # a prompt that is the others' prefix
+    ids, mask, _ = left_pad(prompts, pad_id=0)
+    assert common_prefix(ids, mask) == SHARED_PREFIX + 19  # each keeps one token of its own
+    rows = [p for p in prompts for _ in range(3)]  # with repeats, as the sample stage has
+    keys = [f"p{i}" for i in range(len(rows))]
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=15, seed=3)
+    batched = sample(model, rows, keys, params, eos_id=1, pad_id=0)
+    for i, gen in enumerate(batched):
+        alone = sample(model, rows[i : i + 1], keys[i : i + 1], params, eos_id=1, pad_id=0)[0]
+        assert alone.response_ids == gen.response_ids
+        np.testing.assert_allclose(alone.logprobs, gen.logprobs, atol=1e-5)
+        full = torch.tensor([gen.prompt_ids + gen.response_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(full).logits[0].float(), -1)
+        n = len(gen.prompt_ids)
+        ref = logp[n - 1 : -1].gather(-1, torch.tensor(gen.response_ids)[:, None]).squeeze(-1)
+        np.testing.assert_allclose(gen.logprobs, ref.numpy(), atol=1e-5)
+    assert len({tuple(g.response_ids) for g in batched}) > 5  # not a degenerate test
