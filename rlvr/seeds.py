@@ -35,40 +35,37 @@ from rlvr.config import PARAMS_FILE, ParamsError, parse
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.store.atomic import atomic_file, write_json
 from rlvr.study import Study, load_study, merge
+from rlvr.training.grpo import GRPOParams
+from rlvr.training.lm import SFTParams
+from rlvr.workspace import write_pipeline
 
 SEEDS_DIR = "seeds"
 # no git: a seed's folder lies inside the workspace's repository, which ignores it
 DVC_CONFIG = "[core]\n    no_scm = true\n    analytics = false\n    check_update = false\n"
 
 
-def seed_keys(study: Study) -> list[str]:
-    """`section.seed` of every training section of the study: the family's base sections (the
-    toy's `model` and `pretrain`), `rl` when it trains RL and `sft` when it trains controls."""
-    from rlvr.training.grpo import GRPOParams
-    from rlvr.training.lm import SFTParams
-
+def _training_sections(study: Study) -> dict[str, type]:
+    """The study's training sections that have a `seed` knob, by name: the family's base
+    sections (the toy's `model` and `pretrain`), `rl` if it trains RL, `sft` if controls."""
     family = study.family
     sections = dict(family.base_sections) if family.build_base else {}
     if family.trains_rl:
         sections["rl"] = GRPOParams
     if family.controls:
         sections["sft"] = SFTParams
-    return [f"{name}.seed" for name, cls in sections.items()
-            if "seed" in {f.name for f in dataclasses.fields(cls)}]
+    return {name: cls for name, cls in sections.items()
+            if "seed" in {f.name for f in dataclasses.fields(cls)}}
+
+
+def seed_keys(study: Study) -> list[str]:
+    """`section.seed` of every training section of the study (what a seed shifts)."""
+    return [f"{name}.seed" for name in _training_sections(study)]
 
 
 def seed_overrides(study: Study, k: int) -> dict[str, dict[str, int]]:
     """The params.yaml sections that make seed `k`: each training seed + k."""
-    from rlvr.training.grpo import GRPOParams
-    from rlvr.training.lm import SFTParams
-
-    classes = {**study.family.base_sections, "rl": GRPOParams, "sft": SFTParams}
-    out: dict[str, dict[str, int]] = {}
-    for key in seed_keys(study):
-        section = key.split(".")[0]
-        current = parse(classes[section], study.raw(section), section).seed
-        out[section] = {"seed": current + k}
-    return out
+    return {name: {"seed": parse(cls, study.raw(name), name).seed + k}
+            for name, cls in _training_sections(study).items()}
 
 
 def check_seeds(study: Study, seeds: Sequence[int]) -> None:
@@ -105,8 +102,6 @@ def make_seed_workspace(workspace: str | Path, k: int) -> Path:
     Its params.yaml is rewritten from the workspace's own each time, so an edit there reaches
     every seed (DVC then reruns what it changed); its data/ is kept, so a rerun resumes.
     """
-    from rlvr.workspace import write_pipeline
-
     workspace = Path(workspace)
     study = load_study(workspace / PARAMS_FILE)
     ws = seed_dir(workspace, k)
