@@ -68,6 +68,25 @@ def reproduce(
     return command
 
 
+def rerun_under_server(module: str) -> None:
+    """Without PREFECT_API_URL, start (or reuse) a server and run `python -m <module>` with this
+    process's arguments as a child that sees it, then exit with the child's status; with one,
+    return at once."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    # Prefect read its settings at import: run again as a child that sees the server's URL
+    with ensure_server():
+        # SIGKILL if this process dies: a flow run turns SIGTERM into an exception raised
+        # wherever it lands, which can hang it (seen); its server is gone by then anyway
+        child = subprocess.Popen([sys.executable, "-m", module, *sys.argv[1:]],
+                                 preexec_fn=die_with_parent(signal.SIGKILL))
+        try:
+            child.wait()
+        except KeyboardInterrupt:  # the child got the Ctrl-C too: let it record the crash
+            child.wait(timeout=60)
+    sys.exit(child.returncode)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
@@ -77,18 +96,7 @@ def main() -> None:
     parser.add_argument("--repo", default=".",
                         help="the pipeline's folder (its dvc.yaml, params.yaml, data/): `real`")
     args = parser.parse_args()
-    if not os.environ.get("PREFECT_API_URL"):
-        # Prefect read its settings at import: run again as a child that sees the server's URL
-        with ensure_server():
-            # SIGKILL if this process dies: a flow run turns SIGTERM into an exception raised
-            # wherever it lands, which can hang it (seen); its server is gone by then anyway
-            child = subprocess.Popen([sys.executable, "-m", "flows.reproduce", *sys.argv[1:]],
-                                     preexec_fn=die_with_parent(signal.SIGKILL))
-            try:
-                child.wait()
-            except KeyboardInterrupt:  # the child got the Ctrl-C too: let it record the crash
-                child.wait(timeout=60)
-        sys.exit(child.returncode)
+    rerun_under_server("flows.reproduce")
     try:
         reproduce(args.targets, force=args.force, repo=args.repo,
                   in_process=not args.one_process_per_stage)

@@ -11,11 +11,17 @@ copy) the command simply runs `python -m flows.<stage>` itself.
 
 Stages share the host's memory: each one starts from what a fresh process would see for what
 matters here (working directory, argv, DVC_* variables, torch's thread count and global seed),
-and the host gets them back afterwards.
+and the host gets them back afterwards. What a stage freed goes back to the system when it ends
+(a garbage collection, then glibc's `malloc_trim`: freed heap pages stay in the process
+otherwise, and the next stage's peak lands on top of them), and the host prints the stage's wall
+time and peak RSS (`stage <name>: <s> s, peak RSS <GB> GB, <GB> GB after`; the peak is reset at
+each stage start, so it is the stage's own).
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import runpy
@@ -24,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -101,6 +108,7 @@ def run_module(request: Request) -> Reply:
     os.environ.update(request["env"])
     sys.argv = [module, *args]
     os.chdir(request["cwd"])
+    stage, start = request["env"].get("DVC_STAGE", module), _reset_peak()
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=False)
         return {"rc": 0, "error": None}
@@ -121,6 +129,39 @@ def run_module(request: Request) -> Reply:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        peak = memory()["peak_gb"]
+        release_memory()
+        print(f"stage {stage}: {time.perf_counter() - start:.1f} s, peak RSS {peak:.2f} GB, "
+              f"{memory()['rss_gb']:.2f} GB after", file=sys.stderr, flush=True)
+
+
+def memory() -> dict[str, float]:
+    """This process's resident set now and its peak since the last reset, in GB (Linux)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return {"rss_gb": float("nan"), "peak_gb": float("nan")}
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
+          if line.startswith(("VmRSS:", "VmHWM:"))}
+    return {"rss_gb": kb["VmRSS"] / 1e6, "peak_gb": kb["VmHWM"] / 1e6}
+
+
+def _reset_peak() -> float:
+    """Reset the peak RSS to the current RSS (Linux `clear_refs` 5); returns the start time."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the peak is then the process's
+        pass
+    return time.perf_counter()
+
+
+def release_memory() -> None:
+    """Free what nothing references, and hand glibc's free heap pages back to the system."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 _TORCH_DEFAULTS: dict[str, int] = {}

@@ -35,6 +35,8 @@ ELSEWHERE = {
     "rlvr init my-study": "test_the_readme_example_end_to_end (tests/test_workspaces.py)",
     "cd my-study": "test_the_readme_example_end_to_end (tests/test_workspaces.py)",
     "rlvr --data my-study": "test_the_readme_example_end_to_end (tests/test_workspaces.py)",
+    # the seed grid: two seeds of the tiny pipeline (the README's runs take hours)
+    "python -m flows.seeds": "test_two_seeds_of_the_tiny_pipeline (tests/test_seeds.py)",
 }
 
 

@@ -5,6 +5,7 @@ stage changes (cwd, env, torch threads and seed) does not leak into the next."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from rlvr.config import run_main
 def main():
     if sys.argv[1:] == ["--bad"]:
         raise ValueError("params.yaml `toy.n`: must be >= 1; use a positive count")
+    if sys.argv[1:] == ["--alloc"]:  # 400 MB touched, then freed
+        block = torch.ones(100_000_000)
+        del block
+        return
     with open("seen.json", "w") as f:
         json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "stage": os.environ["DVC_STAGE"],
                    "threads": torch.get_num_threads(), "draw": torch.rand(1).item()}, f)
@@ -77,6 +82,19 @@ def test_a_failing_hosted_stage_reports_its_one_line_error(repo):
     with pytest.raises(dvc.StageFailed, match=r"error: params.yaml `toy.n`: must be >= 1"):
         dvc.run_dvc(_client("make", "--bad"), repo, lines.append, host=stagehost.run_module)
     assert lines[-1] == "rc=2"  # the exit code of `one_line_errors`, as a stage process
+
+
+def test_each_hosted_stage_reports_its_own_time_and_peak_memory(repo, capfd):
+    before = stagehost.memory()["rss_gb"]
+    script = f"{' '.join(_client('big', '--alloc'))} && {' '.join(_client('small'))}"
+    dvc.run_dvc(["bash", "-c", script], repo, lambda _: None, host=stagehost.run_module)
+    err = capfd.readouterr().err
+    found = re.findall(r"stage (\w+): ([\d.]+) s, peak RSS ([\d.]+) GB, ([\d.]+) GB after", err)
+    assert [f[0] for f in found] == ["big", "small"]
+    (_, _, big_peak, big_after), (_, _, small_peak, _) = [f for f in found]
+    assert float(big_peak) >= before + 0.38  # the 400 MB block counts in its stage's peak
+    assert float(big_after) < float(big_peak) - 0.3  # and is gone when the stage ends
+    assert float(small_peak) < float(big_peak) - 0.3  # the next stage's peak is its own
 
 
 def test_without_a_host_the_command_runs_itself(repo):

@@ -48,25 +48,69 @@ def sampling_uniforms(seed: int, keys: Sequence[str], n_steps: int) -> torch.Ten
     return torch.stack(rows) if rows else torch.empty(0, n_steps, dtype=torch.float64)
 
 
+CANDIDATES = 64  # tokens ranked per row before a full sort is needed (the tail is rarely drawn)
+
+
+def _ranked(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k most probable tokens of each row, in the tie rule's order: probability highest
+    first, equal probabilities by lowest id first. (B, k) probabilities and ids."""
+    values, ids = probs.topk(k, dim=-1)
+    ids, by_id = ids.sort(dim=-1)  # stable sorts keep this id order among equal values
+    values, order = values.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)
+    return values, ids.gather(-1, order)
+
+
+def _draw(values: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor, top_p: float,
+          total: torch.Tensor | None, complete: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-CDF draws over ranked (B, n) rows: token ids (B,), and whether each is exact.
+
+    The nucleus is the smallest ranked prefix whose mass reaches top_p (at least the top
+    token), and u * its mass picks the token; at top_p 1 the mass is `total`, the row's sum.
+    Unless the ranking is `complete` (the whole vocabulary), only the ranked tokens above the
+    last ranked value are sure to be the row's most probable in the tie rule's order: a draw
+    is exact when it lands there and, below top_p 1, the nucleus ends there too.
+    """
+    cum = values.cumsum(-1)
+    if top_p < 1.0:
+        n_keep = ((cum - values) < top_p).sum(-1, keepdim=True)
+        total = cum.gather(-1, n_keep - 1)
+    else:
+        n_keep = torch.full_like(ids[:, :1], values.shape[-1])
+    target = uniforms.to(cum).unsqueeze(-1) * total
+    idx = torch.minimum(torch.searchsorted(cum, target, right=True), n_keep - 1)
+    if complete:
+        exact = torch.ones_like(idx, dtype=torch.bool)
+    else:
+        sure = (values > values[:, -1:]).sum(-1, keepdim=True)
+        exact = (idx < sure) & (n_keep <= sure) if top_p < 1.0 else idx < sure
+    return ids.gather(-1, idx).squeeze(-1), exact.squeeze(-1)
+
+
 def pick_tokens(
     logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float
 ) -> torch.Tensor:
     """Inverse-CDF sampling from tempered, top-p-truncated distributions.
 
     logits: (B, V) float; uniforms: (B,) in [0, 1). Returns token ids (B,) long.
+
+    Tokens are ranked by probability, highest first, equal probabilities by lowest id (the
+    scorer's tie rule), and u * mass falls into one of them (mass: the nucleus's, or the whole
+    row's at top_p 1). Only the `CANDIDATES` most probable tokens of a row are ranked unless
+    the draw or the nucleus reaches past them (then that row's whole vocabulary is sorted):
+    the same token as a full sort, without sorting ~50k float64s per row and step.
     """
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.double() / temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    cum = sorted_probs.cumsum(-1)
-    # keep the smallest prefix whose mass reaches top_p (always at least the top token)
-    keep = (cum - sorted_probs) < top_p
-    sorted_probs = sorted_probs * keep
-    cum = sorted_probs.cumsum(-1)
-    target = uniforms.to(cum).unsqueeze(-1) * cum[:, -1:]  # dtype and device of the logits
-    idx = torch.searchsorted(cum, target, right=True).clamp(max=logits.shape[-1] - 1)
-    return order.gather(-1, idx).squeeze(-1)
+    total = probs.sum(-1, keepdim=True) if top_p >= 1.0 else None
+    vocab = probs.shape[-1]
+    tokens, exact = _draw(*_ranked(probs, min(CANDIDATES, vocab)), uniforms, top_p, total,
+                          complete=CANDIDATES >= vocab)
+    rest = (~exact).nonzero().squeeze(-1)
+    if len(rest):  # the tail: rank the whole row
+        tokens[rest], _ = _draw(*_ranked(probs[rest], vocab), uniforms[rest], top_p,
+                                None if total is None else total[rest], complete=True)
+    return tokens
 
 
 def left_pad(
@@ -98,12 +142,29 @@ def distinct_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.tensor(first, dtype=torch.long), torch.tensor(expand, dtype=torch.long)
 
 
+SHARED_PREFIX = 16  # a common prefix at least this long runs once for every prompt
+
+
+def common_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
+    """Length of the prefix that every left-padded row starts with, short of each row's last
+    token (every row keeps at least one token of its own)."""
+    rows = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
+    if not rows or not all(rows):
+        return 0
+    n = min(len(r) for r in rows) - 1
+    for i in range(n):
+        if any(r[i] != rows[0][i] for r in rows):
+            return i
+    return max(n, 0)
+
+
 class CachedDecoder:
     """One model's KV cache over a left-padded batch: `prefill` once, then `step` per token."""
 
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
         self.cache = DynamicCache()
+        self._shared = 0  # prefix tokens that every row shares in the cache
         self.mask: torch.Tensor | None = None
         self.next_pos: torch.Tensor | None = None
 
@@ -114,24 +175,52 @@ class CachedDecoder:
         """Run the prompts (moved to the model's device); returns next-token logits (B, V) fp32.
 
         Rows repeating a prompt (RLVR draws several samples per prompt) share one forward: each
-        distinct row runs once and its KV cache is copied to its repeats. At a real model's
-        prompt lengths the prefill otherwise costs more than decoding the responses.
+        distinct row runs once and its KV cache is copied to its repeats. Distinct prompts that
+        open alike (a system prompt, a chat template's demonstrations) share that prefix too:
+        it runs once and only each prompt's rest runs per prompt (`SHARED_PREFIX`). At a real
+        model's prompt lengths the prefill otherwise costs more than decoding the responses.
         """
         dev = self.model.device
         first, expand = distinct_rows(ids, mask)
+        ids, mask, positions = ids[first], mask[first], positions[first]
+        shared = common_prefix(ids, mask)
+        if len(first) > 1 and shared >= SHARED_PREFIX:
+            ids, mask, positions = self._prefix(ids, mask, shared)
         ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
-        first, expand = first.to(dev), expand.to(dev)
         out = self.model(
-            input_ids=ids[first],
-            attention_mask=mask[first],
-            position_ids=positions[first],
+            input_ids=ids,
+            attention_mask=self._mask(mask),
+            position_ids=positions,
             cache=self.cache,
             use_cache=True,
             logits_to_keep=1,  # not B x L x V logits: 10 GB at a 152k vocabulary, 64 x 512
         )
+        expand = expand.to(dev)
         self.cache.reorder_cache(expand)
-        self.mask, self.next_pos = mask, positions[:, -1] + 1
+        self.mask, self.next_pos = self._mask(mask)[expand], positions[expand, -1] + 1
         return out.logits[:, -1, :].float()[expand]
+
+    def _prefix(self, ids: torch.Tensor, mask: torch.Tensor, shared: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the first `shared` tokens common to every row once, expand their cache to the
+        rows, and return what is left of each row: left-padded rests whose positions follow
+        the prefix (the attention mask gets the prefix's ones in front, `_mask`)."""
+        dev = self.model.device
+        starts = (mask == 0).sum(-1)  # where each left-padded row begins
+        prefix = ids[0, starts[0] : starts[0] + shared]
+        self.model(input_ids=prefix[None].to(dev), cache=self.cache, use_cache=True,
+                   position_ids=torch.arange(shared, device=dev)[None], logits_to_keep=1)
+        self.cache.reorder_cache(torch.zeros(len(ids), dtype=torch.long, device=dev))
+        rests = [row[start + shared :].tolist() for row, start in zip(ids, starts, strict=True)]
+        ids, rest_mask, positions = left_pad(rests, pad_id=0)  # any id: masked
+        self._shared = shared
+        return ids, rest_mask, positions + shared
+
+    def _mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The attention mask over the cache: the shared prefix's ones, then `mask`."""
+        if not self._shared:
+            return mask
+        return torch.cat([mask.new_ones(len(mask), self._shared), mask], dim=1)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -98,12 +98,13 @@ def load_model(
     return model.to(device).eval(), tokenizer
 
 
-def pin_torch_threads() -> None:
-    """Compute single-threaded on a CPU: float results depend on torch's intra-op thread count
-    (measured: sampled log-probs differ in their last bits between 1 and 2 threads), so every
-    stage runs one thread per task and parallelises across tasks. Results are then the same on
-    any runner (threads, Dask or Ray workers) and machine load."""
-    torch.set_num_threads(1)
+def pin_torch_threads(threads: int = 1) -> None:
+    """Fix torch's intra-op thread count: float results depend on it (measured: sampled
+    log-probs differ in their last bits between 1 and 2 threads), so sharded stages run one
+    thread per task and parallelise across tasks, and a stage that is one task (rl, sft) takes
+    its count from its params (`threads`), never from the machine. Results are then the same
+    on any runner (threads, Dask or Ray workers), machine and load."""
+    torch.set_num_threads(threads)
 
 
 def load_spec(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -157,9 +157,12 @@ def weighted(results: dict) -> tuple[str, str]:
     power = results.get("power", {})
     parts = [f"{name} {_pts(v['diff'])} [{_pts(v['paired_ci_low'])}, "
              f"{_pts(v['paired_ci_high'])}]" for name, v in k3.values()]
+    needed = power.get("seeds_for_study_effect")
+    grid = "" if needed is None else (f"; {needed} paired seeds would detect "
+                                      f"{_pts(power['study_effect'])} points")
     return (f"baseline {_p(results['baseline']['accuracy_mean'])}; " + ", ".join(parts) +
             f" points (paired 95% CI, {power.get('n_seeds')} seeds); detectable effect "
-            f"{_pts(power.get('mde_paired'))} points",
+            f"{_pts(power.get('mde_paired'))} points" + grid,
             verdict([(v["paired_ci_low"] or -1) > 0 for _, v in k3.values()]))
 
 

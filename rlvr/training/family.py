@@ -63,7 +63,7 @@ def train_rl(family: Family, layout: Layout, cfg: GRPOParams, models: ModelsPara
              grader: str, progress: bool = False) -> dict[str, float]:
     """GRPO/DAPO from the base on the train split, graded by `grader`; checkpoints
     `rl_step_<N>` go under the rl_steps directory."""
-    pin_torch_threads()
+    pin_torch_threads(cfg.threads)
     grade = get_grader(grader, "task.grader")
     spec, records = _base(layout, models, family, "rl")
     model, tokenizer = load_spec(spec)
@@ -82,7 +82,7 @@ def train_control(family: Family, layout: Layout, name: str, task: Any, cfg: SFT
                   models: ModelsParams, grader: str, progress: bool = False) -> dict[str, float]:
     """Control `name` (e.g. sft, rft): the base fine-tuned by next-token loss on the responses
     the family makes for it (loss on response tokens only)."""
-    pin_torch_threads()
+    pin_torch_threads(cfg.threads)
     spec, records = _base(layout, models, family, "sft")
     model, tokenizer = load_spec(spec)
     examples = family.controls[name](layout, task, cfg, model, tokenizer, spec,

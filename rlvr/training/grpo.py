@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.config import require
-from rlvr.generation.sampler import Generation, SamplingParams, left_pad, sample
+from rlvr.generation.sampler import Generation, SamplingParams, distinct_rows, left_pad, sample
 from rlvr.models.loading import save_model
 from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir
@@ -81,6 +81,9 @@ class GRPOParams:
     # pi_old of the ratio: "recompute" (a forward after sampling) or "sampler" (the sampler's
     # own log-probs of its tokens, equal up to float rounding: one forward per step fewer)
     old_logprobs: Literal["recompute", "sampler"] = "recompute"
+    # torch threads of the run: float results depend on the count, so it is a param (the rl
+    # stage is one task; a weighted run shares the cores with `weighted.resources.workers`)
+    threads: int = 1
 
     def __post_init__(self) -> None:
         require(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}",
@@ -101,6 +104,7 @@ class GRPOParams:
                 "more minibatches than rollouts per step", "lower minibatches")
         require(self.trainable_layers >= 0, "trainable_layers", "must be >= 0",
                 "use 0 (every parameter) or the number of last layers to train")
+        require(self.threads >= 1, "threads", "must be >= 1", "use 1, or the cores to use")
 
 
 def freeze_layers(model: PreTrainedModel, trainable_layers: int) -> int:
@@ -194,13 +198,26 @@ def pack(gens: Sequence[Generation], pad_id: int) -> RolloutBatch:
 def response_logits(
     model: PreTrainedModel, batch: RolloutBatch, rows: torch.Tensor
 ) -> torch.Tensor:
-    """Logits (B, T, V) predicting each response token of the selected rows."""
+    """Logits (B, T, V) predicting each response token of the selected rows.
+
+    The rows of a group repeat one prompt: each distinct prompt runs once, its KV cache is
+    expanded to its rows (gradients flow back through the expansion, summed over the rows as
+    in one forward per row), and the responses run on it. A real model's prompt (system
+    prompt, demonstration, question) is longer than its response, so this is most of the cost.
+    """
+    width = batch.prompt_width
+    ids, attn, positions = batch.ids[rows], batch.attn[rows], batch.positions[rows]
+    first, expand = distinct_rows(ids[:, :width], attn[:, :width])
+    cache = DynamicCache()
     # the head runs only where it predicts a response token: at a 49k vocabulary the prompt
     # columns' logits would cost more memory than the whole minibatch's activations
-    keep = batch.ids.shape[1] - batch.prompt_width + 1
-    out = model(input_ids=batch.ids[rows], attention_mask=batch.attn[rows],
-                position_ids=batch.positions[rows], logits_to_keep=keep)
-    return out.logits[:, :-1].float()
+    last = model(input_ids=ids[first, :width], attention_mask=attn[first, :width],
+                 position_ids=positions[first, :width], cache=cache, use_cache=True,
+                 logits_to_keep=1).logits
+    cache.reorder_cache(expand)
+    rest = model(input_ids=ids[:, width:], attention_mask=attn, position_ids=positions[:, width:],
+                 cache=cache, use_cache=True).logits
+    return torch.cat([last[expand], rest[:, :-1]], dim=1).float()
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -46,9 +46,10 @@ class LMParams:
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 50  # loss-curve rows every this many steps
+    threads: int = 1  # torch threads (a param: float results depend on the count)
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "log_every"):
+        for key in ("steps", "batch_size", "log_every", "threads"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
         require(self.lr > 0, "lr", f"must be positive, got {self.lr}", "use e.g. 3e-3")
         require(0 <= self.warmup_steps < self.steps, "warmup_steps",

@@ -12,7 +12,8 @@ Files (all written atomically; columns are the contract with the report):
   their union `training.parquet`: one row per (run, step, metric) with columns `variant` str,
   `divergence` str (`none` for the baseline), `alpha` float (signed; 0 for the baseline), `s`
   float (0 for the baseline), `seed` int, `step` int, `metric` str, `value` float. Metrics:
-  - at eval steps (0 = the base model, then every `eval_every` and the last step):
+  - at eval steps (0 = the base model unless `eval.at_start` is off, then every `eval.every`
+    and the last step):
     `eval_accuracy` (mean@n held-out accuracy, the headline), `eval_accuracy_stderr` (over
     prompts), `eval_pass_at_n`, `eval_share_eq_format`, `eval_mean_length`;
   - at steps 1..steps, the trainer's log on its own rollout batch: `train_reward_mean`,
@@ -100,6 +101,9 @@ class EvalSpec:
     max_new_tokens: int = 64  # the steps testbed's responses run to ~60 tokens
     seed: int = 1234  # eval sampling streams, shared by every run (common random numbers)
     every: int = 12  # evaluate at step 0, every `every` steps, and at the last step
+    # step 0 is the start model, the same for every run: off saves one eval per run (the
+    # comparison uses the last step; the curves then start at the first `every`)
+    at_start: bool = True
 
     def __post_init__(self) -> None:
         for key in ("prompts", "n_samples", "max_new_tokens", "every"):
@@ -253,7 +257,7 @@ def train_and_evaluate(
                                             evaluation.n_samples, sampling,
                                             chat_template=base.chat_template))
 
-    rows = _rows(variant, seed, 0, evaluate(policy))
+    rows = _rows(variant, seed, 0, evaluate(policy)) if evaluation.at_start else []
     hook = None if variant.is_baseline else _RecordingHook(variant)
     params = replace(grpo, seed=seed, save_every=evaluation.every,
                      track_kl=grpo.track_kl or needs_reference(variant.divergence))
@@ -312,9 +316,9 @@ def run_grid_cell(
 ) -> dict[str, float]:
     """Train and evaluate run (variant, seed) of the grid from `base`; writes its run file.
 
-    Runs torch single-threaded (see `pin_torch_threads`).
+    Runs torch on `weighted.rl.threads` threads (see `pin_torch_threads`).
     """
-    pin_torch_threads()
+    pin_torch_threads(config.rl.threads)
     (chosen,) = [v for v in variants_of(config) if v.name == variant]
     return train_and_evaluate(
         base, load_prompt_file(layout.split("train"), key=""),

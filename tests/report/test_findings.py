@@ -76,7 +76,8 @@ GOOD = {
         "share_pivotal": 0.03, "pivot_cut": 0.2, "flag_share": 0.1, "js_auc": 0.85,
         "js_recall": 0.6, "abs_delta_auc": 0.9, "entropy_base_auc": 0.8}}},
     "weighted": {
-        "power": {"n_seeds": 8, "mde_paired": 0.02},
+        "power": {"n_seeds": 8, "mde_paired": 0.02, "study_effect": 0.025,
+                  "seeds_for_study_effect": 6},
         "baseline": {"accuracy_mean": 0.5, "divergence": "none", "alpha": 0.0},
         "k3_old_high": {"divergence": "k3_old", "alpha": 30.0, "normalize": False,
                         "diff": 0.03, "paired_ci_low": 0.01, "paired_ci_high": 0.05},
@@ -109,7 +110,8 @@ def test_every_finding_reproduces_on_planted_metrics():
     rows = {r.key: r for r in study_findings(GOOD)}
     assert "js − random +20.0 [+10.0, +30.0]" in rows["cross_forward"].this_run
     assert "5%" in rows["cross_forward"].this_run and "20%" not in rows["cross_forward"].this_run
-    assert "detectable effect +2.0 points" in rows["weighted"].this_run
+    assert "detectable effect +2.0 points; 6 paired seeds would detect +2.5 points" in \
+        rows["weighted"].this_run
     assert "k3_old_high_norm" not in rows["weighted"].this_run  # the study's unnormalised boosts
     assert "Gini 0.950; 50% of JS mass in 5.0% of positions" in rows["concentration"].this_run
     assert "max 0.65 [0.55, 0.75]" in rows["failure"].this_run

@@ -258,3 +258,83 @@ def test_default_dapo_updates_are_off_policy_and_clip(learnable, tokenizer):
     assert all(r["ratio_max"] > 1 > r["ratio_min"] for r in updated)
     assert all(r["clip_frac"] == pytest.approx(r["clip_frac_low"] + r["clip_frac_high"])
                for r in updated)
+
+
+def test_shared_prompt_logits_and_gradients_equal_one_forward_per_row():
+    """response_logits runs each distinct prompt once and expands its KV cache to its group:
+    the logits at response tokens and the gradients of a loss on them equal those of one
+    full-sequence forward per row (the previous way), to float32 rounding. Prompts of unequal
+    lengths (left padding) and responses of unequal lengths (right padding) included."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.generation.sampler import Generation
+    from rlvr.training.grpo import pack, response_logits, token_logprobs
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    g = torch.Generator().manual_seed(1)
+    gens = []
+    for n_prompt in (70, 55, 90):
+        prompt = torch.randint(3, 300, (n_prompt,), generator=g).tolist()
+        for _ in range(4):
+            n = int(torch.randint(3, 30, (1,), generator=g))
+            gens.append(Generation(prompt, torch.randint(3, 300, (n,), generator=g).tolist(),
+                                   [0.0] * n, "length"))
+    batch = pack(gens, pad_id=0)
+    rows = torch.tensor([0, 5, 1, 9, 2, 10, 11])  # a minibatch mixing the groups
+    tokens, mask = batch.ids[rows, batch.prompt_width:], batch.mask[rows]
+
+    def per_row(model, batch, rows):
+        keep = batch.ids.shape[1] - batch.prompt_width + 1
+        return model(input_ids=batch.ids[rows], attention_mask=batch.attn[rows],
+                     position_ids=batch.positions[rows], logits_to_keep=keep).logits[:, :-1]
+
+    results = []
+    for forward in (per_row, response_logits):
+        model.zero_grad(set_to_none=True)
+        logits = forward(model, batch, rows).float()
+        loss = (token_logprobs(logits, tokens) * mask).sum()
+        loss.backward()
+        results.append((logits.detach() * mask[..., None], [p.grad for p in model.parameters()]))
+    (ref, ref_grads), (got, grads) = results
+    assert got.shape == ref.shape == (len(rows), batch.ids.shape[1] - batch.prompt_width, 300)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-4)
+    assert any(float(b.abs().max()) > 0 for b in ref_grads)
+
+
+def test_two_threads_give_the_same_bits_every_time():
+    """`rl.threads: 2` is a param, not a resource: a training forward and backward on two
+    threads repeats bit for bit (static partitioning), so the rl stage stays reproducible."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.generation.sampler import Generation
+    from rlvr.models.loading import pin_torch_threads
+    from rlvr.training.grpo import pack, response_logits, token_logprobs
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=2000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    g = torch.Generator().manual_seed(1)
+    gens = [Generation(list(range(10 + i, 90 + i)), torch.randint(3, 2000, (40,), generator=g)
+                       .tolist(), [0.0] * 40, "length") for i in range(4) for _ in range(4)]
+    batch = pack(gens, pad_id=0)
+    rows, tokens = torch.arange(len(gens)), batch.ids[:, batch.prompt_width:]
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (2, 2, 2):
+            pin_torch_threads(threads)
+            assert torch.get_num_threads() == threads
+            model.zero_grad(set_to_none=True)
+            (token_logprobs(response_logits(model, batch, rows), tokens) * batch.mask).sum() \
+                .backward()
+            runs.append([p.grad.clone() for p in model.parameters()])
+    finally:
+        torch.set_num_threads(before)
+    for other in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], other, strict=True))

@@ -353,6 +353,38 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     assert "eval_accuracy over training" in section
 
 
+def test_a_run_without_the_start_eval_trains_and_ends_the_same(trained_tiny, tokenizer,
+                                                              tmp_path):
+    """`eval.at_start: false` drops only the step-0 eval (the start model, the same for every
+    run): the later evals are those of a run that had it, value for value."""
+    import pandas as pd
+
+    from rlvr.layout import Layout
+    from rlvr.models.loading import save_model
+    from rlvr.models.specs import ModelsParams
+    from rlvr.training.grpo import GRPOParams
+    from rlvr.weighted.grid import EvalSpec, Variant, train_and_evaluate
+
+    model, train, evals = trained_tiny
+    layout = Layout(tmp_path)
+    save_model(model, tokenizer, layout.model_dir("base"))
+    base = ModelsParams().spec("base", layout)
+    grpo = GRPOParams(steps=2, prompts_per_step=4, group_size=4, max_new_tokens=10,
+                      track_kl=False)
+    tables = {}
+    for at_start in (True, False):
+        spec = EvalSpec(prompts=8, n_samples=2, max_new_tokens=10, every=1, at_start=at_start)
+        out = tmp_path / f"run_{at_start}.parquet"
+        train_and_evaluate(base, records_of(train), records_of(evals[:8]), "toy",
+                           Variant("k3_old_high", "k3_old", 50.0, 1.0), 0, grpo, spec, out)
+        table = pd.read_parquet(out)
+        tables[at_start] = table[table.metric.str.startswith("eval_")].set_index(
+            ["step", "metric"]).value
+    assert sorted({s for s, _ in tables[True].index}) == [0, 1, 2]
+    assert sorted({s for s, _ in tables[False].index}) == [1, 2]
+    pd.testing.assert_series_equal(tables[True].drop(index=0, level="step"), tables[False])
+
+
 @pytest.mark.parametrize(
     "a, b",
     [
@@ -416,6 +448,16 @@ def test_paired_mde_has_the_stated_power():
     z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
     assert paired_mde(1.0, 400) == pytest.approx(z / 20, rel=0.01)
     assert math.isnan(paired_mde(0.0, 5)) and math.isnan(paired_mde(1.0, 1))
+
+
+def test_seeds_for_is_the_fewest_seeds_that_reach_the_effect():
+    from rlvr.weighted.summary import paired_mde, seeds_for
+
+    for sd, effect in ((0.075, 0.025), (0.03, 0.025), (0.01, 0.03), (0.2, 0.05)):
+        n = seeds_for(sd, effect)
+        assert paired_mde(sd, n) <= effect and (n == 2 or paired_mde(sd, n - 1) > effect)
+    assert seeds_for(0.075, 0.025) > 50  # the README's toy grid: sd 7.5 points
+    assert seeds_for(float("nan"), 0.025) is None and seeds_for(1.0, 1e-6, most=100) is None
 
 
 def test_pooled_sd_matches_numpy():
