@@ -111,6 +111,7 @@ CASES = [  # (metric path, value, finding, verdict)
     ("weighted/k3_old_low/paired_ci_low", -0.01, "weighted", "partly"),
     ("decisive/generators/tuned/share_pivotal", 0.3, "critical", "partly"),  # not a few
     ("decisive/generators/tuned/js_auc", 0.6, "critical", "partly"),  # JS misses them
+    ("decisive/generators/tuned/share_pivotal", 0.0, "critical", "no"),  # none found
 ]
 
 
@@ -133,3 +134,13 @@ def test_missing_metrics_read_not_applicable():
     metrics = findings_metrics(study_findings(GOOD))
     assert set(metrics) == {key for key, *_ in FINDINGS}
     assert set(metrics["sparsity"]) == {"reproduces", "this_run", "rule"}
+
+
+def test_critical_shows_the_stage_intervals():
+    d = {"share_pivotal_low": 0.01, "share_pivotal_high": 0.05, "js_auc_low": 0.7,
+         "js_auc_high": 0.95, "n_measured": 300, "n_positions": 4000}
+    metrics = copy.deepcopy(GOOD)
+    metrics["decisive"]["generators"]["tuned"].update(d)
+    row = {r.key: r for r in study_findings(metrics)}["critical"]
+    assert "3.0% [1.0%, 5.0%]" in row.this_run and "AUC 0.85 [0.70, 0.95]" in row.this_run
+    assert "(300 of 4000 positions measured)" in row.this_run and row.reproduces == "yes"
