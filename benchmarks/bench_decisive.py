@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--reference", default="data/decisive/positions")
     ap.add_argument("--out", default="", help="write the per-seed rows as JSON here")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="stratified-design knobs other than params.yaml's (e.g. max_rollouts=16)")
     args = ap.parse_args()
     params = load_params()
     base_cfg = from_section(DecisiveParams, params, "decisive")
@@ -62,11 +64,12 @@ def main() -> None:
     grader = from_section(SampleParams, params, "sample").grader
     layout = Layout("data")
     jobs = plan_decisive(base_cfg, grader, from_section(ModelsParams, params, "models"), layout)
+    overrides = {k: type(getattr(base_cfg, k))(v) for k, v in (x.split("=") for x in args.set)}
     ref_cost = {c["model"]: c for c in json.loads(layout.metrics("decisive").read_text())["cost"]}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            cfg = dataclasses.replace(base_cfg, design="stratified", seed=seed)
+            cfg = dataclasses.replace(base_cfg, design="stratified", seed=seed, **overrides)
             for job in jobs:
                 name = job.entry.name
                 ref = Path(args.reference) / f"model={name}" / "part-00000.parquet"
@@ -80,6 +83,8 @@ def main() -> None:
                 both = strat.merge(exact, on=["generator", "signal", "pivot_cut"],
                                    suffixes=("", "_exhaustive"))
                 cost = ref_cost.get(name, {})
+                status = pq.read_table(out, columns=["status"]).column(0).to_pandas()
+                stops = status[~status.isin(["bound", "unsampled"])].value_counts().to_dict()
                 for r in both.itertuples():
                     rows.append({
                         "seed": seed, "generator": job.generator, "signal": r.signal,
@@ -87,6 +92,7 @@ def main() -> None:
                         "measured": r.n_measured, "rollouts": run["rollouts"],
                         "rollouts_asked": run["rollouts_asked"],
                         "rollout_tokens": run["rollout_tokens"], "seconds": seconds,
+                        "stops": stops,
                         "ref_rollouts": cost.get("rollouts"),
                         "ref_rollout_tokens": cost.get("rollout_tokens"),
                         "share": r.base_rate, "share_low": r.base_rate_low,
@@ -118,7 +124,8 @@ def report(df: pd.DataFrame) -> None:
           f"measured; rollouts {r.rollouts} ({r.rollouts_asked} asked, shared) vs exhaustive "
           f"{r.ref_rollouts} = {r.rollouts / r.ref_rollouts:.1%}; rollout tokens "
           f"{r.rollout_tokens} vs {r.ref_rollout_tokens} = "
-          f"{r.rollout_tokens / r.ref_rollout_tokens:.1%}; {r.seconds:.0f} s")
+          f"{r.rollout_tokens / r.ref_rollout_tokens:.1%}; {r.seconds:.0f} s; rolled-out "
+          f"positions by status {r.stops}")
     for cut, g in df.groupby("pivot_cut"):
         s = g.iloc[0]
         hit = _covers(s.share_low, s.share_high, s.share_exhaustive)

@@ -12,8 +12,10 @@ whole population whatever the design oversampled.
   cannot be pivotal (|ΔV| <= 1 - p, `rlvr.decisive.sequential`): stratum `bound`, π = 1, no
   rollout. The other ("open") positions are split into the top `stratum_share` by JS (`js`),
   then the top `stratum_share` of the rest by base entropy (`entropy`), and the rest
-  (`uniform`); each stratum gives a simple random sample of `per_stratum` positions (all of
-  them if fewer), π = n_h / N_h.
+  (`uniform`); each signal stratum gives a simple random sample of `per_stratum` positions
+  and the uniform one of `uniform_positions` (all of them if fewer), π = n_h / N_h. The
+  uniform stratum holds most open positions (on the toy also most pivotal ones: among open
+  positions JS and entropy barely rank them), hence its own, larger sample.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ SIGNAL_STRATA = ("js", "entropy")
 
 def stratify(
     gap: np.ndarray, js: np.ndarray, entropy: np.ndarray, min_cut: float, share: float,
-    per_stratum: int, seed: str,
+    per_stratum: int, uniform: int, seed: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stratified design over a population of N positions.
 
@@ -51,7 +53,7 @@ def stratify(
     drawn = stratum == "bound"
     for name in (*SIGNAL_STRATA, "uniform"):
         members = np.flatnonzero(stratum == name)
-        take = min(per_stratum, len(members))
+        take = min(uniform if name == "uniform" else per_stratum, len(members))
         pick = random.Random(f"{seed}/{name}").sample(members.tolist(), take)
         drawn[pick] = True
         prob[members] = take / len(members) if len(members) else 1.0

@@ -95,7 +95,7 @@ def measure_stratified(model, tokenizer, items: list[Measured], sampling: Sampli
     signals = _signals(tokens, items)
     stratum, incl, drawn = stratify(1 - prob, signals["js"], signals["entropy_base"], min_cut,
                                     cfg.stratum_share, cfg.per_stratum,
-                                    f"{cfg.seed}/{name}")
+                                    cfg.uniform_positions, f"{cfg.seed}/{name}")
     off = _offsets(items)
     chosen = [np.flatnonzero(drawn[a:b] & (stratum[a:b] != "bound")).tolist()
               for a, b in zip(off[:-1], off[1:], strict=True)]
@@ -109,7 +109,7 @@ def measure_stratified(model, tokenizer, items: list[Measured], sampling: Sampli
 
     found, cost = measure_sequential([d for d, _ in draws], [m.response_ids for m in items],
                                      [m.reward for m in items], chosen, [p for _, p in draws],
-                                     decode, cfg.pivot_cuts, cfg.min_rollouts,
+                                     decode, [cfg.stop_cut], cfg.min_rollouts,
                                      cfg.max_rollouts, cfg.alpha)
     cols = _empty(len(prob))
     bound = stratum == "bound"

@@ -88,9 +88,10 @@ class DecisiveParams:
     positions: int = 0  # exhaustive: measured positions per response, 0 = all
     rollouts: int = 32  # exhaustive: K per position (common random numbers)
     stratum_share: float = 0.1  # stratified: the js and entropy strata, top share of open positions
-    per_stratum: int = 64  # stratified: positions drawn per stratum (all when fewer)
+    per_stratum: int = 24  # stratified: positions drawn from each of the js and entropy strata
+    uniform_positions: int = 64  # stratified: drawn from the uniform stratum (the other open ones)
     min_rollouts: int = 8  # stratified: diverging rollouts in a position's first round
-    max_rollouts: int = 64  # stratified: at most this many per position (rounds double)
+    max_rollouts: int = 32  # stratified: at most this many per position (rounds double)
     seed: int = 0  # rollout streams and position sampling
     pivot_cuts: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])  # |ΔV| cuts
     flag_shares: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])  # top shares
@@ -105,7 +106,7 @@ class DecisiveParams:
                 "use e.g. [base, tuned]")
         require(self.base != self.tuned, "tuned", "is the base model", "name another model")
         for key in ("n_prompts", "samples_per_prompt", "rollouts", "n_bootstrap",
-                    "per_stratum", "min_rollouts"):
+                    "per_stratum", "uniform_positions", "min_rollouts"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
         require(self.positions >= 0, "positions", "must be >= 0", "use 0 (all) or e.g. 16")
         require(self.design == "exhaustive" or self.positions == 0, "positions",
@@ -124,6 +125,12 @@ class DecisiveParams:
                 "use e.g. [0.05, 0.1, 0.2]")
         require(0 < self.alpha < 1, "alpha", "must be in (0, 1)", "use 0.05")
 
+    @property
+    def stop_cut(self) -> float:
+        """The cut a sequential position stops on (the middle one, the headline's): settling
+        every cut would roll out to the cap any position near the smallest one."""
+        return sorted(self.pivot_cuts)[len(self.pivot_cuts) // 2]
+
     def model_of(self, generator: str) -> str:
         return self.base if generator == "base" else self.tuned
 
@@ -131,7 +138,8 @@ class DecisiveParams:
         """What of these knobs changes a table row: part of the part files' fingerprint."""
         out = asdict(self)
         drop = ["resources", "flag_shares", "base", "tuned", "generators"]
-        drop += (["stratum_share", "per_stratum", "min_rollouts", "max_rollouts", "pivot_cuts"]
+        drop += (["stratum_share", "per_stratum", "uniform_positions", "min_rollouts",
+                  "max_rollouts", "pivot_cuts"]
                  if self.design == "exhaustive" else ["positions", "rollouts"])
         for key in drop:
             out.pop(key)
@@ -285,8 +293,7 @@ def run_detection(layout: Layout, cfg: DecisiveParams) -> dict[str, pa.Table]:
 def headline(results: dict[str, pa.Table], runs: list[dict], cfg: DecisiveParams) -> dict:
     """Share pivotal and precision/recall/AUC (with intervals) at the middle cut and share,
     role shares, and the cost."""
-    cut = sorted(cfg.pivot_cuts)[len(cfg.pivot_cuts) // 2]
-    share = sorted(cfg.flag_shares)[len(cfg.flag_shares) // 2]
+    cut, share = cfg.stop_cut, sorted(cfg.flag_shares)[len(cfg.flag_shares) // 2]
     out: dict[str, dict] = {}
     for r in results["agg_decisive_detection"].to_pylist():
         if math.isclose(r["pivot_cut"], cut) and math.isclose(r["flag_share"], share):

@@ -13,10 +13,11 @@ A - B. Only diverging streams are rolled out; a position with 1 - p below the sm
 cut cannot be pivotal at all (|ΔV| <= 1 - p) and needs none.
 
 Early stopping. A position's diverging streams are rolled out in rounds (min_rollouts, then
-doubling up to max_rollouts) and it stops once its interval decides every pivot cut: |ΔV| >= c
-for sure, or |ΔV| < c for sure. Stopping on the data makes fixed-sample intervals
-anticonservative (monitored after every round, a 95% Wilson interval misses far more than 5%
-of the time: tests/decisive/test_sequential.py), so the interval is a confidence sequence: the
+doubling up to max_rollouts) and it stops once its interval settles the stop cuts (the stage
+passes its middle pivot cut): |ΔV| >= c for sure, or |ΔV| < c for sure. Stopping on the data
+makes fixed-sample intervals anticonservative (monitored after every round, a 95% normal
+interval misses far more than 5% of the time: tests/decisive/test_sequential.py), so the
+interval is a confidence sequence: the
 hedged betting construction of Waudby-Smith & Ramdas ("Estimating means of bounded random
 variables by betting", JRSS-B 2024), which holds at every sample size at once (Ville's
 inequality) and so at any stopping time. The point estimate at a data-dependent stop is not
@@ -38,7 +39,7 @@ import numpy as np
 from rlvr.decisive.values import first_divergence
 
 GRID = np.linspace(0.0, 1.0, 2001)  # candidate means of x in [0, 1]
-BET_CAP = 0.5  # bets stay below c/m (c = 1/2): capital never drops by more than half a step
+BET_CAP = 0.75  # bets stay below c/m: a step never loses more than 3/4 of the capital
 
 
 def betting_interval(x: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -114,8 +115,9 @@ def measure_sequential(
     the realised tokens' sampling probabilities; roll_out decodes jobs (i, k, s): y_<s, then
     stream k's draw at s, then the generator with stream k from s + 1. Rounds roll out
     min_rollouts, 2 * min_rollouts, ... up to max_rollouts diverging streams of every position
-    not yet decided. Returns per response its positions' estimates, and the cost: distinct
-    jobs decoded and jobs asked for (the difference was shared).
+    whose interval does not yet settle every cut of `cuts`. Returns per response its positions'
+    estimates, and the cost: distinct jobs decoded and jobs asked for (the difference was
+    shared).
     """
     n_items = len(responses)
     diverging, nxt = [], []

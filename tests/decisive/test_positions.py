@@ -194,7 +194,8 @@ def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
     # random tiny models spread their mass (p ~ 1 / vocabulary): cuts near 1 make some
     # positions bound (1 - p < 0.9915: p > 0.0085) and leave others open
     cfg = DecisiveParams(generators=["base"], n_prompts=3, samples_per_prompt=2, design=design,
-                         rollouts=4, per_stratum=3, min_rollouts=2, max_rollouts=4,
+                         rollouts=4, per_stratum=3, uniform_positions=4, min_rollouts=2,
+                         max_rollouts=4,
                          n_bootstrap=20, pivot_cuts=[0.9915, 0.995])
     (job,) = plan_decisive(cfg, "toy", ModelsParams(), layout)
     job = type(job)(job.generator, job.entry, job.samples, job.tokens,
@@ -218,8 +219,9 @@ def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
         np.testing.assert_allclose(bound.delta_high, gap[bound.index], rtol=1e-6)
         assert bound.delta_value.isna().all()
         for h, g in rows[rows.stratum != "bound"].groupby("stratum"):
-            assert (g.status != "unsampled").sum() == min(3, len(g)), h
-            assert g.inclusion_prob.to_numpy() == pytest.approx(min(3, len(g)) / len(g))
+            take = min(4 if h == "uniform" else 3, len(g))
+            assert (g.status != "unsampled").sum() == take, h
+            assert g.inclusion_prob.to_numpy() == pytest.approx(take / len(g))
         rolled = rows[rows.status.isin(["decided", "capped", "no_streams"])]
         assert ((rolled.delta_low >= -gap[rolled.index] - 1e-6)
                 & (rolled.delta_high <= gap[rolled.index] + 1e-6)).all()

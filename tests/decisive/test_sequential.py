@@ -157,15 +157,15 @@ def test_stratify_inclusion_probabilities_match_their_frequencies():
     js, entropy = rng.random(n), rng.random(n)
     counts = np.zeros(n)
     for seed in range(400):
-        stratum, prob, drawn = stratify(gap, js, entropy, 0.1, 0.1, 6, str(seed))
+        stratum, prob, drawn = stratify(gap, js, entropy, 0.1, 0.1, 6, 9, str(seed))
         counts += drawn
     assert set(stratum) == {"bound", "js", "entropy", "uniform"}
     assert (prob[stratum == "bound"] == 1).all() and (gap[stratum == "bound"] < 0.1).all()
     open_js = js[stratum != "bound"]
     assert js[stratum == "js"].min() >= np.quantile(open_js, 0.85)
-    for h in ("js", "entropy", "uniform"):
+    for h, n in (("js", 6), ("entropy", 6), ("uniform", 9)):
         members = stratum == h
-        assert prob[members] == pytest.approx(6 / members.sum())
+        assert prob[members] == pytest.approx(n / members.sum())
     # frequencies within 4.5 binomial standard errors of pi, position by position
     se = np.sqrt(prob * (1 - prob) / 400) + 1e-9
     assert (np.abs(counts / 400 - prob) <= 4.5 * se).all()
