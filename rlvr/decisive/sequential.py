@@ -17,11 +17,10 @@ doubling up to max_rollouts) and it stops once its interval settles the stop cut
 passes its middle pivot cut): |ΔV| >= c for sure, or |ΔV| < c for sure. Stopping on the data
 makes fixed-sample intervals anticonservative (monitored after every round, a 95% normal
 interval misses far more than 5% of the time: tests/decisive/test_sequential.py), so the
-interval is a confidence sequence: the
-hedged betting construction of Waudby-Smith & Ramdas ("Estimating means of bounded random
-variables by betting", JRSS-B 2024), which holds at every sample size at once (Ville's
-inequality) and so at any stopping time. The point estimate at a data-dependent stop is not
-unbiased; the interval is what the pivotal label reads.
+interval is a confidence sequence: the hedged betting construction of Waudby-Smith & Ramdas
+("Estimating means of bounded random variables by betting", JRSS-B 2024), which holds at
+every sample size at once (Ville's inequality) and so at any stopping time. The point estimate
+at a data-dependent stop is not unbiased; the interval is what the pivotal label reads.
 
 Rollouts are jobs (response, stream, start) exactly as in `rlvr.decisive.values`; a job is
 decoded once and shared by every position and round that needs it (an after-rollout of t is
