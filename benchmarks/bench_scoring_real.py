@@ -5,7 +5,9 @@ Run from the repository root after the real pipeline's sample stage (`make repro
 real run's own responses (real/data/samples, base and rl, 4 per held-out prompt: ~85 prompt
 tokens through the chat template, ~27 response tokens, vocabulary 49,152, hidden 576, 30 layers).
 Measured in one run, each timing the min of `--reps` interleaved repetitions:
-- scorer: `rlvr.tokens.scorer.score_responses`, token-table rows included;
+- scorer: `rlvr.tokens.scorer.score_responses`, token-table rows included, on both generators'
+  responses at once (a prompt's base and rl samples share its encoding) and one generator at
+  a time (what the score stage's jobs do today);
 - floor: both models' bare forwards as the scorer runs them (each distinct prompt once, output
   heads at the scored positions), nothing computed from the logits (target: scorer <= 1.25x);
 - naive loop: one full forward per response, float64 softmax to numpy, a Python loop per
@@ -63,9 +65,14 @@ def workload(n: int) -> list[Response]:
     return out[: n // 2] + out[len(out) // 2 : len(out) // 2 + n // 2]
 
 
-def load_pair():
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def load_pair(dtype: str = "fp32"):
+    """Tokenizer and both real models, weights and forwards in `dtype` (the statistics are
+    float32 either way and the naive reference reads the same models' logits)."""
     tok = AutoTokenizer.from_pretrained(REAL / "models" / "base")
-    models = [AutoModelForCausalLM.from_pretrained(REAL / "models" / m, dtype=torch.float32)
+    models = [AutoModelForCausalLM.from_pretrained(REAL / "models" / m, dtype=DTYPES[dtype])
               .eval() for m in ("base", "rl")]
     return tok, *models
 
@@ -84,9 +91,9 @@ def naive_hf(base, tuned, responses) -> int:
     return n
 
 
-def child(mode: str, n: int, threads: int, reps: int) -> dict:
+def child(mode: str, n: int, threads: int, reps: int, dtype: str) -> dict:
     torch.set_num_threads(threads)
-    tok, base, tuned = load_pair()
+    tok, base, tuned = load_pair(dtype)
     responses = workload(n)
     params = ScoreParams()
     out = {"mode": mode, "responses": len(responses),
@@ -105,11 +112,16 @@ def child(mode: str, n: int, threads: int, reps: int) -> dict:
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return out
     sub, tiny = responses[:8], responses[:2]
-    times: dict[str, list[float]] = {"scorer": [], "floor": [], "naive": [], "naive_hf": []}
+    times: dict[str, list[float]] = {"scorer": [], "floor": [], "naive": [], "naive_hf": [],
+                                     "split": []}
+    half = len(responses) // 2  # the base-generated half, then the rl-generated one
     for rep in range(reps):
         t = time.perf_counter()
         tables = scorer(responses)
         times["scorer"].append(time.perf_counter() - t)
+        t = time.perf_counter()  # one pass per generator, as the score stage's jobs run today
+        scorer(responses[:half]), scorer(responses[half:])
+        times["split"].append(time.perf_counter() - t)
         t = time.perf_counter()
         floor(base, tuned, responses, params, tok.pad_token_id)
         times["floor"].append(time.perf_counter() - t)
@@ -140,7 +152,7 @@ import json, sys, time
 import numpy as np
 from vllm import LLM, SamplingParams
 from vllm.inputs import TokensPrompt
-models, rows_path, out_path, n_full = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+models, rows_path, out_path, n_full, dtype = sys.argv[1:4] + [int(sys.argv[4]), sys.argv[5]]
 req = json.load(open(rows_path))
 rows, starts = req["rows"], req["starts"]
 prompts = [TokensPrompt(prompt_token_ids=r) for r in rows]
@@ -149,7 +161,7 @@ for name in ("base", "rl"):
     for k, n in (("top20", len(rows)), ("full", n_full)):
         if not n:
             continue
-        llm = LLM(model=models + "/" + name, dtype="float32", enforce_eager=True,
+        llm = LLM(model=models + "/" + name, dtype=dtype, enforce_eager=True,
                   max_model_len=512, max_logprobs=20 if k == "top20" else -1)
         params = SamplingParams(max_tokens=1, prompt_logprobs=20 if k == "top20" else -1,
                                 detokenize=False)
@@ -162,9 +174,9 @@ for name in ("base", "rl"):
                                       for j in range(s, len(ids))]
                                      for r, ids, s in zip(res, rows, starts)]
         else:
-            vocab = llm.get_tokenizer().vocab_size
             full = []
             for r, ids, s in zip(res, rows, starts):
+                vocab = max(r.prompt_logprobs[s]) + 1  # every id is there
                 for j in range(s, len(ids)):
                     v = np.full(vocab, -np.inf)
                     for tok, lp in r.prompt_logprobs[j].items():
@@ -176,8 +188,8 @@ json.dump(out, open(out_path, "w"))
 """
 
 
-def vllm_rows(responses: list[Response], ours: dict[str, np.ndarray], n_full: int
-              ) -> list[str]:
+def vllm_rows(responses: list[Response], ours: dict[str, np.ndarray], n_full: int,
+              dtype: str) -> list[str]:
     """vLLM `prompt_logprobs` on the same responses, both models, fp32: top-20 (the default
     cap; every prompt re-run per response, no prefix cache for prompt log-probs) on all of
     them and the full vocabulary (`max_logprobs=-1`) on the first `n_full`; its realised-token
@@ -193,11 +205,12 @@ def vllm_rows(responses: list[Response], ours: dict[str, np.ndarray], n_full: in
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1",
            "VLLM_CPU_OMP_THREADS_BIND": "all"}
     subprocess.run([str(VLLM_PYTHON), "-c", VLLM_SCRIPT, str(REAL / "models"),
-                    str(tmp / "rows.json"), str(tmp / "out.json"), str(n_full)],
+                    str(tmp / "rows.json"), str(tmp / "out.json"), str(n_full),
+                    {"fp32": "float32", "bf16": "bfloat16"}[dtype]],
                    capture_output=True, text=True, check=True, env=env)
     got = json.loads((tmp / "out.json").read_text())
     tokens = sum(len(r.response_ids) for r in responses)
-    lines = [f"vLLM prompt_logprobs top-20 (truncated; both models, fp32): "
+    lines = [f"vLLM prompt_logprobs top-20 (truncated; both models, {dtype}): "
              f"{tokens / sum(got['top20'].values()):,.1f} tok/s"]
     diffs = {m: np.abs(np.concatenate(got["realised"][name]) - ours[f"logprob_{m}"]).max()
              for name, m in (("base", "base"), ("rl", "tuned"))}
@@ -224,11 +237,11 @@ def run_child(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def columns(n: int, threads: int) -> dict[str, list[float]]:
+def columns(n: int, threads: int, dtype: str) -> dict[str, list[float]]:
     """The scorer's log-probs, entropies and JS for the first n workload responses, in
     response then position order (what vLLM is compared with)."""
     torch.set_num_threads(threads)
-    tok, base, tuned = load_pair()
+    tok, base, tuned = load_pair(dtype)
     got = {}
     for cols in score_batches(base, tuned, workload(n), ScoreParams(), tok.pad_token_id):
         for k in ("response", "position", "logprob_base", "logprob_tuned", "entropy_base",
@@ -248,33 +261,40 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--vllm-full", type=int, default=2,
                     help="responses scored by vLLM over the full vocabulary (minutes each)")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
+                    help="both models' weights and forwards, ours and vLLM's")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        mode, n, threads, reps = args.child
-        out = (columns(int(n), int(threads)) if mode == "columns"
-               else child(mode, int(n), int(threads), int(reps)))
+        mode, n, threads, reps, dtype = args.child
+        out = (columns(int(n), int(threads), dtype) if mode == "columns"
+               else child(mode, int(n), int(threads), int(reps), dtype))
         print(json.dumps(out))
         return
     small, th = args.sizes[0], str(args.threads)
-    timed = run_child("timing", str(small), th, str(args.reps))
-    mem = [run_child("memory", str(n), th, "1") for n in args.sizes]
+    timed = run_child("timing", str(small), th, str(args.reps), args.dtype)
+    mem = [run_child("memory", str(n), th, "1", args.dtype) for n in args.sizes]
     tps = {k: timed["tokens"] / timed[k] for k in ("scorer", "floor")}
     naive_tps = timed["naive_tokens"] / timed["naive"]
     hf_tps = timed["naive_hf_tokens"] / timed["naive_hf"]
     print(f"workload: {timed['responses']} real responses (base and rl samples), "
           f"{timed['tokens']} scored tokens, prompts {timed['prompt_tokens']:.0f} tokens, "
-          f"vocabulary 49152, {th} torch thread(s), min of {args.reps} interleaved runs")
+          f"vocabulary 49152, {args.dtype} weights and forwards, {th} torch thread(s), min of "
+          f"{args.reps} interleaved runs")
     print("agreement with the float64 naive reference (max |diff|): "
           + ", ".join(f"{k} {v:.1e}" for k, v in timed["max_abs_diff"].items()))
     print(f"scorer {tps['scorer']:,.1f} tok/s | floor {tps['floor']:,.1f} tok/s | scorer time / "
           f"floor time {timed['scorer'] / timed['floor']:.2f}x (target <= 1.25x)")
+    print(f"both generators' responses in one pass (each prompt encoded once per model) "
+          f"{timed['scorer']:.1f} s vs one pass per generator {timed['split']:.1f} s: "
+          f"{1 - timed['scorer'] / timed['split']:.0%} saved")
     print(f"naive loop {naive_tps:,.1f} tok/s ({timed['naive_tokens']} tokens) | scorer / naive "
           f"{tps['scorer'] / naive_tps:.1f}x (target >= 10x)")
     print(f"naive HF loop (a prefix forward per position) {hf_tps:,.1f} tok/s "
           f"({timed['naive_hf_tokens']} tokens) | scorer / naive HF {tps['scorer'] / hf_tps:.1f}x")
-    ours = {k: np.array(v) for k, v in run_child("columns", str(small), th, "1").items()}
-    for line in vllm_rows(workload(small), ours, args.vllm_full):
+    ours = {k: np.array(v) for k, v in
+            run_child("columns", str(small), th, "1", args.dtype).items()}
+    for line in vllm_rows(workload(small), ours, args.vllm_full, args.dtype):
         print(line)
     print("peak RSS of the streaming scorer: " + ", ".join(
         f"{m['peak_rss_mb']:.0f} MB at {m['responses']} responses" for m in mem))
