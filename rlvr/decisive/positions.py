@@ -1,15 +1,17 @@
 """The decisive stage's library half: measured decisiveness of a pair's responses, as a table.
 
 For each generator of the pair (`base`, `tuned`), the first `n_prompts` prompts x
-`samples_per_prompt` samples of the sample stage are measured (`rlvr.decisive.values`) at every
-position, or at `positions` random ones per response (the budget knob for long real responses:
-rollouts ~ K x measured positions x the share of draws that leave the response). Rows go to
+`samples_per_prompt` samples of the sample stage are measured under `design`
+(`rlvr.decisive.measurement`): `exhaustive`, K rollouts at every position or at `positions`
+random ones per response (the reference); `stratified`, positions drawn by strata of JS and
+base entropy and rolled out sequentially (`rlvr.decisive.design`, `rlvr.decisive.sequential`).
+Every position of a measured response gets a row, with its stratum and inclusion probability:
 
     <decisive>/positions/model=<generator>/part-00000.parquet      (view `decisiveness`)
 
-with the schema `rlvr.store.tables.DECISIVE_SCHEMA`. Then `sql/decisive/agg_decisive_*.sql`
-join them to the token table and measure how well js, base entropy and |Δ log-prob| find the
-positions whose measured |ΔV| is large.
+with the schema `rlvr.store.tables.DECISIVE_SCHEMA`. Then `sql/decisive/` joins them to the
+token table and `rlvr.decisive.estimates` measures, weighting by the design, how well js, base
+entropy and |Δ log-prob| find the positions whose measured |ΔV| is large.
 
 `plan_decisive` checks every input before the stage touches an output: the samples and token
 tables are complete and hold the pair's partitions, each generator's model is whole and finite
