@@ -152,39 +152,47 @@ import json, sys, time
 import numpy as np
 from vllm import LLM, SamplingParams
 from vllm.inputs import TokensPrompt
-models, rows_path, out_path, n_full, dtype = sys.argv[1:4] + [int(sys.argv[4]), sys.argv[5]]
-req = json.load(open(rows_path))
-rows, starts = req["rows"], req["starts"]
-prompts = [TokensPrompt(prompt_token_ids=r) for r in rows]
-out = {"top20": {}, "full": {}, "realised": {}}
-for name in ("base", "rl"):
-    for k, n in (("top20", len(rows)), ("full", n_full)):
-        if not n:
-            continue
-        llm = LLM(model=models + "/" + name, dtype=dtype, enforce_eager=True,
-                  max_model_len=512, max_logprobs=20 if k == "top20" else -1)
-        params = SamplingParams(max_tokens=1, prompt_logprobs=20 if k == "top20" else -1,
-                                detokenize=False)
-        llm.generate(prompts[:2], params)  # first calls allocate and pick kernels
-        t = time.perf_counter()
-        res = llm.generate(prompts[:n], params)
-        out[k][name] = time.perf_counter() - t
-        if k == "top20":  # the realised token's log-prob is always returned with the top 20
-            out["realised"][name] = [[r.prompt_logprobs[j][ids[j]].logprob
-                                      for j in range(s, len(ids))]
-                                     for r, ids, s in zip(res, rows, starts)]
-        else:
-            full = []
-            for r, ids, s in zip(res, rows, starts):
-                vocab = max(r.prompt_logprobs[s]) + 1  # every id is there
-                for j in range(s, len(ids)):
-                    v = np.full(vocab, -np.inf)
-                    for tok, lp in r.prompt_logprobs[j].items():
-                        v[tok] = lp.logprob
-                    full.append(v)
-            np.save(out_path + "." + name + ".npy", np.stack(full))
-        del llm
-json.dump(out, open(out_path, "w"))
+
+
+def main():  # under a main guard: vLLM's engine process re-imports this file
+    models, rows_path, out_path = sys.argv[1:4]
+    n_full, dtype, max_len = int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+    req = json.load(open(rows_path))
+    rows, starts = req["rows"], req["starts"]
+    prompts = [TokensPrompt(prompt_token_ids=r) for r in rows]
+    out = {"top20": {}, "full": {}, "realised": {}}
+    for name in ("base", "rl"):
+        for k, n in (("top20", len(rows)), ("full", n_full)):
+            if not n:
+                continue
+            llm = LLM(model=models + "/" + name, dtype=dtype, enforce_eager=True,
+                      max_model_len=max_len, max_logprobs=20 if k == "top20" else -1)
+            params = SamplingParams(max_tokens=1, prompt_logprobs=20 if k == "top20" else -1,
+                                    detokenize=False)
+            llm.generate(prompts[:2], params)  # first calls allocate and pick kernels
+            t = time.perf_counter()
+            res = llm.generate(prompts[:n], params)
+            out[k][name] = time.perf_counter() - t
+            if k == "top20":  # the realised token's log-prob comes with the top 20
+                out["realised"][name] = [[r.prompt_logprobs[j][ids[j]].logprob
+                                          for j in range(s, len(ids))]
+                                         for r, ids, s in zip(res, rows, starts)]
+            else:
+                full = []
+                for r, ids, s in zip(res, rows, starts):
+                    vocab = max(r.prompt_logprobs[s]) + 1  # every id is there
+                    for j in range(s, len(ids)):
+                        v = np.full(vocab, -np.inf)
+                        for tok, lp in r.prompt_logprobs[j].items():
+                            v[tok] = lp.logprob
+                        full.append(v)
+                np.save(out_path + "." + name + ".npy", np.stack(full))
+            del llm
+    json.dump(out, open(out_path, "w"))
+
+
+if __name__ == "__main__":
+    main()
 """
 
 
@@ -199,15 +207,18 @@ def vllm_rows(responses: list[Response], ours: dict[str, np.ndarray], n_full: in
         return ["vLLM prompt_logprobs: not measured (no .venv-vllm here; `make vllm-env` "
                 "builds it, then rerun)"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
+    (tmp / "vllm_logprobs.py").write_text(VLLM_SCRIPT)
     (tmp / "rows.json").write_text(json.dumps({
         "rows": [r.prompt_ids + r.response_ids for r in responses],
         "starts": [len(r.prompt_ids) for r in responses]}))
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1",
-           "VLLM_CPU_OMP_THREADS_BIND": "all"}
-    subprocess.run([str(VLLM_PYTHON), "-c", VLLM_SCRIPT, str(REAL / "models"),
-                    str(tmp / "rows.json"), str(tmp / "out.json"), str(n_full),
-                    {"fp32": "float32", "bf16": "bfloat16"}[dtype]],
-                   capture_output=True, text=True, check=True, env=env)
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1"}
+    width = max(len(r.prompt_ids) + len(r.response_ids) for r in responses)
+    proc = subprocess.run([str(VLLM_PYTHON), str(tmp / "vllm_logprobs.py"), str(REAL / "models"),
+                           str(tmp / "rows.json"), str(tmp / "out.json"), str(n_full),
+                           {"fp32": "float32", "bf16": "bfloat16"}[dtype], str(width + 8)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise SystemExit(f"vLLM failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     got = json.loads((tmp / "out.json").read_text())
     tokens = sum(len(r.response_ids) for r in responses)
     lines = [f"vLLM prompt_logprobs top-20 (truncated; both models, {dtype}): "
