@@ -17,7 +17,9 @@ population outscore (ties at the cut all flagged), so flags are exact, not estim
 
 Intervals: percentile bootstrap over responses (the i.i.d. units a generator produces), each
 replicate reweighting whole responses, so both the sampling of responses and the design's
-sampling within them show; labels are taken as measured. With every position measured (the
+sampling within them show; labels are taken as measured. With no pivotal position measured
+every replicate is 0, so the share's upper end is then a Clopper-Pearson bound at the
+design's effective sample size (`zero_upper`). With every position measured (the
 exhaustive design) the point estimates are the plain counts and the Mann-Whitney AUC.
 """
 
@@ -27,6 +29,20 @@ import numpy as np
 import pandas as pd
 
 SIGNALS = ("js", "entropy_base", "abs_delta")
+
+
+def zero_upper(weights: np.ndarray, n_population: int, alpha: float) -> float:
+    """Upper 1 - alpha/2 bound of the pivotal share when none of the measured positions (design
+    weights `weights`) is pivotal. Positions measured with certainty (weight 1: the `bound`
+    stratum, censused strata) are exact zeros; the sampled ones bound their strata's share by
+    Clopper-Pearson for 0 successes, 1 - (alpha/2)^(1/n), at Kish's effective sample size
+    n = (sum w)^2 / sum w^2. A census (every weight 1) reads its positions as i.i.d. draws of
+    the generator's: the same bound at n = all of them."""
+    sampled = weights[weights > 1 + 1e-9]
+    if not len(sampled):
+        return float(1 - (alpha / 2) ** (1 / len(weights)))
+    n = sampled.sum() ** 2 / (sampled**2).sum()
+    return float(sampled.sum() / n_population * (1 - (alpha / 2) ** (1 / n)))
 
 
 def is_pivotal(frame: pd.DataFrame, cut: float) -> np.ndarray:
@@ -116,6 +132,8 @@ def _generator_rows(generator: str, g: pd.DataFrame, cuts: list[float], shares: 
         pivotal_w = by_cluster(y * w)
         share = pivotal_w.sum() / len(g)
         share_lo, share_hi = interval(mult @ pivotal_w / (mult @ sizes))
+        if not y.any():  # every replicate is 0: bound the share by the measured sample instead
+            share_lo, share_hi = 0.0, zero_upper(w[measured], len(g), alpha)
         for signal in SIGNALS:
             score = g[signal].to_numpy(float)
             num, den = _auc_sums(score, y, measured & ~y, w, group, scale, cluster, n_cluster)

@@ -160,9 +160,12 @@ def critical(decisive: dict) -> tuple[str, str]:
 
     measured = (f" ({d['n_measured']} of {d['n_positions']} positions measured)"
                 if "n_measured" in d else "")
-    if share == 0:
-        return (f"no RL-generated position moves success by >= {d['pivot_cut']:g} when "
-                f"resampled: share 0%{ci('share_pivotal', _p)}{measured}", "no")
+    if share == 0:  # "no" only when the interval also rules out the study's few percent
+        text = (f"no RL-generated position moves success by >= {d['pivot_cut']:g} when "
+                f"resampled: share 0%{ci('share_pivotal', _p)}{measured}")
+        if (d.get("share_pivotal_high") or 1.0) < 0.01:
+            return text, "no"
+        raise KeyError(f"{text}; too few positions measured to rule out a few percent")
     if any(d[k] is None for k in ("js_auc", "abs_delta_auc", "entropy_base_auc", "js_recall")):
         raise KeyError("decisive: no pivotal position measured (AUCs undefined)")
     return (f"{_p(share)}{ci('share_pivotal', _p)} of RL-generated positions move success by "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlvr.decisive.estimates import _auc_sums, is_pivotal, pair_scale
+from rlvr.decisive.estimates import _auc_sums, detection, is_pivotal, pair_scale
 
 
 def _population(seed: int, n: int = 11) -> pd.DataFrame:
@@ -67,3 +67,32 @@ def test_ht_totals_are_unbiased_over_every_stratified_sample(seed):
     assert len(totals) == 1 * 10 * 10  # C(1, 1) x C(5, 2) x C(5, 3) samples
     np.testing.assert_allclose(np.mean(totals, 0), expected, rtol=1e-12)
     assert true_num > 0 and 0 < true_den
+
+
+@pytest.mark.parametrize("n", [20, 48, 300])
+def test_zero_upper_is_clopper_pearson_over_the_sampled_strata(n):
+    """Equal weights: scipy's exact bound for 0 of n, scaled by the sampled strata's share of
+    the population; certain positions (weight 1) add nothing; a census is bounded at its size."""
+    from scipy.stats import binomtest
+
+    from rlvr.decisive.estimates import zero_upper
+
+    def exact(k: int) -> float:
+        return binomtest(0, k).proportion_ci(confidence_level=0.95, method="exact").high
+
+    # n positions drawn at weight 3 (3n in their strata) beside 5n certain ones: population 8n
+    w = np.r_[np.full(n, 3.0), np.ones(5 * n)]
+    assert zero_upper(w, 8 * n, 0.05) == pytest.approx(3 / 8 * exact(n), rel=1e-9)
+    assert zero_upper(np.ones(n), n, 0.05) == pytest.approx(exact(n), rel=1e-9)
+    unequal = np.r_[np.full(n, 2.0), np.full(n, 18.0)]  # Kish: n_eff = (20 n)^2 / (328 n)
+    got = zero_upper(unequal, 20 * n, 0.05)
+    assert got == pytest.approx(1 - 0.025 ** (328 / (400 * n)), rel=1e-9)
+
+
+def test_a_frame_without_pivotal_positions_gets_the_bound_not_a_zero_width_interval():
+    pop = _population(0).assign(delta_value=0.0, delta_low=-0.1, delta_high=0.1,
+                                stratum="all", inclusion_prob=1.0, is_measured=True)
+    got = detection(pop, [0.2], [0.1], 50, 0.05, 0)
+    assert (got.n_pivotal == 0).all() and (got.base_rate == 0).all()
+    assert got.base_rate_high.iloc[0] == pytest.approx(1 - 0.025 ** (1 / len(pop)))
+    assert got.auc.isna().all()

@@ -111,7 +111,6 @@ CASES = [  # (metric path, value, finding, verdict)
     ("weighted/k3_old_low/paired_ci_low", -0.01, "weighted", "partly"),
     ("decisive/generators/tuned/share_pivotal", 0.3, "critical", "partly"),  # not a few
     ("decisive/generators/tuned/js_auc", 0.6, "critical", "partly"),  # JS misses them
-    ("decisive/generators/tuned/share_pivotal", 0.0, "critical", "no"),  # none found
 ]
 
 
@@ -134,6 +133,18 @@ def test_missing_metrics_read_not_applicable():
     metrics = findings_metrics(study_findings(GOOD))
     assert set(metrics) == {key for key, *_ in FINDINGS}
     assert set(metrics["sparsity"]) == {"reproduces", "this_run", "rule"}
+
+
+def test_no_pivotal_position_reads_no_only_when_its_bound_rules_out_a_few_percent():
+    metrics = copy.deepcopy(GOOD)
+    d = metrics["decisive"]["generators"]["tuned"]
+    d.update(share_pivotal=0.0, share_pivotal_low=0.0, share_pivotal_high=0.004,
+             js_auc=None, abs_delta_auc=None, entropy_base_auc=None, js_recall=None)
+    row = {r.key: r for r in study_findings(metrics)}["critical"]
+    assert row.reproduces == "no" and "share 0% [0.0%, 0.4%]" in row.this_run
+    d.update(share_pivotal_high=0.06)  # e.g. 48 random positions: a few percent not excluded
+    row = {r.key: r for r in study_findings(metrics)}["critical"]
+    assert row.reproduces == "n/a" and "too few positions measured" in row.this_run
 
 
 def test_critical_shows_the_stage_intervals():
