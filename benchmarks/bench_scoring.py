@@ -152,7 +152,7 @@ def floor(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
     res = params.resources
     wa, wb = base.get_output_embeddings().weight, tuned.get_output_embeddings().weight
     block = res.rows_per_block(wa.shape[0], wa.device)
-    for rows in _pack(responses, res.batch_tokens):
+    for rows in _pack(responses, res.tokens_per_batch((base, tuned))):
         for ha, hb, _, _ in _positions(base, tuned, _batch(responses, rows, pad_id, base.device),
                                        res.time_chunk):
             for part in torch.arange(len(ha)).split(block):
@@ -163,7 +163,7 @@ def floor(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
 def plain_forwards(base, tuned, responses, params: ScoreParams, pad_id: int) -> None:
     """Plain full forwards of both models on prompt + response, same batches: what scoring
     costs at least without sharing prompts."""
-    for rows in _pack(responses, params.resources.batch_tokens):
+    for rows in _pack(responses, params.resources.tokens_per_batch((base, tuned))):
         ids, mask, pos = left_pad([responses[i].prompt_ids + responses[i].response_ids
                                    for i in rows], pad_id)
         base(input_ids=ids, attention_mask=mask, position_ids=pos)

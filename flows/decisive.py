@@ -31,11 +31,11 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
     layout = Layout(data_root)
     # plan: every input checked before an output is touched
     jobs = plan_decisive_task(cfg, grader, models, layout)
-    # measure: K rollouts per position, one task and part file per generator
+    # measure: the design's rollouts (decisive.design), one task and part file per generator
     runs = measure_task.map(jobs, unmapped(cfg), unmapped(grader)).result()
     publish_task(layout, runs)
     logger.info("decisiveness: %s", runs)
-    # detect: precision, recall and AUC of js, base entropy and |delta| (sql/decisive)
+    # detect: pivotal shares, precision, recall and AUC with intervals (rlvr.decisive.estimates)
     metrics = detection_task(layout, cfg, runs)
     # results in the UI: headline numbers and links to the outputs
     publish_results(metrics, layout)

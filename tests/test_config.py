@@ -91,6 +91,12 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
     ("decisive", {"generators": ["rl"]}, "params.yaml `decisive.generators`: ['rl'] is not a "
                                          "list of distinct"),
     ("decisive", {"pivot_cuts": [0.0]}, "params.yaml `decisive.pivot_cuts`: need |ΔV| cuts"),
+    ("decisive", {"design": "adaptive"}, "params.yaml `decisive.design`: 'adaptive' is not one "
+                                         "of ['exhaustive', 'stratified']"),
+    ("decisive", {"design": "stratified", "positions": 4}, "params.yaml `decisive.positions`: "
+                                                          "is 4 with design `stratified`"),
+    ("decisive", {"min_rollouts": 16, "max_rollouts": 8}, "params.yaml `decisive.max_rollouts`: "
+                                                         "8 is below min_rollouts 16"),
     ("score", {"resources": {"vocab_chunk": 0}}, "params.yaml `score.resources.vocab_chunk`: "
                                                  "must be >= 1"),
     ("weighted", {"rl": {"lr": -1.0}}, "params.yaml `weighted.rl.lr`: must be positive"),

@@ -1,15 +1,17 @@
 """The decisive stage's library half: measured decisiveness of a pair's responses, as a table.
 
 For each generator of the pair (`base`, `tuned`), the first `n_prompts` prompts x
-`samples_per_prompt` samples of the sample stage are measured (`rlvr.decisive.values`) at every
-position, or at `positions` random ones per response (the budget knob for long real responses:
-rollouts ~ K x measured positions x the share of draws that leave the response). Rows go to
+`samples_per_prompt` samples of the sample stage are measured under `design`
+(`rlvr.decisive.measurement`): `exhaustive`, K rollouts at every position or at `positions`
+random ones per response (the reference); `stratified`, positions drawn by strata of JS and
+base entropy and rolled out sequentially (`rlvr.decisive.design`, `rlvr.decisive.sequential`).
+Every position of a measured response gets a row, with its stratum and inclusion probability:
 
     <decisive>/positions/model=<generator>/part-00000.parquet      (view `decisiveness`)
 
-with the schema `rlvr.store.tables.DECISIVE_SCHEMA`. Then `sql/decisive/agg_decisive_*.sql`
-join them to the token table and measure how well js, base entropy and |Δ log-prob| find the
-positions whose measured |ΔV| is large.
+with the schema `rlvr.store.tables.DECISIVE_SCHEMA`. Then `sql/decisive/` joins them to the
+token table and `rlvr.decisive.estimates` measures, weighting by the design, how well js, base
+entropy and |Δ log-prob| find the positions whose measured |ΔV| is large.
 
 `plan_decisive` checks every input before the stage touches an output: the samples and token
 tables are complete and hold the pair's partitions, each generator's model is whole and finite
@@ -23,12 +25,15 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 
 from rlvr.config import require
-from rlvr.decisive.values import Measured, bootstrap_delta, measure_values, wilson
+from rlvr.decisive.estimates import detection
+from rlvr.decisive.measurement import measure_exhaustive, measure_stratified
+from rlvr.decisive.values import Measured
 from rlvr.generation.sampler import SamplingParams
 from rlvr.layout import Layout
 from rlvr.models.checks import check_model
@@ -52,7 +57,7 @@ from rlvr.store.tables import (
 )
 from rlvr.testbed.graders import get_grader
 from rlvr.tokens.analysis import write_table
-from rlvr.warehouse.sql import list_queries, run_sql
+from rlvr.warehouse.sql import run_sql
 from rlvr.warehouse.views import connect, views
 
 GENERATORS = ("base", "tuned")
@@ -79,12 +84,20 @@ class DecisiveParams:
     generators: list[str] = field(default_factory=lambda: ["base", "tuned"])
     n_prompts: int = 48  # the first N prompts of the samples
     samples_per_prompt: int = 2  # sample ids 0..N-1 of each
-    positions: int = 0  # measured positions per response: 0 = all, else a random sample
-    rollouts: int = 32  # K per position (common random numbers; see rlvr.decisive.values)
+    # exhaustive: K rollouts at every position (or `positions` random ones per response), the
+    # reference; stratified: strata by JS and entropy, sequential rollouts (rlvr.decisive.design)
+    design: Literal["exhaustive", "stratified"] = "exhaustive"
+    positions: int = 0  # exhaustive: measured positions per response, 0 = all
+    rollouts: int = 32  # exhaustive: K per position (common random numbers)
+    stratum_share: float = 0.1  # stratified: the js and entropy strata, top share of open positions
+    per_stratum: int = 24  # stratified: positions drawn from each of the js and entropy strata
+    uniform_positions: int = 64  # stratified: drawn from the uniform stratum (the other open ones)
+    min_rollouts: int = 8  # stratified: diverging rollouts in a position's first round
+    max_rollouts: int = 32  # stratified: at most this many per position (rounds double)
     seed: int = 0  # rollout streams and position sampling
     pivot_cuts: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])  # |ΔV| cuts
     flag_shares: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])  # top shares
-    n_bootstrap: int = 1000  # ΔV interval replicates
+    n_bootstrap: int = 1000  # ΔV interval replicates; share and AUC interval replicates
     alpha: float = 0.05
     resources: DecisiveResources = field(default_factory=DecisiveResources)
 
@@ -94,9 +107,18 @@ class DecisiveParams:
                 f"{self.generators} is not a list of distinct {list(GENERATORS)}",
                 "use e.g. [base, tuned]")
         require(self.base != self.tuned, "tuned", "is the base model", "name another model")
-        for key in ("n_prompts", "samples_per_prompt", "rollouts", "n_bootstrap"):
+        for key in ("n_prompts", "samples_per_prompt", "rollouts", "n_bootstrap",
+                    "per_stratum", "uniform_positions", "min_rollouts"):
             require(getattr(self, key) >= 1, key, "must be >= 1", "use a positive integer")
         require(self.positions >= 0, "positions", "must be >= 0", "use 0 (all) or e.g. 16")
+        require(self.design == "exhaustive" or self.positions == 0, "positions",
+                f"is {self.positions} with design `stratified`, which picks its own positions",
+                "set it to 0 (or use design: exhaustive)")
+        require(self.max_rollouts >= self.min_rollouts, "max_rollouts",
+                f"{self.max_rollouts} is below min_rollouts {self.min_rollouts}",
+                "use e.g. min_rollouts: 8, max_rollouts: 64")
+        require(0 < self.stratum_share < 0.5, "stratum_share", "must be in (0, 0.5)",
+                "use e.g. 0.1")
         require(bool(self.pivot_cuts) and all(0 < c <= 1 for c in self.pivot_cuts),
                 "pivot_cuts", f"need |ΔV| cuts in (0, 1], got {self.pivot_cuts}",
                 "use e.g. [0.1, 0.2, 0.3]")
@@ -105,20 +127,31 @@ class DecisiveParams:
                 "use e.g. [0.05, 0.1, 0.2]")
         require(0 < self.alpha < 1, "alpha", "must be in (0, 1)", "use 0.05")
 
+    @property
+    def stop_cut(self) -> float:
+        """The cut a sequential position stops on (the middle one, the headline's): settling
+        every cut would roll out to the cap any position near the smallest one."""
+        return sorted(self.pivot_cuts)[len(self.pivot_cuts) // 2]
+
     def model_of(self, generator: str) -> str:
         return self.base if generator == "base" else self.tuned
 
     def result_fields(self) -> dict[str, object]:
         """What of these knobs changes a table row: part of the part files' fingerprint."""
         out = asdict(self)
-        for key in ("resources", "pivot_cuts", "flag_shares", "base", "tuned", "generators"):
+        drop = ["resources", "flag_shares", "base", "tuned", "generators"]
+        drop += (["stratum_share", "per_stratum", "uniform_positions", "min_rollouts",
+                  "max_rollouts", "pivot_cuts"]
+                 if self.design == "exhaustive" else ["positions", "rollouts"])
+        for key in drop:
             out.pop(key)
         return out
 
 
 def select_items(table: pa.Table, cfg: DecisiveParams) -> list[Measured]:
     """The responses to measure (first prompts in file order, first sample ids) and their
-    positions: all, or `cfg.positions` drawn per response from a stream of (seed, response)."""
+    positions: all, or `cfg.positions` drawn per response from a stream of (seed, response)
+    (the exhaustive design; the stratified one starts from all and picks its own)."""
     rows = table.to_pylist()
     prompts = list(dict.fromkeys(r["prompt_id"] for r in rows))[: cfg.n_prompts]
     keep = set(prompts)
@@ -129,7 +162,7 @@ def select_items(table: pa.Table, cfg: DecisiveParams) -> list[Measured]:
         key = f"decisive/{r['prompt_id']}/{r['sample_id']}"
         n = len(r["response_token_ids"])
         positions = list(range(n))
-        if cfg.positions and cfg.positions < n:
+        if cfg.design == "exhaustive" and cfg.positions and cfg.positions < n:
             positions = sorted(random.Random(f"{cfg.seed}/{key}").sample(positions,
                                                                          cfg.positions))
         items.append(Measured(key, r["prompt_token_ids"], r["response_token_ids"], r["answer"],
@@ -157,6 +190,7 @@ class DecisiveJob:
     generator: str  # "base" or "tuned"
     entry: ModelEntry
     samples: str
+    tokens: str  # the pair's token partition of this generator (the design's signals)
     out_path: str
 
 
@@ -174,7 +208,8 @@ def plan_decisive(
     pair = pair_name(cfg.base, cfg.tuned)
     jobs = []
     for generator in cfg.generators:
-        if not tokens_dir(layout.tokens_dir, pair, generator).is_dir():
+        signals = tokens_dir(layout.tokens_dir, pair, generator)
+        if not signals.is_dir():
             raise ValueError(f"params.yaml `decisive.base`/`decisive.tuned`: no pair {pair!r} "
                              f"(generator {generator}) in the token table {layout.tokens_dir}; "
                              "add the models to `score.base`/`score.tuned` and run `dvc repro "
@@ -188,7 +223,7 @@ def plan_decisive(
                              "sample`")
         sampling_of(read_partition(source, ["temperature", "top_p", "max_new_tokens"]), cfg.seed)
         out = part_path(layout.decisive_dir / "positions" / f"model={entry.name}", 0)
-        jobs.append(DecisiveJob(generator, entry, str(source), str(out)))
+        jobs.append(DecisiveJob(generator, entry, str(source), str(signals), str(out)))
     return jobs
 
 
@@ -199,49 +234,35 @@ def measure_generator(
     single-threaded (`pin_torch_threads`)."""
     pin_torch_threads()
     entry, source, out = job.entry, Path(job.samples), Path(job.out_path)
+    parts = sorted(Path(job.tokens).glob("part-*.parquet")) if cfg.design != "exhaustive" else []
     key = fingerprint(model=entry.spec.identity(), name=entry.name, kind=entry.kind,
                       samples=[part_fingerprint(p) for p in sorted(source.glob("part-*.parquet"))],
-                      params=cfg.result_fields(), grader=grader)
+                      signals=[part_fingerprint(p) for p in parts], params=cfg.result_fields(),
+                      grader=grader, columns=DECISIVE_SCHEMA.names)
     if part_is_current(out, key):
         return {"model": entry.name, "path": str(out), "skipped": True}
     table = read_partition(source)
     items = select_items(table, cfg)
     model, tokenizer = load_spec(entry.spec)
+    sampling = sampling_of(table, cfg.seed)
     start = time.perf_counter()
-    values, cost = measure_values(model, tokenizer, items, cfg.rollouts,
-                                  sampling_of(table, cfg.seed), get_grader(grader),
-                                  cfg.resources.batch_size, progress)
-    rows = position_rows(entry.name, entry.kind, items, values, cfg)
+    measure = measure_exhaustive if cfg.design == "exhaustive" else measure_stratified
+    cols, cost = measure(model, tokenizer, items, sampling, get_grader(grader), cfg,
+                         job.tokens, entry.name, progress)
+    cols = {"model": entry.name, "model_kind": entry.kind,
+            "prompt_id": [m.key.split("/")[1] for m in items for _ in m.response_ids],
+            "sample_id": [int(m.key.split("/")[2]) for m in items for _ in m.response_ids],
+            "position": [t for m in items for t in range(len(m.response_ids))],
+            "n_tokens": [len(m.response_ids) for m in items for _ in m.response_ids],
+            "token_id": [y for m in items for y in m.response_ids],
+            "reward": [m.reward for m in items for _ in m.response_ids], **cols}
+    n = len(cols["position"])
+    rows = to_table({k: [v] * n if isinstance(v, str) else v for k, v in cols.items()},
+                    DECISIVE_SCHEMA)
     write_part([rows], out, DECISIVE_SCHEMA, key)
     return {"model": entry.name, "path": str(out), "skipped": False, "responses": len(items),
-            "positions": rows.num_rows, "seconds": time.perf_counter() - start, **cost}
-
-
-def position_rows(model: str, kind: str, items: list[Measured], values: list,
-                  cfg: DecisiveParams) -> pa.Table:
-    """The decisiveness rows of measured items, with Wilson and bootstrap intervals."""
-    before = np.concatenate([v.before for v in values])
-    after = np.concatenate([v.after for v in values])
-    k = cfg.rollouts
-    cols: dict[str, object] = {
-        "model": [model] * len(before), "model_kind": [kind] * len(before),
-        "prompt_id": [m.key.split("/")[1] for m in items for _ in m.positions],
-        "sample_id": [int(m.key.split("/")[2]) for m in items for _ in m.positions],
-        "position": [t for m in items for t in m.positions],
-        "n_tokens": [len(m.response_ids) for m in items for _ in m.positions],
-        "token_id": [m.response_ids[t] for m in items for t in m.positions],
-        "reward": [m.reward for m in items for _ in m.positions],
-        "prob_token": np.concatenate([v.prob_token for v in values]),
-        "n_rollouts": [k] * len(before),
-        "n_resampled_other": np.concatenate([v.resampled_other for v in values]),
-        "value_before": before.mean(1), "value_after": after.mean(1),
-        "delta_value": (after.astype(int) - before.astype(int)).mean(1),
-    }
-    for name, outcome in (("value_before", before), ("value_after", after)):
-        cols[f"{name}_low"], cols[f"{name}_high"] = wilson(outcome.sum(1), k, cfg.alpha)
-    cols["delta_low"], cols["delta_high"] = bootstrap_delta(before, after, cfg.n_bootstrap,
-                                                            cfg.alpha, cfg.seed)
-    return to_table(cols, DECISIVE_SCHEMA)
+            "positions": n, "measured": int(np.sum(np.asarray(cols["status"]) != "unsampled")),
+            "seconds": time.perf_counter() - start, **cost}
 
 
 def decisive_sql_params(cfg: DecisiveParams) -> dict[str, object]:
@@ -251,14 +272,20 @@ def decisive_sql_params(cfg: DecisiveParams) -> dict[str, object]:
 
 
 def run_detection(layout: Layout, cfg: DecisiveParams) -> dict[str, pa.Table]:
-    """Run every sql/decisive query; write results, the plot CSV and the metrics."""
+    """The population frame (sql/decisive/int_decisive_frame), every signal's detection with
+    intervals (`rlvr.decisive.estimates`) and the role shares (agg_decisive_roles); writes the
+    results and the plot CSV."""
     con = connect(layout.root)
     for needed, stage in (("decisiveness", "decisive"), ("tokens", "score")):
         if needed not in views(con):
             raise ValueError(f"no complete `{needed}` table under {layout.root}; run the "
                              f"{stage} stage first (`dvc repro {stage}`)")
-    results = {name: run_sql(con, name, decisive_sql_params(cfg))
-               for name in list_queries("agg_decisive", stage="decisive")}
+    params = decisive_sql_params(cfg)
+    frame = run_sql(con, "int_decisive_frame", params).to_pandas()
+    found = detection(frame, cfg.pivot_cuts, cfg.flag_shares, cfg.n_bootstrap, cfg.alpha,
+                      cfg.seed)
+    results = {"agg_decisive_detection": pa.Table.from_pandas(found, preserve_index=False),
+               "agg_decisive_roles": run_sql(con, "agg_decisive_roles", params)}
     for name, table in results.items():
         write_table(table, layout.decisive_dir / f"{name}.parquet")
     write_table(results["agg_decisive_detection"], layout.plot("decisive_detection"))
@@ -266,21 +293,24 @@ def run_detection(layout: Layout, cfg: DecisiveParams) -> dict[str, pa.Table]:
 
 
 def headline(results: dict[str, pa.Table], runs: list[dict], cfg: DecisiveParams) -> dict:
-    """Precision/recall/AUC at the middle cut and share, role shares, and the cost."""
-    cut = sorted(cfg.pivot_cuts)[len(cfg.pivot_cuts) // 2]
-    share = sorted(cfg.flag_shares)[len(cfg.flag_shares) // 2]
+    """Share pivotal and precision/recall/AUC (with intervals) at the middle cut and share,
+    role shares, and the cost."""
+    cut, share = cfg.stop_cut, sorted(cfg.flag_shares)[len(cfg.flag_shares) // 2]
     out: dict[str, dict] = {}
     for r in results["agg_decisive_detection"].to_pylist():
         if math.isclose(r["pivot_cut"], cut) and math.isclose(r["flag_share"], share):
             g = out.setdefault(r["generator"], {"pivot_cut": cut, "flag_share": share})
-            g["n_positions"], g["share_pivotal"] = r["n_positions"], r["base_rate"]
-            for key in ("precision", "recall", "auc"):
+            g.update(n_positions=r["n_positions"], n_measured=r["n_measured"],
+                     share_pivotal=_round(r["base_rate"]),
+                     share_pivotal_low=_round(r["base_rate_low"]),
+                     share_pivotal_high=_round(r["base_rate_high"]))
+            for key in ("precision", "recall", "auc", "auc_low", "auc_high"):
                 g[f"{r['signal']}_{key}"] = _round(r[key])
     for r in results["agg_decisive_roles"].to_pylist():
         if math.isclose(r["pivot_cut"], cut):
             out.setdefault(r["generator"], {}).setdefault("share_pivotal_by_role", {})[
                 r["role"]] = _round(r["share_pivotal"])
-    return {"pair": pair_name(cfg.base, cfg.tuned), "generators": out,
+    return {"pair": pair_name(cfg.base, cfg.tuned), "design": cfg.design, "generators": out,
             "cost": [{k: v for k, v in run.items() if k != "path"} for run in runs]}
 
 

@@ -24,7 +24,7 @@ import torch
 from scipy.stats import norm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.generation.sampler import SamplingParams, left_pad, pick_tokens, sample, sampling_uniforms
+from rlvr.generation.sampler import SamplingParams, left_pad, sample, sampling_uniforms
 
 Grader = Callable[[str, str], int]
 
@@ -86,12 +86,14 @@ def bootstrap_delta(
 
 
 @torch.no_grad()
-def _resample(
-    model: PreTrainedModel, items: Sequence[Measured], k: int, sampling: SamplingParams,
-    pad_id: int, batch_size: int,
+def resample(
+    model: PreTrainedModel, items: Sequence[Measured], k: int | Sequence[int],
+    sampling: SamplingParams, pad_id: int, batch_size: int,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per response: the token each rollout draws at each position, (K, L), and the sampling
-    probability of the realised tokens, (L,); one teacher-forced forward per batch."""
+    """Per response: the token each of its k rollout streams draws at each position, (k, L),
+    and the sampling probability of the realised tokens, (L,); one teacher-forced forward per
+    batch. `k` is one count for all responses or one per response."""
+    ks = [k] * len(items) if isinstance(k, int) else list(k)
     out = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
@@ -100,15 +102,31 @@ def _resample(
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                        position_ids=pos.to(dev)).logits.float()
         for i, m in enumerate(batch):
-            n, width = len(m.response_ids), ids.shape[1]
+            n, width, kk = len(m.response_ids), ids.shape[1], ks[start + i]
             rows = logits[i, width - n - 1 : width - 1]  # (L, V): the logits predicting y_t
-            u = sampling_uniforms(sampling.seed, [f"{m.key}/{j}" for j in range(k)], n)
-            drawn = pick_tokens(rows.repeat(k, 1), u.reshape(-1), sampling.temperature,
-                                sampling.top_p).view(k, n)
+            u = sampling_uniforms(sampling.seed, [f"{m.key}/{j}" for j in range(kk)], n)
+            drawn = draw_tokens(rows, u, sampling.temperature, sampling.top_p)
             probs = _sampling_probs(rows, sampling)
             own = probs.gather(-1, torch.tensor(m.response_ids, device=dev)[:, None]).squeeze(-1)
             out.append((drawn.cpu().numpy(), own.cpu().numpy()))
     return out
+
+
+def draw_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float,
+                top_p: float) -> torch.Tensor:
+    """What `pick_tokens` draws for every stream at every position, sorting each position's
+    distribution once: logits (L, V), uniforms (K, L) -> token ids (K, L). The same float64
+    arithmetic as `pick_tokens` on each row, so the same tokens (tested)."""
+    if temperature == 0:
+        return logits.argmax(-1)[None, :].expand(uniforms.shape[0], -1)
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    cum = sorted_probs.cumsum(-1)
+    sorted_probs = sorted_probs * ((cum - sorted_probs) < top_p)
+    cum = sorted_probs.cumsum(-1)  # (L, V)
+    target = (uniforms.to(cum).T * cum[:, -1:]).contiguous()  # (L, K)
+    idx = torch.searchsorted(cum, target, right=True).clamp(max=logits.shape[-1] - 1)
+    return order.gather(-1, idx).T
 
 
 def _sampling_probs(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
@@ -122,7 +140,7 @@ def _sampling_probs(logits: torch.Tensor, sampling: SamplingParams) -> torch.Ten
     return kept / kept.sum(-1, keepdim=True)
 
 
-def _first_divergence(differs: np.ndarray) -> np.ndarray:
+def first_divergence(differs: np.ndarray) -> np.ndarray:
     """(K, L) bool -> (K, L + 1): the first s >= t with differs[k, s], or L (none), per t."""
     k, n = differs.shape
     out = np.full((k, n + 1), n)
@@ -140,17 +158,20 @@ def measure_values(
     grader: Grader,
     batch_size: int = 512,
     progress: bool = False,
+    draws: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[list[PositionValues], dict[str, int]]:
     """Rollout outcomes before and after each measured position of each response.
 
     `sampling` gives the generator's temperature, top-p and the seed of the rollout streams
-    (its max_new_tokens is unused: each response carries its own cap). Returns one
+    (its max_new_tokens is unused: each response carries its own cap); `draws` are
+    `resample`'s for these items and `rollouts` (computed here when None). Returns one
     PositionValues per item and the cost: rollouts decoded and tokens they generated.
     """
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    draws = _resample(model, items, rollouts, sampling, pad, batch_size)
+    if draws is None:
+        draws = resample(model, items, rollouts, sampling, pad, batch_size)
     # the rollout behind outcome (k, t) starts at first[k, t]; n (none) is the response itself
-    firsts = [_first_divergence(drawn != np.asarray(m.response_ids)[None, :])
+    firsts = [first_divergence(drawn != np.asarray(m.response_ids)[None, :])
               for m, (drawn, _) in zip(items, draws, strict=True)]
     needed = set()
     for i, (m, first) in enumerate(zip(items, firsts, strict=True)):
@@ -158,8 +179,8 @@ def measure_values(
         ks, cs = np.nonzero(cols < len(m.response_ids))
         needed |= {(i, int(k), int(cols[k, c])) for k, c in zip(ks, cs, strict=True)}
     jobs = sorted(needed)
-    rewards, tokens = _roll_out(model, tokenizer, items, draws, jobs, sampling, grader,
-                                batch_size, progress, eos, pad)
+    rewards, tokens = roll_out(model, tokenizer, items, draws, jobs, sampling, grader,
+                               batch_size, progress, eos, pad)
     reward_of = dict(zip(jobs, rewards, strict=True))
     results = []
     for i, (m, (drawn, prob), first) in enumerate(zip(items, draws, firsts, strict=True)):
@@ -179,7 +200,7 @@ def measure_values(
     return results, {"rollouts": len(jobs), "rollout_tokens": tokens}
 
 
-def _roll_out(
+def roll_out(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: Sequence[Measured],
     draws: list[tuple[np.ndarray, np.ndarray]], jobs: list[tuple[int, int, int]],
     sampling: SamplingParams, grader: Grader, batch_size: int, progress: bool, eos: int,

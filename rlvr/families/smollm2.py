@@ -98,7 +98,10 @@ FAMILY = Family(
                                   {"direction": "forward", "top_k": 50, "rules": ["js"],
                                    "budgets": [0.1]}],
                          "resources": {"batch_size": 64}},
-        "decisive": {"n_prompts": 12, "samples_per_prompt": 1, "positions": 4, "rollouts": 16,
+        # 48 held-out prompts x 2 responses per model: ~2,600 positions each, stratified (12 x 4
+        # random positions x 16 rollouts, exhaustive, found no pivotal one)
+        "decisive": {"n_prompts": 48, "samples_per_prompt": 2, "design": "stratified",
+                     "rollouts": 16,
                      # rows x ~110 tokens x 49,152 logits: 512 would need ~11 GB
                      "resources": {"batch_size": 32}},
         "weighted": {"seeds": 4, "rl": WEIGHTED_RL,

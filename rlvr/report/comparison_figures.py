@@ -253,6 +253,12 @@ def _threshold_pr_note(pr: pd.DataFrame) -> str:
 # --- §6 measured decisiveness (the decisive stage) --------------------------------------------
 
 
+def _interval(row) -> str:
+    """The stage's 95% interval of a row's AUC, when it has one."""
+    lo, hi = getattr(row, "auc_low", None), getattr(row, "auc_high", None)
+    return "" if lo is None or hi is None or pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]"
+
+
 def measured_decisiveness(df: pd.DataFrame, pivot_cut: float) -> tuple[Figure, str]:
     """Recall of each signal at finding the positions whose resampling moves success by at
     least `pivot_cut`, against the share of positions it flags; one panel per generator.
@@ -277,7 +283,7 @@ def measured_decisiveness(df: pd.DataFrame, pivot_cut: float) -> tuple[Figure, s
         finish_axes(fig, ax, "% positions flagged (highest signal first)", "recall")
         aucs = sub.drop_duplicates("signal").sort_values("auc", ascending=False)
         parts.append(f"{gen}: AUC " + ", ".join(
-            f"{r.signal} {r.auc:.2f}" if pd.notna(r.auc) else f"{r.signal} n/a (none pivotal)"
-            for r in aucs.itertuples()))
+            f"{r.signal} {r.auc:.2f}{_interval(r)}" if pd.notna(r.auc)
+            else f"{r.signal} n/a (none pivotal)" for r in aucs.itertuples()))
     return fig, (f"Positions whose resampling changes success by ≥ {pivot_cut:g}, found by each "
                  "signal; " + "; ".join(parts) + ".")

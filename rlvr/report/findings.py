@@ -169,10 +169,24 @@ def weighted(results: dict) -> tuple[str, str]:
 def critical(decisive: dict) -> tuple[str, str]:
     d = decisive["generators"][GENERATOR]  # RL-generated responses, measured by resampling
     share, auc = d["share_pivotal"], d["js_auc"]
+
+    def ci(key: str, fmt) -> str:  # the stage's 95% interval, when it gave one
+        lo, hi = d.get(f"{key}_low"), d.get(f"{key}_high")
+        return "" if lo is None or hi is None else f" [{fmt(lo)}, {fmt(hi)}]"
+
+    measured = (f" ({d['n_measured']} of {d['n_positions']} positions measured)"
+                if "n_measured" in d else "")
+    if share == 0:  # "no" only when the interval also rules out the study's few percent
+        text = (f"no RL-generated position moves success by >= {d['pivot_cut']:g} when "
+                f"resampled: share 0%{ci('share_pivotal', _p)}{measured}")
+        if (d.get("share_pivotal_high") or 1.0) < 0.01:
+            return text, "no"
+        raise KeyError(f"{text}; too few positions measured to rule out a few percent")
     if any(d[k] is None for k in ("js_auc", "abs_delta_auc", "entropy_base_auc", "js_recall")):
         raise KeyError("decisive: no pivotal position measured (AUCs undefined)")
-    return (f"{_p(share)} of RL-generated positions move success by >= {d['pivot_cut']:g} when "
-            f"resampled; JS finds them with AUC {auc:.2f} (recall {_p(d['js_recall'])} flagging "
+    return (f"{_p(share)}{ci('share_pivotal', _p)} of RL-generated positions move success by "
+            f">= {d['pivot_cut']:g} when resampled{measured}; JS finds them with AUC {auc:.2f}"
+            f"{ci('js_auc', lambda x: f'{x:.2f}')} (recall {_p(d['js_recall'])} flagging "
             f"{_p(d['flag_share'])}; |Δ| {d['abs_delta_auc']:.2f}, base entropy "
             f"{d['entropy_base_auc']:.2f})",
             verdict([share <= 0.1, auc >= 0.8]))

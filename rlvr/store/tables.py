@@ -79,7 +79,7 @@ TOKENS_SCHEMA = pa.schema([
     pa.field("js_top_p", pa.float32(), nullable=False),
 ])
 
-# measured decisiveness (rlvr.decisive): one row per measured position of a model's response
+# measured decisiveness (rlvr.decisive): one row per position of a measured response
 DECISIVE_SCHEMA = pa.schema([
     pa.field("model", pa.string(), nullable=False),  # the generator: wrote and rolls out
     pa.field("model_kind", pa.string(), nullable=False),
@@ -90,9 +90,13 @@ DECISIVE_SCHEMA = pa.schema([
     pa.field("token_id", pa.int32(), nullable=False),
     pa.field("reward", pa.int8(), nullable=False),
     pa.field("prob_token", pa.float32(), nullable=False),  # under the generator's sampling
+    pa.field("stratum", pa.string(), nullable=False),  # the design's (rlvr.decisive.design)
+    pa.field("inclusion_prob", pa.float64(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),  # how it was measured, or `unsampled`
     pa.field("n_rollouts", pa.int32(), nullable=False),
     pa.field("n_resampled_other", pa.int32(), nullable=False),
-    *[pa.field(c, pa.float32(), nullable=False) for c in (
+    # null where not measured (`unsampled`; values also at `bound`)
+    *[pa.field(c, pa.float32()) for c in (
         "value_before", "value_before_low", "value_before_high", "value_after",
         "value_after_low", "value_after_high", "delta_value", "delta_low", "delta_high")],
 ])

@@ -131,27 +131,40 @@ def _js_top_p_rows(a: torch.Tensor, b: torch.Tensor, lse_a: torch.Tensor, lse_b:
     return out
 
 
-def _logsumexp(x: torch.Tensor) -> torch.Tensor:
-    """logsumexp over the last dimension, (R, C) -> (R,), exp's inputs raised to FLOOR."""
+def _logsumexp(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logsumexp over the last dimension, (R, C) -> (R,), exp's inputs raised to FLOOR, and
+    those exps divided by their row sums: the softmax (R, C) when C is the whole vocabulary."""
     m = x.amax(-1, keepdim=True)
-    out = (x - m).clamp_min_(FLOOR).exp_().sum(-1).log_() + m.squeeze(-1)
-    return torch.where(m.squeeze(-1) == -math.inf, -math.inf, out)  # every id ruled out
+    e = (x - m).clamp_min_(FLOOR).exp_()
+    total = e.sum(-1, keepdim=True)
+    out = total.log().squeeze(-1) + m.squeeze(-1)
+    return torch.where(m.squeeze(-1) == -math.inf, -math.inf, out), e.div_(total)
 
 
-def _sums(a: torch.Tensor, b: torch.Tensor, lse_a: torch.Tensor, lse_b: torch.Tensor):
-    """This chunk's contributions to (H(p), H(q), KL(p||q), KL(q||p), JS(p, q)), each (R,)."""
+def _sums(a: torch.Tensor, b: torch.Tensor, lse_a: torch.Tensor, lse_b: torch.Tensor,
+          probs: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """This chunk's contributions to (H(p), H(q), KL(p||q), KL(q||p), JS(p, q)), each (R,).
+    `probs`: both softmaxes when the chunk is the whole vocabulary (`_logsumexp` made them)."""
     lp_a, lp_b = a - lse_a[:, None], b - lse_b[:, None]
-    p_a, p_b = lp_a.clamp_min(FLOOR).exp_(), lp_b.clamp_min(FLOOR).exp_()
-    diff = lp_a - lp_b
-    log_m = (p_a + p_b).log_() - LN2
-    dot = torch.linalg.vecdot
-    out = [-dot(p_a, lp_a), -dot(p_b, lp_b), dot(p_a, diff), -dot(p_b, diff),
-           0.5 * (dot(p_a, lp_a - log_m) + dot(p_b, lp_b - log_m))]
+    p_a, p_b = probs or (lp_a.clamp_min(FLOOR).exp_(), lp_b.clamp_min(FLOOR).exp_())
+    # every product goes through one scratch block and later values reuse earlier blocks: a
+    # fresh block per operation costs about as much again in page faults as the arithmetic
+    scratch = torch.empty_like(lp_a)
+
+    def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.mul(x, y, out=scratch).sum(-1)
+
+    out = [-dot(p_a, lp_a), -dot(p_b, lp_b)]
     # a ruled-out id (-inf logit) makes p * log p infinite above: redo those rows with the
     # zero-guarded row math (each entry's JS term is >= 0, so clamping a chunk's share is exact)
     bad = ~(out[0].isfinite() & out[1].isfinite())
-    if bad.any():
-        la, lb = lp_a[bad], lp_b[bad]
+    guarded = (lp_a[bad], lp_b[bad]) if bad.any() else None
+    diff = lp_a - lp_b
+    out += [dot(p_a, diff), -dot(p_b, diff)]
+    log_m = torch.add(p_a, p_b, out=diff).log_().sub_(LN2)
+    out.append(0.5 * (dot(p_a, lp_a.sub_(log_m)) + dot(p_b, lp_b.sub_(log_m))))
+    if guarded is not None:
+        la, lb = guarded
         exact = [entropy(la), entropy(lb), kl(la, lb), kl(lb, la), js(la, lb)]
         for o, m in zip(out, exact, strict=True):
             o[bad] = m
@@ -174,6 +187,12 @@ def _rank_above(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tens
         col = torch.arange(x.shape[-1], device=x.device)
         above[odd] = ((xs > ts) | ((xs == ts) & (col < ys))).sum(-1).to(above.dtype)
     return above.long()
+
+
+def _candidate_rank(idx: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1-based position of `target` (R,) among the first 5 ids of `idx` (R, K), else 0."""
+    hit = idx[:, :MAX_OVERLAP_K] == target[:, None]
+    return torch.where(hit.any(-1), hit.long().argmax(-1) + 1, 0)
 
 
 @torch.no_grad()
@@ -219,12 +238,15 @@ def pair_statistics(
     lse_a, lse_b, a_y, b_y, a_at_top1_b, b_at_top1_a = (neg.clone() for _ in range(6))
     top_a = top_b = torch.empty(n, 0, device=dev)
     idx_a = idx_b = torch.empty(n, 0, dtype=torch.long, device=dev)
+    probs = None  # with a single chunk, both softmaxes from the normalisers' exps
     for s, e in chunks:
         a, b = logits_fn(None, s, e)
+        (part_a, soft_a), (part_b, soft_b) = _logsumexp(a), _logsumexp(b)
         if len(chunks) == 1:
-            cached = (a, b)
-        lse_a = torch.logaddexp(lse_a, _logsumexp(a))
-        lse_b = torch.logaddexp(lse_b, _logsumexp(b))
+            cached, probs, lse_a, lse_b = (a, b), (soft_a, soft_b), part_a, part_b
+        else:
+            lse_a, lse_b = torch.logaddexp(lse_a, part_a), torch.logaddexp(lse_b, part_b)
+        del soft_a, soft_b
         here = (targets >= s) & (targets < e)
         local = (targets - s).clamp(0, e - s - 1)[:, None]
         a_y = torch.where(here, a.gather(-1, local).squeeze(-1), a_y)
@@ -245,17 +267,26 @@ def pair_statistics(
                 _exact_top(full_a, _CANDIDATES), _exact_top(full_b, _CANDIDATES))
             a_at_top1_b[rows] = full_a.gather(-1, idx_b[rows, :1]).squeeze(-1)
             b_at_top1_a[rows] = full_b.gather(-1, idx_a[rows, :1]).squeeze(-1)
-    zero, one = torch.zeros(n, device=dev), torch.ones(n, dtype=torch.long, device=dev)
-    sums = [zero.clone() for _ in range(5)]  # H(p), H(q), KL(p||q), KL(q||p), JS
-    rank_a, rank_b, rank_top1_b, rank_top1_a = (one.clone() for _ in range(4))
+    sums = [torch.zeros(n, device=dev) for _ in range(5)]  # H(p), H(q), KL(p||q), KL(q||p), JS
+    # ranks: an id among a row's first 5 candidates (exact in tie-rule order) has its rank
+    # there; only the other rows (e.g. a sampled token outside the top 5) count the vocabulary
+    ranks = [_candidate_rank(idx, target) for idx, target in
+             ((idx_a, targets), (idx_b, targets), (idx_a, idx_b[:, 0]), (idx_b, idx_a[:, 0]))]
+    counts = [(rank == 0).nonzero().squeeze(-1) for rank in ranks]
+    above = [torch.zeros(len(rows), dtype=torch.long, device=dev) for rows in counts]
     for s, e in chunks:
         a, b = cached if cached is not None else logits_fn(None, s, e)
-        for acc, part in zip(sums, _sums(a, b, lse_a, lse_b), strict=True):
+        for acc, part in zip(sums, _sums(a, b, lse_a, lse_b, probs), strict=True):
             acc += part
-        rank_a += _rank_above(a, a_y, targets - s)
-        rank_b += _rank_above(b, b_y, targets - s)
-        rank_top1_b += _rank_above(a, a_at_top1_b, idx_b[:, 0] - s)
-        rank_top1_a += _rank_above(b, b_at_top1_a, idx_a[:, 0] - s)
+        for acc, rows, (x, value, at) in zip(above, counts, (
+                (a, a_y, targets), (b, b_y, targets), (a, a_at_top1_b, idx_b[:, 0]),
+                (b, b_at_top1_a, idx_a[:, 0])), strict=True):
+            if len(rows):
+                acc += _rank_above(x[rows], value[rows], at[rows] - s)
+    probs = None
+    for rank, rows, acc in zip(ranks, counts, above, strict=True):
+        rank[rows] = 1 + acc
+    rank_a, rank_b, rank_top1_b, rank_top1_a = ranks
     nuc_a, wide_a = _nucleus(top_a, lse_a, top_p)
     nuc_b, wide_b = _nucleus(top_b, lse_b, top_p)
     js_p = _js_candidates(nuc_a, idx_a, nuc_b, idx_b)

@@ -8,7 +8,8 @@ distinct prompts of a batch once, and its KV cache is expanded to their response
 
 Memory is bounded by the chunk sizes, not by the dataset or the vocabulary:
 - batch: responses are packed so that rows * (longest prompt + longest response) <=
-  `batch_tokens`;
+  `batch_tokens`, and fewer when both models' KV caches would pass `kv_bytes` (peak memory is
+  then flat in the number of responses for any depth);
 - time: each model's body runs over `time_chunk` columns at a time with a KV cache, so the
   live activations are batch * time_chunk * hidden (plus the KV cache of one batch);
 - vocabulary: logits are never materialised for a whole sequence; the output head is applied to
@@ -58,6 +59,9 @@ class ScoreResources:
     block_entries: int | None = None  # positions x ids per block; None: 2**20 (CPU), 2**26 (GPU)
     time_chunk: int = 512  # sequence columns per body forward (KV cache between chunks)
     batch_tokens: int = 16384  # responses per batch x (longest prompt + longest response)
+    # both models' KV caches per batch; None: 2**29 (CPU), 2**32 (GPU). A deep model's cache,
+    # expanded to every response and grown by copies, is most of a batch's memory
+    kv_bytes: int | None = None
     top_p_candidates: int = 128  # top-k per row for nuclei wider than the top 5; wider: a sort
 
     def __post_init__(self) -> None:
@@ -68,11 +72,27 @@ class ScoreResources:
         require(self.block_entries is None or self.block_entries >= 1, "block_entries",
                 "must be null or >= 1", "use null (automatic) or e.g. 1048576")
         require(self.top_p_candidates >= 5, "top_p_candidates", "must be >= 5", "use e.g. 128")
+        require(self.kv_bytes is None or self.kv_bytes >= 1, "kv_bytes",
+                "must be null or >= 1", "use null (automatic) or e.g. 536870912")
+
+    def tokens_per_batch(self, models: Sequence[PreTrainedModel]) -> int:
+        """Rows x width of a batch: `batch_tokens`, fewer where the models' KV caches at that
+        size would pass `kv_bytes`, so a batch's memory does not grow with the model's depth."""
+        dev = models[0].device
+        budget = self.kv_bytes or (2**29 if dev.type == "cpu" else 2**32)
+        per_token = sum(2 * m.config.num_hidden_layers * m.config.num_key_value_heads
+                        * _head_dim(m.config) * m.dtype.itemsize for m in models)
+        return max(1, min(self.batch_tokens, budget // per_token))
 
     def rows_per_block(self, vocab: int, device: torch.device) -> int:
         """Positions per logits block: cache-sized blocks on a CPU, large ones on a GPU."""
         entries = self.block_entries or (2**20 if device.type == "cpu" else 2**26)
         return max(1, entries // min(vocab, self.vocab_chunk))
+
+
+def _head_dim(config) -> int:
+    # Llama and Mistral configs state it; Qwen2's does not (hidden size / heads there)
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 @dataclass(frozen=True)
@@ -238,7 +258,7 @@ def score_batches(
     vocab, dev = wa.shape[0], wa.device
     assert wb.shape[0] == vocab, "output heads differ in size: check_same_vocab first"
     block_rows = params.resources.rows_per_block(vocab, dev)
-    batches = _pack(responses, params.resources.batch_tokens)
+    batches = _pack(responses, params.resources.tokens_per_batch((base, tuned)))
     for rows in Progress(batches, "scoring", len(batches), "batch", progress):
         batch = _batch(responses, rows, pad_id, dev)
         rows_t = torch.tensor(rows, device=dev)

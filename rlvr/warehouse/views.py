@@ -181,19 +181,26 @@ COLUMNS: dict[str, dict[str, str]] = {
         "token_id": "realised token id",
         "reward": "grader reward of the response, 0 or 1",
         "prob_token": "probability of the realised token under the generator's sampling",
-        "n_rollouts": "K: rollouts per value, common random numbers across positions",
-        "n_resampled_other": "rollouts whose resampled token differs from the realised one",
-        "value_before": "V(prefix before the token): success share of K rollouts that resample "
-                        "the token and continue",
-        "value_before_low": "Wilson interval low of value_before (decisive.alpha)",
+        "stratum": "the design's stratum: all | response (exhaustive); bound | js | entropy | "
+                   "uniform (stratified)",
+        "inclusion_prob": "probability the design measures this position (weight 1 / it)",
+        "status": "fixed (K rollouts) | bound (1 - prob_token below every cut: never pivotal, "
+                  "no rollout) | decided | capped | no_streams (sequential) | unsampled",
+        "n_rollouts": "K: rollout streams considered, common random numbers across positions",
+        "n_resampled_other": "streams whose resampled token differs from the realised one (the "
+                             "sequential design rolls out only these)",
+        "value_before": "V(prefix before the token): success chance when the token is resampled",
+        "value_before_low": "Wilson interval low of value_before (decisive.alpha; sequential: "
+                            "not adjusted for stopping)",
         "value_before_high": "Wilson interval high of value_before",
-        "value_after": "V(prefix through the token): success share of K rollouts after it",
+        "value_after": "V(prefix through the token): success chance after it",
         "value_after_low": "Wilson interval low of value_after",
         "value_after_high": "Wilson interval high of value_after",
         "delta_value": "value_after - value_before: how much committing to the token moved "
-                       "the chance of success (pivotal when |.| is large)",
-        "delta_low": "paired percentile-bootstrap interval low of delta_value (over rollouts)",
-        "delta_high": "paired percentile-bootstrap interval high of delta_value",
+                       "the chance of success (pivotal when |.| is large); null if not rolled out",
+        "delta_low": "interval low of delta_value: paired bootstrap (fixed), anytime-valid "
+                     "betting interval (sequential), -(1 - prob_token) (bound)",
+        "delta_high": "interval high of delta_value",
     },
     "training": {
         "variant": "training variant (baseline or divergence/sign of alpha)",

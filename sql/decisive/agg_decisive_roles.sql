@@ -1,7 +1,9 @@
 -- Measured decisiveness by the testbed's grammar role: per generator, role and |delta_value|
--- cut, how many measured positions are pivotal (|delta_value| >= cut, interval excluding 0),
--- and their mean |delta_value|, js and base entropy (pair $pair's token rows; null roles, as
--- on user data, form their own group).
+-- cut, the positions of the measured responses, how many were measured, the share pivotal
+-- (|delta_value| >= cut, interval excluding 0; Horvitz-Thompson: measured pivotal positions
+-- weighted by 1 / inclusion_prob over all positions of the role), and the mean |delta_value|
+-- of the rolled-out ones (weighted alike), js and base entropy (pair $pair's token rows;
+-- null roles, as on user data, form their own group).
 with
 
 pairs as (
@@ -28,10 +30,12 @@ token_rows as (
 
 ),
 
-measured as (
+population as (
 
     select
         token_rows.*,
+        decisiveness.status <> 'unsampled' as is_measured,
+        1 / decisiveness.inclusion_prob as weight,
         decisiveness.delta_value,
         decisiveness.delta_low,
         decisiveness.delta_high
@@ -53,20 +57,23 @@ cuts as (
 final as (
 
     select
-        measured.generator,
-        coalesce(measured.role, '(none)') as role,
+        population.generator,
+        coalesce(population.role, '(none)') as role,
         cuts.pivot_cut,
         count(*) as n_positions,
-        avg((
-            abs(measured.delta_value) >= cuts.pivot_cut
-            and (measured.delta_low > 0 or measured.delta_high < 0)
-        )::integer) as share_pivotal,
-        avg(abs(measured.delta_value)) as mean_abs_delta_value,
-        avg(measured.js) as mean_js,
-        avg(measured.entropy_base) as mean_entropy_base
-    from measured
+        count_if(population.is_measured) as n_measured,
+        sum(population.weight) filter (
+            where abs(population.delta_value) >= cuts.pivot_cut
+            and (population.delta_low > 0 or population.delta_high < 0)
+        ) as weighted_pivotal,
+        sum(population.weight * abs(population.delta_value))
+        / sum(population.weight) filter (where population.delta_value is not null)
+            as mean_abs_delta_value,
+        avg(population.js) as mean_js,
+        avg(population.entropy_base) as mean_entropy_base
+    from population
     cross join cuts
-    group by measured.generator, coalesce(measured.role, '(none)'), cuts.pivot_cut
+    group by population.generator, coalesce(population.role, '(none)'), cuts.pivot_cut
 
 )
 
@@ -75,7 +82,8 @@ select
     role,
     pivot_cut,
     n_positions,
-    share_pivotal,
+    n_measured,
+    coalesce(weighted_pivotal, 0) / n_positions as share_pivotal,
     mean_abs_delta_value,
     mean_js,
     mean_entropy_base

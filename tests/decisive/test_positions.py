@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import mannwhitneyu
 
+from rlvr.decisive.estimates import detection
 from rlvr.decisive.positions import (
     DecisiveParams,
     decisive_sql_params,
@@ -95,7 +96,8 @@ def _write(root, tokens: pd.DataFrame, measured: pd.DataFrame) -> None:
     (root / "tokens" / MARKER).write_text("ok\n")
     full = measured.assign(
         model_kind="x", n_tokens=np.int32(1), token_id=np.int32(0), reward=np.int8(0),
-        prob_token=0.5, n_rollouts=np.int32(8), n_resampled_other=np.int32(0),
+        prob_token=0.5, stratum="all", inclusion_prob=1.0, status="fixed",
+        n_rollouts=np.int32(8), n_resampled_other=np.int32(0),
         **{c: 0.5 for c in ("value_before", "value_before_low", "value_before_high",
                             "value_after", "value_after_low", "value_after_high")})
     for model, g in full.groupby("model"):
@@ -123,7 +125,8 @@ def _joined(tokens: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
 
 def test_detection_matches_pandas_and_scipy(con):
     connection, tokens, measured = con
-    got = run_sql(connection, "agg_decisive_detection", decisive_sql_params(CFG)).to_pandas()
+    frame = run_sql(connection, "int_decisive_frame", decisive_sql_params(CFG)).to_pandas()
+    got = detection(frame, CFG.pivot_cuts, CFG.flag_shares, 200, 0.05, 0)
     assert not got.duplicated(["generator", "signal", "pivot_cut", "flag_share"]).any()
     joined = _joined(tokens, measured)
     expected = []
@@ -170,3 +173,62 @@ def test_roles_match_pandas(con):
 
 def test_decisiveness_keys_are_unique_in_the_schema():
     assert set(KEYS["decisiveness"]) <= set(DECISIVE_SCHEMA.names)
+
+
+@pytest.mark.parametrize("design", ["exhaustive", "stratified"])
+def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
+    """The stage's library path on a scored tiny pipeline: every position of the measured
+    responses has a row, the design's record is consistent (bound rows are never pivotal and
+    carry the exact bound; inclusion probabilities are the strata's draw rates), detection runs
+    on it, and a rerun keeps the part file."""
+    from rlvr.decisive.positions import (
+        measure_generator,
+        plan_decisive,
+        publish,
+        run_detection,
+    )
+    from rlvr.layout import Layout
+    from rlvr.models.specs import ModelsParams
+
+    layout = Layout(scored_data)
+    # random tiny models spread their mass (p ~ 1 / vocabulary): cuts near 1 make some
+    # positions bound (1 - p < 0.9915: p > 0.0085) and leave others open
+    cfg = DecisiveParams(generators=["base"], n_prompts=3, samples_per_prompt=2, design=design,
+                         rollouts=4, per_stratum=3, uniform_positions=4, min_rollouts=2,
+                         max_rollouts=4,
+                         n_bootstrap=20, pivot_cuts=[0.9915, 0.995])
+    (job,) = plan_decisive(cfg, "toy", ModelsParams(), layout)
+    job = type(job)(job.generator, job.entry, job.samples, job.tokens,
+                    str(scored_data / f"decisive-{design}" / "part-00000.parquet"))
+    run = measure_generator(job, cfg, "toy")
+    rows = pq.read_table(job.out_path).to_pandas()
+    tokens = pq.read_table(job.tokens).to_pandas()
+    assert len(rows) == run["positions"] == len(tokens[tokens.prompt_id.isin(rows.prompt_id)
+                                                       & (tokens.sample_id < 2)])
+    assert not rows.duplicated(KEYS["decisiveness"]).any()
+    measured = rows[rows.status != "unsampled"]
+    assert run["measured"] == len(measured) > 0
+    gap = 1 - rows.prob_token.astype(float)
+    if design == "exhaustive":
+        assert (rows.status == "fixed").all() and (rows.inclusion_prob == 1).all()
+    else:
+        bound = rows[rows.stratum == "bound"]
+        assert set(bound.status) == {"bound"} and (bound.inclusion_prob == 1).all()
+        assert 0 < len(bound) < len(rows)
+        assert (gap[bound.index] < 0.9915).all() and (gap[rows.stratum != "bound"] >= 0.9915).all()
+        np.testing.assert_allclose(bound.delta_high, gap[bound.index], rtol=1e-6)
+        assert bound.delta_value.isna().all()
+        for h, g in rows[rows.stratum != "bound"].groupby("stratum"):
+            take = min(4 if h == "uniform" else 3, len(g))
+            assert (g.status != "unsampled").sum() == take, h
+            assert g.inclusion_prob.to_numpy() == pytest.approx(take / len(g))
+        rolled = rows[rows.status.isin(["decided", "capped", "no_streams"])]
+        assert ((rolled.delta_low >= -gap[rolled.index] - 1e-6)
+                & (rolled.delta_high <= gap[rolled.index] + 1e-6)).all()
+    assert measure_generator(job, cfg, "toy")["skipped"]
+    if design == "stratified":  # the stage's own output path, then detection over it
+        (job,) = plan_decisive(cfg, "toy", ModelsParams(), layout)
+        publish(layout, [measure_generator(job, cfg, "toy")])
+        found = run_detection(layout, cfg)["agg_decisive_detection"].to_pandas()
+        assert (found.n_positions == len(rows)).all()
+        assert (found.n_measured == len(measured)).all()

@@ -194,6 +194,8 @@ def test_measured_decisiveness_draws_one_panel_per_generator_at_the_cut():
     # the lines are the rows at the cut only, in percent of positions flagged
     assert sorted(fig.axes[0].lines[1].get_xdata()) == [5.0, 10.0, 20.0]
     assert "base: AUC abs_delta 0.95, js 0.91" in caption and "≥ 0.2" in caption
+    with_ci = pd.DataFrame(rows).assign(auc_low=0.8, auc_high=0.97)
+    assert "js 0.91 [0.80, 0.97]" in C.measured_decisiveness(with_ci, 0.2)[1]
     with pytest.raises(ValueError, match="no rows at pivot cut 0.3"):
         C.measured_decisiveness(pd.DataFrame(rows), 0.3)
     with pytest.raises(F.SchemaError):

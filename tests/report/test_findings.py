@@ -185,3 +185,25 @@ def test_missing_metrics_read_not_applicable():
     metrics = findings_metrics(study_findings(GOOD))
     assert set(metrics) == {key for key, *_ in FINDINGS}
     assert set(metrics["sparsity"]) == {"reproduces", "this_run", "rule"}
+
+
+def test_no_pivotal_position_reads_no_only_when_its_bound_rules_out_a_few_percent():
+    metrics = copy.deepcopy(GOOD)
+    d = metrics["decisive"]["generators"]["tuned"]
+    d.update(share_pivotal=0.0, share_pivotal_low=0.0, share_pivotal_high=0.004,
+             js_auc=None, abs_delta_auc=None, entropy_base_auc=None, js_recall=None)
+    row = {r.key: r for r in study_findings(metrics)}["critical"]
+    assert row.reproduces == "no" and "share 0% [0.0%, 0.4%]" in row.this_run
+    d.update(share_pivotal_high=0.06)  # e.g. 48 random positions: a few percent not excluded
+    row = {r.key: r for r in study_findings(metrics)}["critical"]
+    assert row.reproduces == "n/a" and "too few positions measured" in row.this_run
+
+
+def test_critical_shows_the_stage_intervals():
+    d = {"share_pivotal_low": 0.01, "share_pivotal_high": 0.05, "js_auc_low": 0.7,
+         "js_auc_high": 0.95, "n_measured": 300, "n_positions": 4000}
+    metrics = copy.deepcopy(GOOD)
+    metrics["decisive"]["generators"]["tuned"].update(d)
+    row = {r.key: r for r in study_findings(metrics)}["critical"]
+    assert "3.0% [1.0%, 5.0%]" in row.this_run and "AUC 0.85 [0.70, 0.95]" in row.this_run
+    assert "(300 of 4000 positions measured)" in row.this_run and row.reproduces == "yes"

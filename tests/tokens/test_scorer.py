@@ -83,6 +83,19 @@ def test_chunk_sizes_do_not_change_results(tiny_pair) -> None:
     _assert_same_rows(small, big, atol=1e-5)
 
 
+def test_kv_bytes_bounds_the_batch_not_the_rows(tiny_pair) -> None:
+    """A KV budget of a few tokens' caches packs fewer responses per batch; rows stay the same."""
+    base, tuned = tiny_pair
+    per_token = sum(2 * m.config.num_hidden_layers * m.config.num_key_value_heads
+                    * m.config.head_dim * 4 for m in (base, tuned))  # fp32 keys and values
+    tight = ScoreResources(batch_tokens=4096, kv_bytes=40 * per_token)
+    assert tight.tokens_per_batch((base, tuned)) == 40
+    assert ScoreResources(batch_tokens=64).tokens_per_batch((base, tuned)) == 64
+    big = _score(base, tuned, _responses(1), ScoreParams())
+    _assert_same_rows(_score(base, tuned, _responses(1), ScoreParams(resources=tight)), big,
+                      atol=1e-5)
+
+
 def _assert_same_rows(x, y, atol: float) -> None:
     """Same token rows: equal keys and integer/string columns, floats within `atol`."""
     keys = ["prompt_id", "sample_id", "position"]
