@@ -157,7 +157,7 @@ def _coerce(value: Any, hint: Any, key: str, default: Any) -> Any:
         raise _bad(key, value, "true or false", default)
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _in_range(value, key, default)
         raise _bad(key, value, "a whole number", default)
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -170,6 +170,28 @@ def _coerce(value: Any, hint: Any, key: str, default: Any) -> Any:
             return value
         raise _bad(key, value, "a string", default)
     raise TypeError(f"{key}: no parser for type {hint!r}")  # a library annotation, not user input
+
+
+MAX_SEED = 2**63 - 1  # seeds are stored in int64 columns and fed to numpy, torch and random
+
+
+def is_seed(key: str) -> bool:
+    """A seed's key: `seed`, `<what>_seed`, or an item of a `seeds` list."""
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf == "seed" or leaf.endswith("_seed") or bool(re.fullmatch(r"seeds\[\d+\]", leaf))
+
+
+def _in_range(value: int, key: str, default: Any) -> int:
+    """Every whole number in params.yaml is a count, a size, a length or a seed: none is
+    negative, and a seed fits int64 (each dataclass adds its own lower bounds, e.g. >= 1)."""
+    if is_seed(key) and not 0 <= value <= MAX_SEED:
+        fix = (f"e.g. `{key.rsplit('.', 1)[-1].split('[')[0]}: [0, 1]`" if key.endswith("]")
+               else _example(key, default if default is not None else 0))
+        raise ParamsError(key, f"{value} is not a seed (a whole number in [0, 2^63 - 1])", fix)
+    if value < 0:
+        raise ParamsError(key, f"{value} is negative (counts, sizes and lengths are >= 0)",
+                          _example(key, default))
+    return value
 
 
 @contextmanager

@@ -213,6 +213,15 @@ def other_tokenizer(extra: bool) -> Callable[[Layout, Path], dict]:
     return plant
 
 
+def config_says(name: str, **fields) -> Callable[[Layout, Path], dict]:
+    """config.json of model `name` edited (e.g. a vocab_size its weights do not have)."""
+    def plant(layout: Layout, tmp: Path) -> dict:
+        path = layout.model_dir(name) / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+        return {}
+    return plant
+
+
 def stages(layout: Layout, stage: str, over: dict) -> object:
     """Run `stage` on `layout` up to where it would first write (its checks)."""
     sample = SampleParams(**{**SAMPLE.__dict__, "prompts": over.get("prompts", "")})
@@ -240,6 +249,12 @@ DROP = "fix the prompt, or set `sample.unfit_prompts: drop` to skip the 1 of 2 p
        "not fit"
 NAN = (f"model `base`: {R}/models/base/{ST}: tensor `model.layers.0.mlp.up_proj.weight` holds "
        f"NaN values (a diverged or corrupted checkpoint); {BASE_FIX}")
+
+CONFIG = (f"model `base`: tensor `model.embed_tokens.weight` in {R}/models/base/{ST} has shape "
+          f"[{VOCAB}, 16] but its config.json (vocab_size {VOCAB + 15}, hidden_size 16, "
+          "num_hidden_layers 2, num_attention_heads 2, num_key_value_heads 2, head_dim 8, "
+          f"intermediate_size 32) implies [{VOCAB + 15}, 16]; use the config.json saved with these "
+          "weights")
 
 CASES = [  # (id, plant, stage, the exact message)
     # the 12 malformed prompt files (+ 2 more ways to be unreadable)
@@ -352,6 +367,16 @@ CASES = [  # (id, plant, stage, the exact message)
     # every stage that loads a model checks it first
     *[(f"weights-nan-{stage}", edit_weights("base", nan_at), stage, NAN)
       for stage in ("sample", "cross_sample", "evaluate", "weighted", "rl", "sft", "decisive")],
+    # config.json against the weights' shapes (issue 21: the sample stage cleared its marker,
+    # then crashed in transformers), in every stage, whether it reads a pair or one model
+    *[(f"config-vocab-vs-head-{stage}", config_says("base", vocab_size=VOCAB + 15), stage,
+       CONFIG) for stage in ("sample", "score", "cross_sample", "evaluate", "weighted", "rl",
+                             "sft", "decisive")],
+    ("config-layers-vs-weights", config_says("rl", num_hidden_layers=3), "sample",
+     f"model `rl`: no weight file holds tensor `model.layers.2.self_attn.q_proj.weight` [16, 16], "
+     f"which its config.json (vocab_size {VOCAB}, hidden_size 16, num_hidden_layers 3, "
+     f"num_attention_heads 2, num_key_value_heads 2, head_dim 8, intermediate_size 32) asks "
+     f"for; use the config.json saved with these weights"),
 ]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rlvr.config import ParamsError, from_section, load_params
+from rlvr.config import ParamsError, from_section, is_seed, load_params
 from rlvr.cross.sweep import CrossParams
 from rlvr.decisive.positions import DecisiveParams
 from rlvr.dvc import read_stages, stage_module
@@ -114,6 +114,71 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
     ("cross_sample", {"seeds": [0, "one"]}, "params.yaml `cross_sample.seeds[1]`: 'one' is not "
                                             "a whole number"),
 ]
+
+
+# whole-number knobs where 0 means something ("all", "none", "no limit"); every other count,
+# size and length must be >= 1, and no whole number may be negative (seeds: in [0, 2^63 - 1])
+ZERO_OK = {"decisive.positions", "models.max_prompt_tokens", "models.max_model_len",
+           "pretrain.warmup_steps", "sft.warmup_steps", "report.responses_per_group",
+           "rl.trainable_layers", "weighted.rl.trainable_layers", "task.low", "task.demos",
+           "task.n_train", "training.sft_trainable_layers"}
+
+
+def _whole_number_knobs(cls: type, prefix: str):
+    """(key, annotation) of every int knob of dataclass `cls`, nested dataclasses expanded."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _whole_number_knobs(hints[f.name], f"{prefix}.{f.name}")
+        elif hints[f.name] in (int, int | None, list[int]):
+            yield f"{prefix}.{f.name}", hints[f.name]
+
+
+def _parse_one(sections: dict, key: str, value: object) -> str:
+    """The ParamsError line of setting `key` to `value` alone ("" when it parses)."""
+    section, *path = key.split(".")
+    raw: dict = {}
+    leaf = raw
+    for part in path[:-1]:
+        leaf = leaf.setdefault(part, {})
+    leaf[path[-1]] = value
+    try:
+        from_section(sections[section], {section: raw}, section)
+    except ParamsError as err:
+        return str(err)
+    return ""
+
+
+def test_every_seed_and_count_of_every_section_is_bounded_at_parsing():
+    """Audit of every section (toy and real pipelines): a negative count or seed, and a zero
+    count where zero means nothing, fail at parsing with one line naming the key."""
+    from tests.smollm2.test_pipeline import REAL_SECTIONS
+
+    sections = {**SECTIONS, **REAL_SECTIONS}
+    checked = 0
+    for section, cls in sections.items():
+        for key, hint in _whole_number_knobs(cls, section):
+            wrap = (lambda v: [0, v]) if hint == list[int] else (lambda v: v)
+            shown = f"{key}[1]" if hint == list[int] else key
+            assert _parse_one(sections, key, wrap(-1)).startswith(
+                f"params.yaml `{shown}`: -1 is "), key
+            if is_seed(shown):
+                assert _parse_one(sections, key, wrap(2**63)).startswith(
+                    f"params.yaml `{shown}`: {2**63} is not a seed"), key
+            elif key not in ZERO_OK:
+                assert _parse_one(sections, key, 0).startswith("params.yaml `task."
+                                                               if key.startswith("task.")
+                                                               else f"params.yaml `{key}`"), key
+            checked += 1
+    assert checked > 90
+
+
+def test_a_negative_seed_names_its_key():
+    """issue 21: `decisive.seed: -1` failed after planning, with numpy's words and no key."""
+    with pytest.raises(ParamsError) as err:
+        from_section(DecisiveParams, {"decisive": {"seed": -1}}, "decisive")
+    assert str(err.value) == ("params.yaml `decisive.seed`: -1 is not a seed (a whole number in "
+                              "[0, 2^63 - 1]); e.g. `seed: 0`")
 
 
 @pytest.mark.parametrize("section,values,message", BAD)
