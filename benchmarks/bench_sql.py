@@ -3,7 +3,10 @@
 Writes the table (hive-partitioned by pair and generator, like the scorer) to a temporary
 directory (or `--keep DIR`, reused when it exists), opens the warehouse on it and times each query
 once: wall time, and CPU time of the process (all DuckDB threads), which other jobs on a shared
-machine disturb less. Target: all of them together under 30 s on 2 cores.
+machine disturb less. Target: all of them together under 30 s on 2 cores. Each query also runs,
+right after, on a baseline connection where DuckDB reads the files itself (`rlvr setup`'s
+views, no lock): the ratio is the price of the read-only warehouse (pyarrow reads the files,
+DuckDB has no file access). Target: about 1 (<= 1.25).
 Run: `nice -n 15 .venv/bin/python benchmarks/bench_sql.py [--rows N] [--threads T] [--keep DIR]`.
 """
 
@@ -15,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +28,7 @@ from rlvr.store.tables import TOKENS_SCHEMA
 from rlvr.testbed.digits import ROLES
 from rlvr.tokens.analysis import AnalyzeParams, analysis_queries
 from rlvr.warehouse.sql import run_sql
-from rlvr.warehouse.views import connect
+from rlvr.warehouse.views import connect, setup_sql
 
 PAIRS = ["base__rl", "base__sft", "base__rft"] + [f"base__rl_step_{s}" for s in (20, 40, 60, 80)]
 PARAMS = AnalyzeParams().sql_params()  # the defaults of params.yaml `analyze`
@@ -107,19 +111,30 @@ def main() -> None:
             write_tokens(data / "tokens", args.rows)
             print(f"wrote the table in {time.perf_counter() - t0:.1f} s")
         con = connect(data, threads=args.threads)
+        baseline = duckdb.connect(config={"threads": args.threads})
+        for statement in setup_sql(data):
+            baseline.sql(statement)
         n = con.sql("select count(*) from tokens").fetchall()[0][0]
         print(f"{n:,} token rows, {args.threads} DuckDB threads")
-        wall = cpu = 0.0
+        totals = {"warehouse": [0.0, 0.0], "baseline": [0.0, 0.0]}
         names = args.only or analysis_queries()
         for name in names:
-            t, c = time.perf_counter(), time.process_time()
-            result = run_sql(con, name, PARAMS)
-            dt, dc = time.perf_counter() - t, time.process_time() - c
-            wall, cpu = wall + dt, cpu + dc
-            print(f"{name:32s} wall {dt:6.2f} s  cpu {dc:6.2f} s  {result.num_rows:6d} rows")
+            shown = []
+            for label, c in (("warehouse", con), ("baseline", baseline)):
+                t, cpu = time.perf_counter(), time.process_time()
+                result = run_sql(c, name, PARAMS)
+                dt, dc = time.perf_counter() - t, time.process_time() - cpu
+                totals[label][0] += dt
+                totals[label][1] += dc
+                shown.append(f"{label} wall {dt:6.2f} s cpu {dc:6.2f} s")
+            print(f"{name:32s} {'  '.join(shown)}  {result.num_rows:6d} rows")
+        wall, cpu = totals["warehouse"]
+        base_wall, base_cpu = totals["baseline"]
         verdict = "meets" if wall < 30 else "misses"
         print(f"all {len(names)} analyses: wall {wall:.1f} s, cpu {cpu:.1f} s "
               f"({verdict} the 30 s wall target; load average {os.getloadavg()[0]:.1f})")
+        print(f"read-only warehouse vs DuckDB reading the files: wall {wall / base_wall:.2f}x "
+              f"({base_wall:.1f} s), cpu {cpu / base_cpu:.2f}x ({base_cpu:.1f} s)")
 
 
 if __name__ == "__main__":

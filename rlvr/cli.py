@@ -11,8 +11,9 @@
     rlvr shell                                                    Python prompt with `con` open
 
 Every command takes `--data DIR` (default `data/`). The views are read-only (see
-`rlvr.warehouse.views.connect`): a query can read them and nothing else, and `--output` is the
-one way to write a result (atomically, never into the pipeline's tables). csv, json and parquet
+`rlvr.warehouse.views.connect`: DuckDB has no file access, pyarrow reads the tables): no query
+can change a file, and `--output` is the one way to write a result (atomically, never into the
+pipeline's tables). csv, json and parquet
 results stream a record batch at a time, whatever their size. A failing query prints one line
 of DuckDB's message and a hint, and exits with status 1, without a traceback.
 """
@@ -68,8 +69,9 @@ def _query_text(query: str) -> str:
 
 
 def _check_read_only(con: duckdb.DuckDBPyConnection, text: str) -> None:
-    """Refuse anything but one read statement: the connection's lock stops writes to new files,
-    not a COPY over one of the views' own files (see rlvr.warehouse.views.LOCKDOWN)."""
+    """Refuse anything but one read statement, with a message that says what to do instead.
+    This is for clarity, not safety: the connection itself cannot write a file whatever the
+    statement (`rlvr.warehouse.views.connect`), EXPLAIN ANALYZE of a COPY included."""
     statements = con.extract_statements(text)
     if len(statements) != 1:
         raise ValueError(f"rlvr sql runs one query at a time; got {len(statements)} statements")
