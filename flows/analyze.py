@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
-from rlvr.tokens.analysis import AnalyzeParams
+from rlvr.tokens.analysis import AnalyzeParams, check_tokens_complete
 from tasks.analyze import run_analyses_task, write_metrics_task
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -34,7 +34,8 @@ def analyze(cfg: AnalyzeParams, data_root: str = DATA_ROOT) -> dict[str, int]:
 
 
 def main() -> None:
-    run_stage(analyze, from_section(AnalyzeParams, load_params(), "analyze"))
+    run_stage(analyze, from_section(AnalyzeParams, load_params(), "analyze"),
+              preflight=lambda: check_tokens_complete(Layout()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from rlvr.config import from_section, load_params, run_main
-from rlvr.cross.sweep import CrossParams
+from rlvr.cross.sweep import CrossParams, plan_inputs
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
@@ -67,9 +67,11 @@ def main() -> None:
     cfg = from_section(CrossParams, params, "cross_sample")
     asked = from_section(SampleParams, params, "sample")
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.max_parallel)
+    models = from_section(ModelsParams, params, "models")
     run_stage(cross_sample.with_options(task_runner=runner),
-              cfg, from_section(ModelsParams, params, "models"), asked.prompts, asked.grader,
-              unfit_prompts=asked.unfit_prompts)
+              cfg, models, asked.prompts, asked.grader, unfit_prompts=asked.unfit_prompts,
+              preflight=lambda: plan_inputs(cfg, models, asked.prompts,
+                                            asked.unfit_prompts == "drop", Layout()))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from rlvr.config import from_section, load_params, run_main
-from rlvr.decisive.positions import DecisiveParams
+from rlvr.decisive.positions import DecisiveParams, plan_decisive
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
@@ -43,9 +43,11 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
 
 def main() -> None:
     params = load_params()
-    run_stage(decisive, from_section(DecisiveParams, params, "decisive"),
-              from_section(SampleParams, params, "sample").grader,
-              from_section(ModelsParams, params, "models"))
+    cfg = from_section(DecisiveParams, params, "decisive")
+    grader = from_section(SampleParams, params, "sample").grader
+    models = from_section(ModelsParams, params, "models")
+    run_stage(decisive, cfg, grader, models,
+              preflight=lambda: plan_decisive(cfg, grader, models, Layout()))
 
 
 if __name__ == "__main__":

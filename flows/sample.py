@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, unmapped
 
 from rlvr.config import from_section, load_params, run_main
 from rlvr.generation.backends import BackendParams
-from rlvr.generation.samples import SampleParams
+from rlvr.generation.samples import SampleParams, plan_samples
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from tasks.linking import run_stage
@@ -52,10 +52,11 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams,
 def main() -> None:
     params = load_params()
     runner = make_runner(from_section(RunnerParams, params, "runner"))
-    run_stage(sample.with_options(task_runner=runner),
-              from_section(SampleParams, params, "sample"),
-              from_section(ModelsParams, params, "models"),
-              from_section(BackendParams, params, "backend"))
+    cfg = from_section(SampleParams, params, "sample")
+    models = from_section(ModelsParams, params, "models")
+    run_stage(sample.with_options(task_runner=runner), cfg, models,
+              from_section(BackendParams, params, "backend"),
+              preflight=lambda: plan_samples(cfg, models, Layout()))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.testbed.split import TaskParams
+from rlvr.tokens.jobs import plan_scoring
 from rlvr.tokens.scorer import ScoreParams
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -57,8 +58,9 @@ def main() -> None:
     cfg = from_section(ScoreParams, params, "score")
     # the toy testbed's grammar labels roles; natural text (`answer`) needs no toy task section
     testbed = from_section(TaskParams, params, "task").testbed if cfg.labeller == "testbed" else ""
-    run_stage(score.with_options(task_runner=runner), cfg,
-              from_section(ModelsParams, params, "models"), testbed)
+    models = from_section(ModelsParams, params, "models")
+    run_stage(score.with_options(task_runner=runner), cfg, models, testbed,
+              preflight=lambda: plan_scoring(cfg, models, Layout()))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from rlvr.config import from_section, load_params, run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
-from rlvr.weighted.grid import WeightedParams
+from rlvr.weighted.grid import WeightedParams, check_grid
 from tasks.linking import run_stage
 from tasks.results import publish_results
 from tasks.weighted import plan_runs, summarize_runs, train_run
@@ -59,9 +59,12 @@ def main() -> None:
     params = load_params()
     cfg = from_section(WeightedParams, params, "weighted")
     runner = ThreadPoolTaskRunner(max_workers=cfg.resources.workers)
+    models = from_section(ModelsParams, params, "models")
     run_stage(weighted.with_options(task_runner=runner),
-              cfg, from_section(ModelsParams, params, "models"), variants=args.variant,
-              train=not args.summary_only, summarize=not args.no_summary)
+              cfg, models, variants=args.variant,
+              train=not args.summary_only, summarize=not args.no_summary,
+              preflight=None if args.summary_only else
+              lambda: check_grid(cfg, models, args.variant, Layout()))
 
 
 if __name__ == "__main__":

@@ -194,14 +194,36 @@ def _in_range(value: int, key: str, default: Any) -> int:
     return value
 
 
+# the project's own code: an error raised here is one of its checks, not a bug in a library
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("rlvr", "tasks", "flows")
+
+
+def is_expected(err: BaseException) -> bool:
+    """True for a failure of one of the project's own checks of its inputs: a ValueError
+    (ParamsError, ModelError, GateFailed, ...) or FileNotFoundError raised by code of this
+    project. The same types raised inside torch, pandas or Prefect are unexpected (a bug or an
+    unchecked input): those keep their traceback."""
+    if not isinstance(err, ValueError | FileNotFoundError):
+        return False
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = Path(tb.tb_frame.f_code.co_filename).resolve()
+    return (where.is_relative_to(PROJECT_ROOT)
+            and where.relative_to(PROJECT_ROOT).parts[0] in PROJECT_PACKAGES)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn a bad-input error (ValueError, FileNotFoundError) into one line on stderr, exit 2.
+    """Turn a failed check of the input (`is_expected`) into its message on stderr, exit 2.
 
-    Used by every stage's `__main__`, so a wrong params value or input file ends the run with
-    the library's message as its last line, not a traceback. The line is printed at exit:
-    Prefect's temporary server, started inside, registers its exit handler later, so (atexit
-    being last in, first out) it has stopped, and printed its shutdown noise, by then.
+    Used by every stage's `__main__`, so a wrong params value, input file, model or table ends
+    the run with the library's message as its last line, without a traceback; any other
+    exception propagates with its traceback (exit 1). The line is printed at exit, after
+    whatever else registered an exit handler inside (atexit is last in, first out).
     """
     failed: list[str] = []  # the line, once something failed
 
@@ -213,6 +235,8 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, FileNotFoundError) as err:
+        if not is_expected(err):
+            raise
         failed.append(f"error: {err}")
         sys.exit(2)
 

@@ -17,11 +17,11 @@ from rlvr import dvc, stagehost
 STAGE = """
 import json, os, sys
 import torch
-from rlvr.config import run_main
+from rlvr.config import require, run_main
 
 def main():
-    if sys.argv[1:] == ["--bad"]:
-        raise ValueError("params.yaml `toy.n`: must be >= 1; use a positive count")
+    # a check of the library fails (a ValueError raised elsewhere would keep its traceback)
+    require(sys.argv[1:] != ["--bad"], "toy.n", "must be >= 1", "use a positive count")
     with open("seen.json", "w") as f:
         json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "stage": os.environ["DVC_STAGE"],
                    "threads": torch.get_num_threads(), "draw": torch.rand(1).item()}, f)

@@ -33,8 +33,9 @@ TOKEN_INTS = ["position", "n_tokens", "token_id", "rank_base", "rank_tuned", "to
               "top1_tuned", "rank_in_base_of_top1_tuned", "rank_in_tuned_of_top1_base"]
 
 
-class GateFailed(RuntimeError):
-    """A quality gate found bad rows; the message has one line per failed check."""
+class GateFailed(ValueError):
+    """A quality gate found bad rows; the message has one line per failed check. A ValueError:
+    bad data is bad input to the stage that reads it (`rlvr.config.is_expected`)."""
 
 
 def _response_check(df: pd.DataFrame, keys: list[str]) -> np.ndarray:

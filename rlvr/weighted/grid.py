@@ -289,16 +289,24 @@ def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> lis
     return [(name, seed) for name in chosen for seed in range(config.seeds)]
 
 
-def plan_grid(
+def check_grid(
     config: WeightedParams, models: ModelsParams, names: Sequence[str] | None, layout: Layout,
 ) -> tuple[list[tuple[str, int]], ModelSpec]:
     """The runs of the named variants and the spec of their start model, both checked (with
-    the task split) before the runs' outputs are swept."""
+    the task split); writes nothing."""
     runs = grid_runs(config, names)
     base = models.spec(config.model, layout)
     check_model(base)
     for split in ("train", "eval"):
         load_prompt_file(layout.split(split), key="")  # exists and parses
+    return runs, base
+
+
+def plan_grid(
+    config: WeightedParams, models: ModelsParams, names: Sequence[str] | None, layout: Layout,
+) -> tuple[list[tuple[str, int]], ModelSpec]:
+    """`check_grid`, then the runs' debris swept (their outputs claimed)."""
+    runs, base = check_grid(config, models, names, layout)
     sweep_debris(*(p for v in dict(runs) for p in layout.outputs(f"weighted_run@{v}")))
     return runs, base
 
