@@ -32,7 +32,7 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
     jobs = plan_decisive_task(cfg, grader, models, layout)
     # measure: K rollouts per position, one part file per generator
     runs = [measure_task(job, cfg, grader) for job in jobs]
-    publish_task(layout, runs)
+    publish_task(layout, runs, cfg)
     logger.info("decisiveness: %s", runs)
     # detect: precision, recall and AUC of js, base entropy and |delta| (sql/decisive)
     metrics = detection_task(layout, cfg, runs)

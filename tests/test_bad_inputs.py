@@ -440,7 +440,7 @@ def run_decisive(layout: Layout) -> list[dict]:
     """The decisive flow's recipe (flows/decisive.py), task by task."""
     jobs = decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", MODELS, layout)
     runs = [decisive_tasks.measure_task.fn(job, DECISIVE, "toy") for job in jobs]
-    decisive_tasks.publish_task.fn(layout, runs)
+    decisive_tasks.publish_task.fn(layout, runs, DECISIVE)
     decisive_tasks.detection_task.fn(layout, DECISIVE, runs)
     return runs
 

@@ -56,6 +56,7 @@ from rlvr.models.checks import check_model
 from rlvr.models.loading import load_model, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelsParams, ModelSpec
 from rlvr.store.atomic import atomic_file, sweep_debris
+from rlvr.store.experiment_gates import GridShape, check_training
 from rlvr.testbed.graders import GRADERS, get_grader
 from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
@@ -238,8 +239,10 @@ def train_and_evaluate(
     evaluation: EvalSpec,
     out_path: str | Path,
     progress: bool = False,
+    grid: GridShape | None = None,
 ) -> dict[str, float]:
-    """Run one (variant, seed) from the base model and write its long-format rows to `out_path`.
+    """Run one (variant, seed) from the base model and write its long-format rows to `out_path`
+    once they pass the training-log gate (against `grid`, or this run alone).
 
     Returns a small summary: final accuracy and wall seconds.
     """
@@ -273,10 +276,19 @@ def train_and_evaluate(
     totals["run_seconds"] = time.perf_counter() - start
     rows += _rows(variant, seed, grpo.steps, totals)
     table = pd.DataFrame(rows, columns=COLUMNS)
+    grid = grid or GridShape((variant.name,), seed + 1, grpo.steps, evaluation.every)
+    check_training(table, grid, [(variant.name, seed)], f"training_{variant.name}_seed{seed}",
+                   None)
     with atomic_file(out_path) as tmp:
         table.to_parquet(tmp, index=False)
     final = table[(table.metric == ACCURACY) & (table.step == table.step.max())]
     return {"accuracy": float(final.value.iloc[0]), "seconds": totals["run_seconds"]}
+
+
+def grid_shape(config: WeightedParams) -> GridShape:
+    """What the grid's training logs hold (`rlvr.store.experiment_gates.check_training`)."""
+    return GridShape(tuple(v.name for v in variants_of(config)), config.seeds, config.rl.steps,
+                     config.eval.every)
 
 
 def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
@@ -325,5 +337,5 @@ def run_grid_cell(
         base, load_prompt_file(layout.split("train"), key=""),
         load_prompt_file(layout.split("eval"), key="")[: config.eval.prompts], config.grader,
         chosen, seed, config.rl, config.eval, layout.weighted_run(variant, seed),
-        progress=progress,
+        progress=progress, grid=grid_shape(config),
     )
