@@ -41,9 +41,10 @@ def score(cfg: ScoreParams, models: ModelsParams, testbed: str,
                 len(plan["partitions"]))
     # score: one task and one part file per (pair, generator, shard)
     parts = score_shard_task.map(plan["jobs"], unmapped(cfg), unmapped(testbed)).result()
-    # gate: one Great Expectations validation per (pair, generator)
+    # gate: one Great Expectations validation per (pair, generator), then rows recomputed
+    # from the models in float64 (the audit)
     gate_tokens_task.map(plan["partitions"], unmapped(plan["vocab_size"]),
-                         unmapped(layout)).result()
+                         unmapped(layout), unmapped(cfg.audit)).result()
     # finalize: stale parts out, metrics, completion marker last
     metrics = finalize_tokens_task(parts, layout)
     logger.info("tokens: %s", metrics)

@@ -9,6 +9,8 @@
     rlvr setup                                                    CREATE VIEW statements for the
                                                                   duckdb CLI or a notebook
     rlvr shell                                                    Python prompt with `con` open
+    rlvr audit [--rows N] [--pair P]                              token rows recomputed from
+                                                                  the models in float64
 
 Every command takes `--data DIR` (default `data/`). The views are read-only (see
 `rlvr.warehouse.views.connect`: DuckDB has no file access, pyarrow reads the tables): no query
@@ -189,6 +191,25 @@ def cmd_shell(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
     code.interact(banner=banner, local={"con": con, "duckdb": duckdb})
 
 
+def cmd_audit(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
+    # torch and transformers load only for this command
+    from transformers.utils.logging import disable_progress_bar
+
+    from rlvr.config import from_section, load_params
+    from rlvr.layout import Layout
+    from rlvr.models.specs import ModelsParams
+    from rlvr.tokens.audit import audit_table
+    from rlvr.tokens.scorer import AuditParams
+
+    disable_progress_bar()  # one line per partition, or the error
+    params = Path(args.params)
+    models = (from_section(ModelsParams, load_params(params), "models") if params.is_file()
+              else ModelsParams())
+    for line in audit_table(Layout(args.data), models, AuditParams(args.rows, args.seed),
+                            args.pair):
+        print(line)
+
+
 def explain_error(err: duckdb.Error, data: Path) -> tuple[str, str]:
     """DuckDB's error as (one line, a hint): the first line of its message, and what to do."""
     text = str(err)
@@ -227,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(run=cmd_setup)
     sub.add_parser("shell", help="a Python prompt with the views open as `con`"
                    ).set_defaults(run=cmd_shell)
+    p = sub.add_parser("audit", help="recompute token rows from the models in float64")
+    p.add_argument("--rows", type=int, default=24, help="rows per (pair, generator)")
+    p.add_argument("--seed", type=int, default=0, help="which rows")
+    p.add_argument("--pair", action="append", default=[], help="only this pair (repeatable)")
+    p.add_argument("--params", default="params.yaml",
+                   help="its `models` section names the pairs' models (default: params.yaml)")
+    p.set_defaults(run=cmd_audit)
     return parser
 
 

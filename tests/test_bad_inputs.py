@@ -82,7 +82,7 @@ def run_score(layout: Layout) -> list[dict]:
     plan = plan_scoring_task.fn(SCORE, MODELS, layout)
     parts = [score_shard_task.fn(job, SCORE, "digits") for job in plan["jobs"]]
     for partition in plan["partitions"]:
-        gate_tokens_task.fn(partition, plan["vocab_size"], layout)
+        gate_tokens_task.fn(partition, plan["vocab_size"], layout, SCORE.audit)
     finalize_tokens_task.fn(parts, layout)
     return parts
 

@@ -121,7 +121,7 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
 ZERO_OK = {"decisive.positions", "models.max_prompt_tokens", "models.max_model_len",
            "pretrain.warmup_steps", "sft.warmup_steps", "report.responses_per_group",
            "rl.trainable_layers", "weighted.rl.trainable_layers", "task.low", "task.demos",
-           "task.n_train", "training.sft_trainable_layers"}
+           "task.n_train", "training.sft_trainable_layers", "score.audit.rows"}
 
 
 def _whole_number_knobs(cls: type, prefix: str):
