@@ -260,22 +260,51 @@ LOCKED = {
     "allow_community_extensions": False,
     "lock_configuration": True,
 }
-SOURCE_PREFIX = "rlvr_source_"  # the registered Arrow datasets the views select from
+SOURCE_PREFIX = "rlvr_source_"  # the registered Arrow datasets the views select from:
+# rlvr_source_<table>_<i>, one per hive folder
 
 
-def arrow_source(root: Path, files: Sequence[Path]) -> ds.Dataset:
-    """The parquet `files` of the table at `root` as one Arrow dataset, as DuckDB's
-    `read_parquet(..., union_by_name = true, hive_partitioning = true)` reads them: columns by
-    name across files (a column a file lacks reads as null), and `key=value` folders below
-    `root` as string columns where a file does not hold that column itself."""
+def _hive_groups(root: Path, files: Sequence[Path]) -> dict[tuple[tuple[str, str], ...],
+                                                            list[Path]]:
+    """The files of a table by the `key=value` folders between `root` and them."""
+    groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
+    for f in files:
+        keys = () if f == root else tuple(
+            tuple(part.split("=", 1)) for part in f.relative_to(root).parts[:-1] if "=" in part)
+        groups.setdefault(keys, []).append(f)
+    return groups
+
+
+def _arrow_schema(files: Sequence[Path], keys: set[str]) -> pa.Schema:
+    """One schema for every file of a table, as DuckDB's `union_by_name` reads them (a column
+    a file lacks reads as null), with its hive keys, and text as dictionaries."""
     schema = pa.unify_schemas([pq.read_schema(f).remove_metadata() for f in files])
-    keys = sorted({part.split("=", 1)[0] for f in files if f != root
-                   for part in f.relative_to(root).parts[:-1] if "=" in part})
-    hive = [pa.field(k, pa.string()) for k in keys]
-    schema = pa.schema([*schema, *(f for f in hive if f.name not in schema.names)])
-    partitioning = ds.partitioning(pa.schema(hive), flavor="hive") if hive else None
-    return ds.dataset([str(f) for f in files], schema=schema, format="parquet",
-                      partitioning=partitioning, partition_base_dir=str(root) if hive else None)
+    schema = pa.schema([*schema, *(pa.field(k, pa.string()) for k in sorted(keys)
+                                   if k not in schema.names)])
+    # text read as dictionaries, as DuckDB's own reader keeps it: a few distinct pair, role or
+    # token strings per file then cost DuckDB a lookup, not a copy per row (3x on grouped text)
+    return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type))
+                      if pa.types.is_string(f.type) else f for f in schema])
+
+
+def _register_table(con: duckdb.DuckDBPyConnection, name: str, root: Path,
+                    files: Sequence[Path]) -> str:
+    """Register a table's files as Arrow datasets, one per hive folder, and return the SELECT
+    that reads them as one relation: each folder's `key=value`s become constants, as
+    `read_parquet(..., hive_partitioning = true)` makes them (DuckDB then groups by a constant,
+    not by a column: 3x faster on `group by pair, generator`)."""
+    groups = _hive_groups(root, files)
+    schema = _arrow_schema(files, {k for keys in groups for k, _ in keys})
+    text = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=text))
+    selects = []
+    for i, (keys, group) in enumerate(groups.items()):
+        source = f"{SOURCE_PREFIX}{name}_{i}"
+        con.register(source, ds.dataset([str(f) for f in group], schema=schema, format=fmt))
+        constants = ", ".join(f"{_quote(v)} as {k}" for k, v in keys)
+        selects.append(f"select * replace ({constants}) from {source}" if keys
+                       else f"select * from {source}")
+    return " union all ".join(selects)
 
 
 def connect(
@@ -295,11 +324,9 @@ def connect(
     for key, value in LOCKED.items():  # in this order: the lock last
         con.sql(f"set {key} = {str(value).lower()}")
     for name, files in available.items():
-        root = Path(data_dir) / SOURCES[name][0]
-        con.register(f"{SOURCE_PREFIX}{name}", arrow_source(root, files))
-    for name in available:
+        relation = _register_table(con, name, Path(data_dir) / SOURCES[name][0], files)
         where = _where_roles(exclude_roles if name == "tokens" else ())
-        con.sql(f"create or replace view {name} as select * from {SOURCE_PREFIX}{name}{where}")
+        con.sql(f"create or replace view {name} as select * from ({relation}){where}")
     for statement in _staging(available, sql_dir):
         con.sql(statement)
     return con
