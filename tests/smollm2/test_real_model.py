@@ -129,8 +129,8 @@ def _spied_scoring(pair, tokenizer, responses, monkeypatch):
 
 def _head64(x, w, b) -> np.ndarray:
     """float64 logits of the head at hidden states x (R, H): W x + b."""
-    out = x.double() @ w.double().T
-    return (out if b is None else out + b.double()).numpy()
+    out = x.detach().double() @ w.detach().double().T
+    return (out if b is None else out + b.detach().double()).numpy()
 
 
 @pytest.fixture(scope="module")
