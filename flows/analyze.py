@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.study import load_study
-from rlvr.tokens.analysis import AnalyzeParams
+from rlvr.tokens.analysis import AnalyzeParams, check_tokens_complete
 from tasks.analyze import run_analyses_task, write_metrics_task
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -35,7 +35,8 @@ def analyze(cfg: AnalyzeParams, data_root: str = DATA_ROOT) -> dict[str, int]:
 
 
 def main() -> None:
-    run_stage(analyze, load_study().section(AnalyzeParams, "analyze", Layout()))
+    run_stage(analyze, load_study().section(AnalyzeParams, "analyze", Layout()),
+              preflight=lambda: check_tokens_complete(Layout()))
 
 
 if __name__ == "__main__":

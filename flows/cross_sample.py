@@ -18,7 +18,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 
 from rlvr.config import run_main
-from rlvr.cross.sweep import CrossParams
+from rlvr.cross.sweep import CrossParams, plan_inputs
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
@@ -69,10 +69,12 @@ def cross_sample(config: CrossParams, models: ModelsParams, prompts: str, grader
 def main() -> None:
     study = load_study()
     cfg = study.section(CrossParams, "cross_sample", Layout())
+    unfit = study.section(SampleParams, "sample").unfit_prompts
     runner = make_runner(study.section(RunnerParams, "runner"), cfg.resources.max_parallel)
     # "": the family's eval split (data/task/eval.parquet)
     run_stage(cross_sample.with_options(task_runner=runner), cfg, study.models, "", study.grader,
-              unfit_prompts=study.section(SampleParams, "sample").unfit_prompts)
+              unfit_prompts=unfit,
+              preflight=lambda: plan_inputs(cfg, study.models, "", unfit == "drop", Layout()))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, unmapped
 
 from rlvr.config import run_main
-from rlvr.decisive.positions import DecisiveParams
+from rlvr.decisive.positions import DecisiveParams, plan_decisive
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.study import load_study
@@ -33,7 +33,7 @@ def decisive(cfg: DecisiveParams, grader: str, models: ModelsParams,
     jobs = plan_decisive_task(cfg, grader, models, layout)
     # measure: the design's rollouts (decisive.design), one task and part file per generator
     runs = measure_task.map(jobs, unmapped(cfg), unmapped(grader)).result()
-    publish_task(layout, runs)
+    publish_task(layout, runs, cfg)
     logger.info("decisiveness: %s", runs)
     # detect: pivotal shares, precision, recall and AUC with intervals (rlvr.decisive.estimates)
     metrics = detection_task(layout, cfg, runs)
@@ -46,7 +46,8 @@ def main() -> None:
     study = load_study()
     cfg = study.section(DecisiveParams, "decisive", Layout())
     runner = make_runner(study.section(RunnerParams, "runner"), len(cfg.generators))
-    run_stage(decisive.with_options(task_runner=runner), cfg, study.grader, study.models)
+    run_stage(decisive.with_options(task_runner=runner), cfg, study.grader, study.models,
+              preflight=lambda: plan_decisive(cfg, study.grader, study.models, Layout()))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from rlvr.config import run_main
+from rlvr.families import check_task_files
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.study import load_study
 from tasks.family import prepare_task
@@ -34,7 +35,8 @@ def prepare(family: str, task: Any, data_root: str = DATA_ROOT) -> dict[str, int
 
 def main() -> None:
     study = load_study()
-    run_stage(prepare, study.family.name, study.task)
+    run_stage(prepare, study.family.name, study.task,
+              preflight=lambda: check_task_files(study.task))
 
 
 if __name__ == "__main__":

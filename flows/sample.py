@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, unmapped
 
 from rlvr.config import run_main
 from rlvr.generation.backends import BackendParams
-from rlvr.generation.samples import SampleParams
+from rlvr.generation.samples import SampleParams, plan_samples
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.study import load_study
@@ -54,10 +54,11 @@ def sample(cfg: SampleParams, models: ModelsParams, backend: BackendParams, grad
 
 def main() -> None:
     study = load_study()
+    cfg = study.section(SampleParams, "sample", Layout())
     runner = make_runner(study.section(RunnerParams, "runner"))
-    run_stage(sample.with_options(task_runner=runner),
-              study.section(SampleParams, "sample", Layout()), study.models,
-              study.section(BackendParams, "backend"), study.grader)
+    run_stage(sample.with_options(task_runner=runner), cfg, study.models,
+              study.section(BackendParams, "backend"), study.grader,
+              preflight=lambda: plan_samples(cfg, study.models, Layout()))
 
 
 if __name__ == "__main__":

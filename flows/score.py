@@ -18,6 +18,7 @@ from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.study import load_study
+from rlvr.tokens.jobs import plan_scoring
 from rlvr.tokens.scorer import ScoreParams
 from tasks.linking import run_stage
 from tasks.results import publish_results
@@ -43,9 +44,10 @@ def score(cfg: ScoreParams, models: ModelsParams, family: str, task: Any,
     # score: one task and one part file per (pair, generator, shard)
     parts = score_shard_task.map(plan["jobs"], unmapped(cfg), unmapped(family),
                                  unmapped(task)).result()
-    # gate: one Great Expectations validation per (pair, generator)
+    # gate: one Great Expectations validation per (pair, generator), then rows recomputed
+    # from the models in float64 (the audit)
     gate_tokens_task.map(plan["partitions"], unmapped(plan["vocab_size"]),
-                         unmapped(layout)).result()
+                         unmapped(layout), unmapped(cfg.audit)).result()
     # finalize: stale parts out, metrics, completion marker last
     metrics = finalize_tokens_task(parts, layout)
     logger.info("tokens: %s", metrics)
@@ -56,9 +58,10 @@ def score(cfg: ScoreParams, models: ModelsParams, family: str, task: Any,
 
 def main() -> None:
     study = load_study()
+    cfg = study.section(ScoreParams, "score", Layout())
     runner = make_runner(study.section(RunnerParams, "runner"))
-    run_stage(score.with_options(task_runner=runner), study.section(ScoreParams, "score", Layout()),
-              study.models, study.family.name, study.task)
+    run_stage(score.with_options(task_runner=runner), cfg, study.models, study.family.name,
+              study.task, preflight=lambda: plan_scoring(cfg, study.models, Layout()))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from rlvr.config import run_main
 from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.study import load_study
-from rlvr.weighted.grid import WeightedParams
+from rlvr.weighted.grid import WeightedParams, check_grid
 from tasks.linking import run_stage
 from tasks.results import publish_results
 from tasks.runners import RunnerParams, make_runner
@@ -65,7 +65,9 @@ def main() -> None:
     runner = make_runner(study.section(RunnerParams, "runner"), cfg.resources.workers)
     run_stage(weighted.with_options(task_runner=runner),
               cfg, study.models, study.grader, variants=args.variant,
-              train=not args.summary_only, summarize=not args.no_summary)
+              train=not args.summary_only, summarize=not args.no_summary,
+              preflight=None if args.summary_only else
+              lambda: check_grid(cfg, study.models, args.variant, Layout()))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@
                                                                   duckdb CLI or a notebook
     rlvr shell                                                    Python prompt with `con` open
     rlvr init | pipeline | params                                 study workspaces (cli_study)
+    rlvr audit [--rows N] [--pair P]                              token rows recomputed from
+                                                                  the models in float64
 
 Every command takes `--data DIR` (default `data/`). The views are read-only (see
-`rlvr.warehouse.views.connect`): a query can read them and nothing else, and `--output` is the
-one way to write a result (atomically, never into the pipeline's tables). csv, json and parquet
+`rlvr.warehouse.views.connect`: DuckDB has no file access, pyarrow reads the tables): no query
+can change a file, and `--output` is the one way to write a result (atomically, never into the
+pipeline's tables). csv, json and parquet
 results stream a record batch at a time, whatever their size. A failing query prints one line
 of DuckDB's message and a hint, and exits with status 1, without a traceback.
 """
@@ -70,8 +73,9 @@ def _query_text(query: str) -> str:
 
 
 def _check_read_only(con: duckdb.DuckDBPyConnection, text: str) -> None:
-    """Refuse anything but one read statement: the connection's lock stops writes to new files,
-    not a COPY over one of the views' own files (see rlvr.warehouse.views.LOCKDOWN)."""
+    """Refuse anything but one read statement, with a message that says what to do instead.
+    This is for clarity, not safety: the connection itself cannot write a file whatever the
+    statement (`rlvr.warehouse.views.connect`), EXPLAIN ANALYZE of a COPY included."""
     statements = con.extract_statements(text)
     if len(statements) != 1:
         raise ValueError(f"rlvr sql runs one query at a time; got {len(statements)} statements")
@@ -189,6 +193,24 @@ def cmd_shell(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
     code.interact(banner=banner, local={"con": con, "duckdb": duckdb})
 
 
+def cmd_audit(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
+    # torch and transformers load only for this command
+    from transformers.utils.logging import disable_progress_bar
+
+    from rlvr.layout import Layout
+    from rlvr.models.specs import ModelsParams
+    from rlvr.study import load_study
+    from rlvr.tokens.audit import audit_table
+    from rlvr.tokens.scorer import AuditParams
+
+    disable_progress_bar()  # one line per partition, or the error
+    params = Path(args.params)
+    models = load_study(params).models if params.is_file() else ModelsParams()
+    for line in audit_table(Layout(args.data), models, AuditParams(args.rows, args.seed),
+                            args.pair):
+        print(line)
+
+
 def explain_error(err: duckdb.Error, data: Path) -> tuple[str, str]:
     """DuckDB's error as (one line, a hint): the first line of its message, and what to do."""
     text = str(err)
@@ -227,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(run=cmd_setup)
     sub.add_parser("shell", help="a Python prompt with the views open as `con`"
                    ).set_defaults(run=cmd_shell)
+    p = sub.add_parser("audit", help="recompute token rows from the models in float64")
+    p.add_argument("--rows", type=int, default=24, help="rows per (pair, generator)")
+    p.add_argument("--seed", type=int, default=0, help="which rows")
+    p.add_argument("--pair", action="append", default=[], help="only this pair (repeatable)")
+    p.add_argument("--params", default="params.yaml",
+                   help="its `models` section names the pairs' models (default: params.yaml)")
+    p.set_defaults(run=cmd_audit)
     add_commands(sub)  # init, pipeline, params: workspaces, no warehouse
     parser.set_defaults(warehouse=True)
     return parser

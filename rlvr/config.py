@@ -157,7 +157,7 @@ def _coerce(value: Any, hint: Any, key: str, default: Any) -> Any:
         raise _bad(key, value, "true or false", default)
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _in_range(value, key, default)
         raise _bad(key, value, "a whole number", default)
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -172,14 +172,58 @@ def _coerce(value: Any, hint: Any, key: str, default: Any) -> Any:
     raise TypeError(f"{key}: no parser for type {hint!r}")  # a library annotation, not user input
 
 
+MAX_SEED = 2**63 - 1  # seeds are stored in int64 columns and fed to numpy, torch and random
+
+
+def is_seed(key: str) -> bool:
+    """A seed's key: `seed`, `<what>_seed`, or an item of a `seeds` list."""
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf == "seed" or leaf.endswith("_seed") or bool(re.fullmatch(r"seeds\[\d+\]", leaf))
+
+
+def _in_range(value: int, key: str, default: Any) -> int:
+    """Every whole number in params.yaml is a count, a size, a length or a seed: none is
+    negative, and a seed fits int64 (each dataclass adds its own lower bounds, e.g. >= 1)."""
+    if is_seed(key) and not 0 <= value <= MAX_SEED:
+        fix = (f"e.g. `{key.rsplit('.', 1)[-1].split('[')[0]}: [0, 1]`" if key.endswith("]")
+               else _example(key, default if default is not None else 0))
+        raise ParamsError(key, f"{value} is not a seed (a whole number in [0, 2^63 - 1])", fix)
+    if value < 0:
+        raise ParamsError(key, f"{value} is negative (counts, sizes and lengths are >= 0)",
+                          _example(key, default))
+    return value
+
+
+# the project's own code: an error raised here is one of its checks, not a bug in a library
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("rlvr", "tasks", "flows")
+
+
+def is_expected(err: BaseException) -> bool:
+    """True for a failure of one of the project's own checks of its inputs: a ValueError
+    (ParamsError, ModelError, GateFailed, ...) or FileNotFoundError raised by code of this
+    project. The same types raised inside torch, pandas or Prefect are unexpected (a bug or an
+    unchecked input): those keep their traceback."""
+    if not isinstance(err, ValueError | FileNotFoundError):
+        return False
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = Path(tb.tb_frame.f_code.co_filename).resolve()
+    return (where.is_relative_to(PROJECT_ROOT)
+            and where.relative_to(PROJECT_ROOT).parts[0] in PROJECT_PACKAGES)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn a bad-input error (ValueError, FileNotFoundError) into one line on stderr, exit 2.
+    """Turn a failed check of the input (`is_expected`) into its message on stderr, exit 2.
 
-    Used by every stage's `__main__`, so a wrong params value or input file ends the run with
-    the library's message as its last line, not a traceback. The line is printed at exit:
-    Prefect's temporary server, started inside, registers its exit handler later, so (atexit
-    being last in, first out) it has stopped, and printed its shutdown noise, by then.
+    Used by every stage's `__main__`, so a wrong params value, input file, model or table ends
+    the run with the library's message as its last line, without a traceback; any other
+    exception propagates with its traceback (exit 1). The line is printed at exit, after
+    whatever else registered an exit handler inside (atexit is last in, first out).
     """
     failed: list[str] = []  # the line, once something failed
 
@@ -191,6 +235,8 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, FileNotFoundError) as err:
+        if not is_expected(err):
+            raise
         failed.append(f"error: {err}")
         sys.exit(2)
 

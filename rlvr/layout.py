@@ -58,7 +58,7 @@ class Layout:
         return self.root / "tokens"
 
     def quality_dir(self, table: str) -> Path:
-        """Gate results of table `samples` or `tokens`."""
+        """Gate results of table `samples`, `tokens`, `cross`, `decisiveness` or `weighted`."""
         return self.root / "quality" / table
 
     # analyze, cross_sample, weighted, report
@@ -120,13 +120,15 @@ class Layout:
             "score": [self.tokens_dir, self.quality_dir("tokens"), self.metrics("score")],
             "analyze": [self.analysis_dir, self.metrics("analysis"),
                         *(self.plot(p) for p in ANALYSIS_PLOTS)],
-            "cross_sample": [self.cross_dir, self.metrics("cross"),
+            "cross_sample": [self.cross_dir, self.quality_dir("cross"), self.metrics("cross"),
                              self.plot("cross_accuracy_by_budget"),
                              self.plot("cross_rule_vs_random")],
-            "decisive": [self.decisive_dir, self.metrics("decisive"),
+            "decisive": [self.decisive_dir, self.quality_dir("decisiveness"),
+                         self.metrics("decisive"),
                          self.plot("decisive_detection")],
             "weighted_summary": [w / "training.parquet", w / "results.parquet",
                                  w / "results.csv", w / "curves.parquet",
+                                 self.quality_dir("weighted"),
                                  self.metrics("weighted"), self.plot("weighted_accuracy"),
                                  self.plot("weighted_final")],
             "report": [self.report_dir, self.metrics("findings")],

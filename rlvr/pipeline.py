@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from rlvr import dvc
-from rlvr.families import Family, module_name
+from rlvr.families import Family, module_name, task_files
 from rlvr.layout import ANALYSIS_PLOTS, Layout
 from rlvr.study import Study
 
@@ -170,7 +170,8 @@ def stages(study: Study, layout: Layout | None = None) -> list[Stage]:
         Stage("cross_sample", "cross-sampling at matched budgets (resumable cells)",
               ("family", "task", "cross_sample", "sample", "models"),
               deps=(split["eval"], *models),
-              outs=({_rel(layout.cross_dir): persist()},),
+              outs=({_rel(layout.cross_dir): persist()},
+                    {_rel(layout.quality_dir("cross")): dict(PERSIST)}),
               metrics=(_metric(layout, "cross", True),),
               plots=(_plot(layout, "cross_accuracy_by_budget", "budget_share", "accuracy", True,
                            template="scatter"),
@@ -179,7 +180,8 @@ def stages(study: Study, layout: Layout | None = None) -> list[Stage]:
         Stage("decisive", "measured decisiveness (rollouts per position) and what finds it",
               ("family", "task", "decisive", "models"),
               deps=(_rel(layout.samples_dir), _rel(layout.tokens_dir), *models),
-              outs=({_rel(layout.decisive_dir): persist()},),
+              outs=({_rel(layout.decisive_dir): persist()},
+                    {_rel(layout.quality_dir("decisiveness")): dict(PERSIST)}),
               metrics=(_metric(layout, "decisive", True),),
               plots=(_plot(layout, "decisive_detection", "recall", "precision", True),)),
     ]
@@ -196,8 +198,9 @@ def stages(study: Study, layout: Layout | None = None) -> list[Stage]:
             Stage("weighted_summary", "every weighted variant against the baseline, paired seeds",
                   ("family", "task", "weighted", "weighted_variants", "models"),
                   deps=(_rel(w / "runs"),),
-                  outs=tuple(_rel(w / n) for n in ("training.parquet", "results.parquet",
-                                                   "results.csv", "curves.parquet")),
+                  outs=(*(_rel(w / n) for n in ("training.parquet", "results.parquet",
+                                                "results.csv", "curves.parquet")),
+                        {_rel(layout.quality_dir("weighted")): {"cache": False}}),
                   metrics=(_metric(layout, "weighted"),),
                   plots=(_plot(layout, "weighted_accuracy", "step"),
                          _plot(layout, "weighted_final", "mean", "variant",
@@ -220,9 +223,7 @@ def _paths(entries: tuple[Any, ...]) -> list[str]:
 
 def family_inputs(study: Study) -> list[str]:
     """The files the family's prepare reads (a user's prompt files), as the task names them."""
-    task = study.task
-    return [getattr(task, k) for k in ("prompts", "train_prompts", "eval_prompts")
-            if getattr(task, k, "")]
+    return list(task_files(study.task).values())
 
 
 def code_prefix(workspace: Path) -> str:

@@ -163,11 +163,12 @@ def _live_record() -> dict | None:
     return rec
 
 
-def start(port: int, detach: bool, timeout: float = 300.0) -> dict:
+def start(port: int, detach: bool, timeout: float = 300.0, record: bool = True) -> dict:
     """Start `prefect server start` on loopback:`port` and wait until it is healthy.
 
-    detach=False: the server belongs to this process (stopped by `stop_owned`, or by the kernel
-    if this process dies); detach=True: it runs until `python -m rlvr.server stop`.
+    detach=False: the server belongs to this process (stopped by `stop`, or by the kernel if
+    this process dies); detach=True: it runs until `python -m rlvr.server stop`. record=False:
+    not written to the record (another run's server is there).
     """
     api_url = f"http://{HOST}:{port}/api"
     # the UI asks settings, not --port, for its API address: without PREFECT_UI_API_URL the
@@ -186,18 +187,25 @@ def start(port: int, detach: bool, timeout: float = 300.0) -> dict:
     owner = None if detach else os.getpid()
     rec = {"pid": proc.pid, "started": _started(proc.pid), "port": port, "api_url": api_url,
            "owner": owner, "owner_started": _started(owner)}
-    (home() / RECORD).write_text(json.dumps(rec))
-    while not healthy(api_url):
-        if proc.poll() is not None or time.monotonic() - t0 > timeout:
-            _stop_group(proc.pid, rec["started"])
-            (home() / RECORD).unlink(missing_ok=True)
-            raise RuntimeError(f"the Prefect server did not become healthy on {api_url}; "
-                               f"see {home() / 'server.log'}")
-        time.sleep(0.2)
-    if _listens_elsewhere(port, proc.pid):  # it answered, but it is another run's server
+    if record:
+        (home() / RECORD).write_text(json.dumps(rec))
+
+    def abandon() -> None:
         _stop_group(proc.pid, rec["started"])
-        (home() / RECORD).unlink(missing_ok=True)
-        raise PortTaken(port)
+        if record:
+            (home() / RECORD).unlink(missing_ok=True)
+
+    try:
+        while not healthy(api_url):
+            if proc.poll() is not None or time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"the Prefect server did not become healthy on {api_url}; "
+                                   f"see {home() / 'server.log'}")
+            time.sleep(0.2)
+        if _listens_elsewhere(port, proc.pid):  # it answered, but it is another run's server
+            raise PortTaken(port)
+    except BaseException:  # Ctrl-C while waiting included: no half-started server stays
+        abandon()
+        raise
     rec["startup_s"] = round(time.monotonic() - t0, 2)
     return rec
 
@@ -228,7 +236,10 @@ def ensure_server() -> Iterator[str]:
 
     Reuses `PREFECT_API_URL` when it answers (an explicit address that does not answer is an
     error, never silently replaced), else a shared server `start` recorded; otherwise starts one
-    on 127.0.0.1 (port $PREFECT_PORT or 4200, a free one if taken) and stops it on exit.
+    on 127.0.0.1 (port $PREFECT_PORT or 4200, a free one if taken) and stops it on exit. That
+    server dies with this process however it ends (PR_SET_PDEATHSIG on `kill -9`; stopped on
+    Ctrl-C or an exception). When another live run owns the recorded server (which stops with
+    that run), this run starts its own beside it, unrecorded.
     """
     url = os.environ.get("PREFECT_API_URL")
     if url:
@@ -240,16 +251,13 @@ def ensure_server() -> Iterator[str]:
     with open(home() / "rlvr-server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs starting at once: one server, not two
         rec = _live_record()
-        if rec and rec["owner"] and rec["owner"] != os.getpid():
-            raise RuntimeError(f"the Prefect server at {rec['api_url']} belongs to another run "
-                               f"(pid {rec['owner']}) and stops with it; share one with "
-                               "`make serve` (python -m rlvr.server start)")
-        owned = rec is None
+        others = bool(rec and rec["owner"] and rec["owner"] != os.getpid())
+        owned = rec is None or others
         if owned:
             try:
-                rec = start(_pick_port(), detach=False)
+                rec = start(_pick_port(), detach=False, record=not others)
             except PortTaken:  # lost a race for the port to another run: take any free one
-                rec = start(_free_port(), detach=False)
+                rec = start(_free_port(), detach=False, record=not others)
             print(f"Prefect server for this run: {rec['api_url'].removesuffix('/api')} "
                   f"(started in {rec['startup_s']} s)", file=sys.stderr)
     os.environ["PREFECT_API_URL"] = rec["api_url"]

@@ -27,9 +27,9 @@ def measure_task(job: DecisiveJob, cfg: DecisiveParams, grader: str) -> dict:
 
 
 @task(name="publish-decisiveness")
-def publish_task(layout: Layout, runs: list[dict]) -> None:
-    """Drop stale parts and mark the table complete."""
-    positions.publish(layout, runs)
+def publish_task(layout: Layout, runs: list[dict], cfg: DecisiveParams) -> None:
+    """Gate every part, drop stale parts and mark the table complete."""
+    positions.publish(layout, runs, cfg)
 
 
 @task(name="detect-decisive", **TRANSIENT_RETRIES)

@@ -9,6 +9,14 @@ A stage's `__main__` calls `run_stage(flow, ...)` instead of `flow(...)`:
 - anywhere else it is a plain flow run.
 In each case the run is named after the DVC stage, tagged `commit:<sha>` (plus `dirty`),
 `exp:<name>` under `dvc exp run` and `stage:<name>`, and the library's progress lines reach it.
+
+Before any of that, `run_stage` runs the stage's `preflight` (the library's checks of every
+input): a bad input stops the stage with one line before a Prefect server exists. A stage with
+no server to report to (no PREFECT_API_URL, not hosted) gets one from `rlvr.server`, which dies
+with the stage however it ends (kill -9 included), where Prefect's own temporary server would
+outlive a killed process. The library's check failures found inside a flow reach the console
+as the one `error:` line only: Prefect's tracebacks and state lines of them are kept off the
+console (`QuietChecks`) but still sent to the API, so the run's state and logs record them.
 """
 
 from __future__ import annotations
@@ -17,16 +25,26 @@ import logging
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from prefect import Flow, Task, tags
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TagsContext
 from prefect.flow_engine import run_flow
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.logging.configuration import ensure_logging_setup
+from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    temporary_settings,
+)
 from prefect.settings.context import get_current_settings
 from prefect.states import Pending
 from prefect.utilities.callables import get_call_parameters
+
+from rlvr.config import is_expected
+from rlvr.server import ensure_server
 
 ENV_PARENT = "RLVR_PARENT_FLOW_RUN_ID"
 
@@ -70,8 +88,50 @@ def child_env() -> dict[str, str]:
     return {ENV_PARENT: str(ctx.flow_run.id), "PREFECT_API_URL": str(url)}
 
 
-def run_stage(flow: Flow, *args: Any, **kwargs: Any) -> Any:
-    """Call `flow(*args, **kwargs)` as this pipeline stage's run (see the module docstring)."""
+class QuietChecks(logging.Filter):
+    """On the console only: drop Prefect's records of a failed input check (`is_expected`):
+    the task's and flow's tracebacks, then their one-line "Finished in state Failed(...)" that
+    quote it. The stage prints the check's message itself, once; the API still gets them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quoted: set[str] = set()  # first lines of the checks that failed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if err is not None and is_expected(err):
+            self.quoted.add(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return False
+        if self.quoted and record.name.startswith("prefect."):
+            return not any(q in record.getMessage() for q in self.quoted)
+        return True
+
+
+def quiet_checks() -> None:
+    """Put `QuietChecks` on Prefect's console handlers (once per process)."""
+    ensure_logging_setup()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, QuietChecks) for f in handler.filters):
+            handler.addFilter(QuietChecks())
+
+
+def run_stage(flow: Flow, *args: Any, preflight: Callable[[], Any] | None = None,
+              **kwargs: Any) -> Any:
+    """Call `flow(*args, **kwargs)` as this pipeline stage's run (see the module docstring),
+    after `preflight()`, the library's checks of the stage's inputs."""
+    if preflight is not None:
+        preflight()  # a bad input stops here: no server started, nothing touched
+    quiet_checks()
+    if FlowRunContext.get() is None and not get_current_settings().api.url:
+        # no server to report to: one that dies with this process (not Prefect's temporary
+        # server, which a `kill -9` leaves running)
+        with ensure_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
+            return _run_stage(flow, args, kwargs)
+    return _run_stage(flow, args, kwargs)
+
+
+def _run_stage(flow: Flow, args: tuple, kwargs: dict) -> Any:
     # Prefect gives its API handler to `rlvr` (extra_loggers) but no level: INFO is dropped
     logging.getLogger("rlvr").setLevel(logging.INFO)
     stage = stage_name(flow.name)

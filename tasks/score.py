@@ -13,8 +13,9 @@ from rlvr.models.specs import ModelsParams
 from rlvr.store.atomic import keep_only, sweep_debris, write_json
 from rlvr.store.gates import gate_tokens_dir
 from rlvr.store.tables import clear_complete, finalize_dataset
+from rlvr.tokens.audit import audit_partition
 from rlvr.tokens.jobs import Partition, ScoreJob, plan_scoring, summarize_tokens
-from rlvr.tokens.scorer import ScoreParams, score_shard
+from rlvr.tokens.scorer import AuditParams, ScoreParams, score_shard
 from tasks.retry import TRANSIENT_RETRIES
 
 
@@ -23,7 +24,8 @@ def plan_scoring_task(cfg: ScoreParams, models: ModelsParams, layout: Layout) ->
     """Check every input, then claim the outputs; one job per samples part of each pair."""
     plan = plan_scoring(cfg, models, layout)
     sweep_debris(*layout.outputs("score"))
-    keep_only(layout.quality_dir("tokens"), {f"{p.name}.json" for p in plan.partitions})
+    keep_only(layout.quality_dir("tokens"), {f"{p.name}{suffix}.json" for p in plan.partitions
+                                             for suffix in ("", ".audit")})
     clear_complete(layout.tokens_dir)
     return {"jobs": plan.jobs, "vocab_size": plan.vocab_size, "partitions": plan.partitions}
 
@@ -37,12 +39,18 @@ def score_shard_task(job: ScoreJob, cfg: ScoreParams, family: str, task_cfg: Any
 
 
 @task
-def gate_tokens_task(partition: Partition, vocab_size: int, layout: Layout) -> dict:
-    """Great Expectations gate on one (pair, generator) partition of the token table."""
-    return gate_tokens_dir(partition.directory, vocab_size,
-                           layout.quality_dir("tokens") / f"{partition.name}.json",
-                           samples_dir=partition.samples,
-                           tokenizer=load_tokenizer(partition.spec))
+def gate_tokens_task(partition: Partition, vocab_size: int, layout: Layout,
+                     audit: AuditParams) -> dict:
+    """Great Expectations gate on one (pair, generator) partition of the token table, then
+    the float64 audit of a sample of its rows against both models."""
+    quality = layout.quality_dir("tokens")
+    summary = gate_tokens_dir(partition.directory, vocab_size, quality / f"{partition.name}.json",
+                              samples_dir=partition.samples,
+                              tokenizer=load_tokenizer(partition.spec))
+    summary["audit"] = audit_partition(partition.directory, partition.samples, partition.spec,
+                                       partition.tuned, audit, f"tokens_{partition.name}",
+                                       quality / f"{partition.name}.audit.json")
+    return summary
 
 
 @task

@@ -85,7 +85,7 @@ def run_score(layout: Layout) -> list[dict]:
     plan = plan_scoring_task.fn(SCORE, MODELS, layout)
     parts = [score_shard_task.fn(job, SCORE, "toy", TOY_TASK) for job in plan["jobs"]]
     for partition in plan["partitions"]:
-        gate_tokens_task.fn(partition, plan["vocab_size"], layout)
+        gate_tokens_task.fn(partition, plan["vocab_size"], layout, SCORE.audit)
     finalize_tokens_task.fn(parts, layout)
     return parts
 
@@ -231,6 +231,15 @@ def other_tokenizer(extra: bool) -> Callable[[Layout, Path], dict]:
     return plant
 
 
+def config_says(name: str, **fields) -> Callable[[Layout, Path], dict]:
+    """config.json of model `name` edited (e.g. a vocab_size its weights do not have)."""
+    def plant(layout: Layout, tmp: Path) -> dict:
+        path = layout.model_dir(name) / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+        return {}
+    return plant
+
+
 def stages(layout: Layout, stage: str, over: dict) -> object:
     """Run `stage` on `layout` up to where it would first write (its checks)."""
     models = over.get("models", MODELS)
@@ -259,6 +268,12 @@ DROP = "fix the prompt, or set `sample.unfit_prompts: drop` to skip the 1 of 2 p
        "not fit"
 NAN = (f"model `base`: {R}/models/base/{ST}: tensor `model.layers.0.mlp.up_proj.weight` holds "
        f"NaN values (a diverged or corrupted checkpoint); {BASE_FIX}")
+
+CONFIG = (f"model `base`: tensor `model.embed_tokens.weight` in {R}/models/base/{ST} has shape "
+          f"[{VOCAB}, 16] but its config.json (vocab_size {VOCAB + 15}, hidden_size 16, "
+          "num_hidden_layers 2, num_attention_heads 2, num_key_value_heads 2, head_dim 8, "
+          f"intermediate_size 32) implies [{VOCAB + 15}, 16]; use the config.json saved with these "
+          "weights")
 
 CASES = [  # (id, plant, stage, the exact message)
     # the 12 malformed prompt files (+ 2 more ways to be unreadable)
@@ -369,6 +384,16 @@ CASES = [  # (id, plant, stage, the exact message)
     # every stage that loads a model checks it first
     *[(f"weights-nan-{stage}", edit_weights("base", nan_at), stage, NAN)
       for stage in ("sample", "cross_sample", "weighted", "rl", "sft", "decisive")],
+    # config.json against the weights' shapes (issue 21: the sample stage cleared its marker,
+    # then crashed in transformers), in every stage, whether it reads a pair or one model
+    *[(f"config-vocab-vs-head-{stage}", config_says("base", vocab_size=VOCAB + 15), stage,
+       CONFIG) for stage in ("sample", "score", "cross_sample", "weighted", "rl", "sft",
+                             "decisive")],
+    ("config-layers-vs-weights", config_says("rl", num_hidden_layers=3), "sample",
+     f"model `rl`: no weight file holds tensor `model.layers.2.self_attn.q_proj.weight` [16, 16], "
+     f"which its config.json (vocab_size {VOCAB}, hidden_size 16, num_hidden_layers 3, "
+     f"num_attention_heads 2, num_key_value_heads 2, head_dim 8, intermediate_size 32) asks "
+     f"for; use the config.json saved with these weights"),
 ]
 
 
@@ -432,7 +457,7 @@ def run_decisive(layout: Layout) -> list[dict]:
     """The decisive flow's recipe (flows/decisive.py), task by task."""
     jobs = decisive_tasks.plan_decisive_task.fn(DECISIVE, "toy", MODELS, layout)
     runs = [decisive_tasks.measure_task.fn(job, DECISIVE, "toy") for job in jobs]
-    decisive_tasks.publish_task.fn(layout, runs)
+    decisive_tasks.publish_task.fn(layout, runs, DECISIVE)
     decisive_tasks.detection_task.fn(layout, DECISIVE, runs)
     return runs
 
@@ -480,10 +505,10 @@ def test_dvc_outputs_are_what_each_stage_owns():
     assert set(PLOTS.values()) == set(ANALYSIS_PLOTS)
 
 
-@pytest.mark.slow  # a Prefect temporary server: ~20 s idle, ~70 s on a loaded 2-core machine
-def test_flow_prints_one_line_last_and_exits_2(built, tmp_path):
-    """`python -m flows.score` on a truncated checkpoint, under Prefect: exit 2, the library's
-    line last (not a traceback of the temporary server's shutdown), nothing touched."""
+def test_flow_prints_one_line_and_starts_no_server(built, tmp_path):
+    """`python -m flows.score` on a truncated checkpoint: exit 2 and exactly the library's line
+    on stderr (issue 21: two Prefect tracebacks, ~75 lines, and a server start first), no
+    server started (the checks run before the flow), nothing touched."""
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(built.root, tmp_path / "data")
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -492,16 +517,17 @@ def test_flow_prints_one_line_last_and_exits_2(built, tmp_path):
     weights = tmp_path / "data/models/rl" / ST
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     before = digests(tmp_path / "data")
+    home = tmp_path / "prefect"
     run = subprocess.run([sys.executable, "-m", "flows.score"], cwd=tmp_path, text=True,
                          capture_output=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(root)})
-    assert run.returncode == 2, run.stderr[-3000:]
-    assert run.stderr.splitlines()[-1] == (
-        "error: model `rl`: data/models/rl/model.safetensors is truncated or corrupt "
-        "(SafetensorError: Error while deserializing header: incomplete metadata, file not fully "
-        "covered); restore it (dvc checkout data/models/rl) or rebuild it (dvc repro rl)")
-    assert "CancelledError" not in run.stderr
-    assert run.stderr.splitlines()[-1] in README.read_text().splitlines()
+                         env={**os.environ, "PYTHONPATH": str(root), "PREFECT_HOME": str(home)})
+    line = ("error: model `rl`: data/models/rl/model.safetensors is truncated or corrupt "
+            "(SafetensorError: Error while deserializing header: incomplete metadata, file not "
+            "fully covered); restore it (dvc checkout data/models/rl) or rebuild it (dvc repro "
+            "rl)")
+    assert run.returncode == 2 and run.stderr == line + "\n", run.stderr[-3000:]
+    assert line in README.read_text().splitlines()
+    assert not (home / "server.log").exists()  # no server was started for it
     assert digests(tmp_path / "data") == before
 
 

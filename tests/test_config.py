@@ -8,14 +8,16 @@ import ast
 import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from rlvr.config import ParamsError, from_section
-from rlvr.families import get_family
+from rlvr.config import ParamsError, from_section, is_seed
+from rlvr.decisive.positions import DecisiveParams
+from rlvr.families import get_family, names
 from rlvr.generation.samples import SampleParams
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
@@ -108,6 +110,74 @@ BAD = [  # (section, values, the message's start) one per kind of mistake
     ("cross_sample", {"seeds": [0, "one"]}, "params.yaml `cross_sample.seeds[1]`: 'one' is not "
                                             "a whole number"),
 ]
+
+
+# whole-number knobs where 0 means something ("all", "none", "no limit"); every other count,
+# size and length must be >= 1, and no whole number may be negative (seeds: in [0, 2^63 - 1])
+ZERO_OK = {"decisive.positions", "models.max_prompt_tokens", "models.max_model_len",
+           "pretrain.warmup_steps", "sft.warmup_steps", "report.responses_per_group",
+           "rl.trainable_layers", "weighted.rl.trainable_layers", "task.low", "task.demos",
+           "task.n_train", "training.sft_trainable_layers", "score.audit.rows"}
+
+
+def _whole_number_knobs(cls: type, prefix: str):
+    """(key, annotation) of every int knob of dataclass `cls`, nested dataclasses expanded."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _whole_number_knobs(hints[f.name], f"{prefix}.{f.name}")
+        elif hints[f.name] in (int, int | None, list[int]):
+            yield f"{prefix}.{f.name}", hints[f.name]
+
+
+def _parse_one(cls: type, key: str, value: object) -> str:
+    """The ParamsError line of setting `key` to `value` alone ("" when it parses)."""
+    section, *path = key.split(".")
+    raw: dict = {}
+    leaf = raw
+    for part in path[:-1]:
+        leaf = leaf.setdefault(part, {})
+    leaf[path[-1]] = value
+    try:
+        from_section(cls, {section: raw}, section)
+    except ParamsError as err:
+        return str(err)
+    return ""
+
+
+def _every_section() -> list[tuple[str, type]]:
+    """(section, dataclass) of every workspace of every family (task sections differ)."""
+    out = [*SHARED.items(), ("runner", RunnerParams)]
+    for family in map(get_family, names()):
+        out += [("task", family.task), *family.base_sections.items()]
+    return list(dict.fromkeys(out))
+
+
+def test_every_seed_and_count_of_every_section_is_bounded_at_parsing():
+    """Audit of every section of every family: a negative count or seed, and a zero count
+    where zero means nothing, fail at parsing with one line naming the key."""
+    checked = 0
+    for section, cls in _every_section():
+        for key, hint in _whole_number_knobs(cls, section):
+            wrap = (lambda v: [0, v]) if hint == list[int] else (lambda v: v)
+            shown = f"{key}[1]" if hint == list[int] else key
+            assert _parse_one(cls, key, wrap(-1)).startswith(
+                f"params.yaml `{shown}`: -1 is "), key
+            if is_seed(shown):
+                assert _parse_one(cls, key, wrap(2**63)).startswith(
+                    f"params.yaml `{shown}`: {2**63} is not a seed"), key
+            elif key not in ZERO_OK:
+                assert _parse_one(cls, key, 0).startswith(f"params.yaml `{key}`"), key
+            checked += 1
+    assert checked > 90
+
+
+def test_a_negative_seed_names_its_key():
+    """issue 21: `decisive.seed: -1` failed after planning, with numpy's words and no key."""
+    with pytest.raises(ParamsError) as err:
+        from_section(DecisiveParams, {"decisive": {"seed": -1}}, "decisive")
+    assert str(err.value) == ("params.yaml `decisive.seed`: -1 is not a seed (a whole number in "
+                              "[0, 2^63 - 1]); e.g. `seed: 0`")
 
 
 @pytest.mark.parametrize("section,values,message", BAD)

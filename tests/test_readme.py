@@ -73,7 +73,7 @@ def test_rlvr_commands_run_on_real_tables(scored_data, capsys, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)  # where `--output out.parquet` and `> views.sql` land
     runs = [a for a in commands() if a[0] == "rlvr" and a[1] != "shell"
             and not " ".join(a).startswith(tuple(ELSEWHERE))]
-    assert len(runs) == 7
+    assert len(runs) == 8
     for args in runs:
         redirect = args[args.index(">") + 1] if ">" in args else None
         code, out, err = rlvr(scored_data, capsys, *(args[1:args.index(">")] if redirect

@@ -46,15 +46,29 @@ def test_an_explicit_url_that_does_not_answer_is_an_error(home, monkeypatch):
         pass
 
 
-def test_a_server_owned_by_another_live_run_is_not_borrowed(home):
-    fake_server, owner = _sleeper(), _sleeper()
+def test_a_server_owned_by_another_live_run_is_not_borrowed(home, monkeypatch):
+    """It stops with its run: this run starts its own beside it, unrecorded, and stops that."""
+    fake_server, owner, mine = _sleeper(), _sleeper(), _sleeper()
+    calls = []
+
+    def start(port: int, detach: bool, record: bool = True) -> dict:  # `prefect server start`
+        calls.append((detach, record))
+        return {"pid": mine.pid, "started": server._started(mine.pid), "port": port,
+                "api_url": "http://127.0.0.1:2/api", "owner": os.getpid(),
+                "owner_started": server._started(os.getpid()), "startup_s": 0.0}
+
+    monkeypatch.setattr(server, "start", start)
     try:
         _record(home, fake_server.pid, owner.pid)
-        with pytest.raises(RuntimeError, match="belongs to another run"), server.ensure_server():
-            pass
+        record = (home / server.RECORD).read_text()
+        with server.ensure_server() as url:
+            assert url == "http://127.0.0.1:2/api" and calls == [(False, False)]
+            assert os.environ["PREFECT_API_URL"] == url
+        assert (home / server.RECORD).read_text() == record  # the other run's, untouched
         assert fake_server.poll() is None  # someone else's: never signalled
+        assert mine.wait(timeout=30) is not None  # ours: stopped on the way out
     finally:
-        for proc in (fake_server, owner):
+        for proc in (fake_server, owner, mine):
             proc.kill()
             proc.wait()
 

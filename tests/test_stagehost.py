@@ -18,11 +18,11 @@ from rlvr import dvc, stagehost
 STAGE = """
 import json, os, sys
 import torch
-from rlvr.config import run_main
+from rlvr.config import require, run_main
 
 def main():
-    if sys.argv[1:] == ["--bad"]:
-        raise ValueError("params.yaml `toy.n`: must be >= 1; use a positive count")
+    # a check of the library fails (a ValueError raised elsewhere would keep its traceback)
+    require(sys.argv[1:] != ["--bad"], "toy.n", "must be >= 1", "use a positive count")
     if sys.argv[1:] == ["--alloc"]:  # 400 MB touched, then freed
         block = torch.ones(100_000_000)
         del block

@@ -54,6 +54,8 @@ from rlvr.layout import Layout
 from rlvr.models.checks import check_model, check_pair, fit_prompts
 from rlvr.models.loading import load_spec, pin_torch_threads
 from rlvr.models.specs import ModelsParams, ModelSpec
+from rlvr.store.experiment_gates import check_cross_samples, check_cross_tokens
+from rlvr.store.gates import read_files
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     clear_complete,
@@ -400,9 +402,10 @@ def run_cell(
 
 def publish_cross(layout: Layout, cells: Sequence[CrossCell]) -> dict[str, int]:
     """Link the final cells' work parts into the `cross_samples` / `cross_tokens` tables, drop
-    every other part there, and mark both complete; returns row counts."""
+    every other part there, gate both (`rlvr.store.experiment_gates`), and only then mark them
+    complete; returns row counts."""
     _load.cache_clear()  # the sweep is over: free its models (the process may run more stages)
-    counts = {}
+    kept = {}
     for table in TABLES:
         directory = layout.cross_dir / table
         directory.mkdir(parents=True, exist_ok=True)
@@ -417,6 +420,12 @@ def publish_cross(layout: Layout, cells: Sequence[CrossCell]) -> dict[str, int]:
                 os.link(source, tmp)  # a hard link: the work part, not a second copy
                 os.replace(tmp, target)
             keep.append(target)
-        finalize_dataset(directory, keep)
-        counts[table] = sum(pq.read_metadata(p).num_rows for p in keep)
-    return counts
+        kept[table] = keep
+    samples = read_files(kept["samples"])
+    quality = layout.quality_dir("cross")
+    check_cross_samples(samples, DIRECTIONS, [*RULES, *ENDPOINTS], quality / "samples.json")
+    check_cross_tokens(read_files(kept["tokens"]), samples, quality / "tokens.json")
+    for table, keep in kept.items():
+        finalize_dataset(layout.cross_dir / table, keep)
+    return {table: sum(pq.read_metadata(p).num_rows for p in keep)
+            for table, keep in kept.items()}

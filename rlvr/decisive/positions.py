@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from rlvr.config import require
@@ -39,7 +40,9 @@ from rlvr.layout import Layout
 from rlvr.models.checks import check_model
 from rlvr.models.loading import load_spec, pin_torch_threads
 from rlvr.models.specs import ModelEntry, ModelsParams, resolve
-from rlvr.store.atomic import is_complete, sweep_debris, write_json
+from rlvr.store.atomic import is_complete, keep_only, sweep_debris, write_json
+from rlvr.store.experiment_gates import check_decisiveness
+from rlvr.store.gates import read_files
 from rlvr.store.hashing import fingerprint
 from rlvr.store.tables import (
     DECISIVE_SCHEMA,
@@ -318,8 +321,26 @@ def _round(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(value, 4)
 
 
-def publish(layout: Layout, runs: list[dict]) -> None:
-    """Drop stale part files and mark the decisiveness table complete."""
+def gate_run(layout: Layout, run: dict, cfg: DecisiveParams) -> dict:
+    """Gate one generator's part file (`rlvr.store.experiment_gates.check_decisiveness`): its
+    rows are every position of the responses `select_items` picks, and agree with them."""
+    source = read_partition(samples_dir(layout.samples_dir, run["model"]))
+    expected = pd.DataFrame(  # every position of each measured response: the population
+        [(m.key.split("/")[1], int(m.key.split("/")[2]), t)
+         for m in select_items(source, cfg) for t in range(len(m.response_ids))],
+        columns=["prompt_id", "sample_id", "position"])
+    return check_decisiveness(
+        read_files([run["path"]]), source.to_pandas(), expected, cfg.rollouts,
+        cfg.max_rollouts, f"decisiveness_{run['model']}",
+        layout.quality_dir("decisiveness") / f"{run['model']}.json")
+
+
+def publish(layout: Layout, runs: list[dict], cfg: DecisiveParams) -> None:
+    """Gate every generator's part, drop stale part files and mark the decisiveness table
+    complete."""
+    for run in runs:
+        gate_run(layout, run, cfg)
+    keep_only(layout.quality_dir("decisiveness"), {f"{r['model']}.json" for r in runs})
     finalize_dataset(layout.decisive_dir / "positions", [r["path"] for r in runs])
 
 

@@ -24,7 +24,13 @@ import torch
 from scipy.stats import norm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlvr.generation.sampler import SamplingParams, left_pad, sample, sampling_uniforms
+from rlvr.generation.sampler import (
+    SamplingParams,
+    left_pad,
+    rank_tokens,
+    sample,
+    sampling_uniforms,
+)
 
 Grader = Callable[[str, str], int]
 
@@ -120,12 +126,16 @@ def draw_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float
     if temperature == 0:
         return logits.argmax(-1)[None, :].expand(uniforms.shape[0], -1)
     probs = torch.softmax(logits.double() / temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    cum = sorted_probs.cumsum(-1)
-    sorted_probs = sorted_probs * ((cum - sorted_probs) < top_p)
-    cum = sorted_probs.cumsum(-1)  # (L, V)
-    target = (uniforms.to(cum).T * cum[:, -1:]).contiguous()  # (L, K)
-    idx = torch.searchsorted(cum, target, right=True).clamp(max=logits.shape[-1] - 1)
+    values, order = rank_tokens(probs, probs.shape[-1])  # pick_tokens' tie rule
+    cum = values.cumsum(-1)
+    if top_p < 1.0:
+        n_keep = ((cum - values) < top_p).sum(-1, keepdim=True)
+        total = cum.gather(-1, n_keep - 1)
+    else:
+        n_keep = torch.full_like(order[:, :1], values.shape[-1])
+        total = probs.sum(-1, keepdim=True)
+    target = (uniforms.to(cum).T * total).contiguous()  # (L, K)
+    idx = torch.minimum(torch.searchsorted(cum, target, right=True), n_keep - 1)
     return order.gather(-1, idx).T
 
 
@@ -134,7 +144,7 @@ def _sampling_probs(logits: torch.Tensor, sampling: SamplingParams) -> torch.Ten
     if sampling.temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).double()
     probs = torch.softmax(logits.double() / sampling.temperature, -1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    sorted_probs, order = rank_tokens(probs, probs.shape[-1])
     keep = (sorted_probs.cumsum(-1) - sorted_probs) < sampling.top_p
     kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs * keep)
     return kept / kept.sum(-1, keepdim=True)

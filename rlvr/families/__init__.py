@@ -21,6 +21,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 Labeller = Callable[[Sequence[str]], list[str]]
@@ -74,3 +75,19 @@ def get_family(name: str, key: str = "family") -> Family:
     family = importlib.import_module(module_name(name)).FAMILY
     assert family.name == name, f"{module_name(name)} defines family {family.name!r}"
     return family
+
+
+TASK_FILES = ("prompts", "train_prompts", "eval_prompts")  # task knobs naming a user's file
+
+
+def task_files(task: Any) -> dict[str, str]:
+    """The user's files the family's prepare reads, by their `task` knob."""
+    return {k: getattr(task, k) for k in TASK_FILES if getattr(task, k, "")}
+
+
+def check_task_files(task: Any) -> None:
+    """The prepare stage's check before its run: every file the task names exists."""
+    for key, path in task_files(task).items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"params.yaml `task.{key}`: no file at {path}; fix the path")
+

@@ -83,7 +83,9 @@ FAMILY = Family(
         # two checkpoints for the evolution finding; rl_step_24 is rl
         "sample": {"models": ["base", "rl", "sft", "rl_step_8", "rl_step_16"],
                    "checkpoints": False, "max_new_tokens": 40, "shard_size": 48},
-        "score": {"tuned": ["rl", "sft", "rl_step_8", "rl_step_16"], "checkpoints": False},
+        # audit 12 rows per partition: ~1.2 s each on the pair in float64 (bench_audit.py)
+        "score": {"tuned": ["rl", "sft", "rl_step_8", "rl_step_16"], "checkpoints": False,
+                  "audit": {"rows": 12}},
         # the closing <|im_end|> (EOS) is the chat template's, not text
         "analyze": {"decisive_roles": ["format", "intermediate", "final_answer"],
                     "exclude_roles": ["template"]},

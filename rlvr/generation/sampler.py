@@ -51,7 +51,7 @@ def sampling_uniforms(seed: int, keys: Sequence[str], n_steps: int) -> torch.Ten
 CANDIDATES = 64  # tokens ranked per row before a full sort is needed (the tail is rarely drawn)
 
 
-def _ranked(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rank_tokens(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k most probable tokens of each row, in the tie rule's order: probability highest
     first, equal probabilities by lowest id first. (B, k) probabilities and ids."""
     values, ids = probs.topk(k, dim=-1)
@@ -104,11 +104,11 @@ def pick_tokens(
     probs = torch.softmax(logits.double() / temperature, dim=-1)
     total = probs.sum(-1, keepdim=True) if top_p >= 1.0 else None
     vocab = probs.shape[-1]
-    tokens, exact = _draw(*_ranked(probs, min(CANDIDATES, vocab)), uniforms, top_p, total,
+    tokens, exact = _draw(*rank_tokens(probs, min(CANDIDATES, vocab)), uniforms, top_p, total,
                           complete=CANDIDATES >= vocab)
     rest = (~exact).nonzero().squeeze(-1)
     if len(rest):  # the tail: rank the whole row
-        tokens[rest], _ = _draw(*_ranked(probs[rest], vocab), uniforms[rest], top_p,
+        tokens[rest], _ = _draw(*rank_tokens(probs[rest], vocab), uniforms[rest], top_p,
                                 None if total is None else total[rest], complete=True)
     return tokens
 

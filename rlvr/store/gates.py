@@ -11,6 +11,7 @@ read `ok` on good rows and describe the problem on bad ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import great_expectations as gx
@@ -33,24 +34,27 @@ TOKEN_INTS = ["position", "n_tokens", "token_id", "rank_base", "rank_tuned", "to
               "top1_tuned", "rank_in_base_of_top1_tuned", "rank_in_tuned_of_top1_base"]
 
 
-class GateFailed(RuntimeError):
-    """A quality gate found bad rows; the message has one line per failed check."""
+class GateFailed(ValueError):
+    """A quality gate found bad rows; the message has one line per failed check. A ValueError:
+    bad data is bad input to the stage that reads it (`rlvr.config.is_expected`)."""
 
 
-def _response_check(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """Per row: `ok`, or why its response is not positions 0..n_tokens-1 exactly once each with
-    one reward."""
+def response_check(df: pd.DataFrame, keys: list[str], named: int = 2) -> np.ndarray:
+    """Per row: `ok`, or why its response (rows sharing `keys`) is not positions
+    0..n_tokens-1 exactly once each (with one reward, where rows carry one); the message names
+    the last `named` keys (e.g. prompt and sample)."""
     g = df.groupby(keys, sort=False, dropna=False)
     agg = pd.DataFrame({
         "rows": g["position"].size(), "lo": g["position"].min(), "hi": g["position"].max(),
         "distinct": g["position"].nunique(), "n_lo": g["n_tokens"].min(),
-        "n_hi": g["n_tokens"].max(), "rewards": g["reward"].nunique(dropna=False),
+        "n_hi": g["n_tokens"].max(),
+        "rewards": g["reward"].nunique(dropna=False) if "reward" in df else 1,
     })
     contiguous = (agg.lo == 0) & (agg.hi == agg.rows - 1) & (agg.distinct == agg.rows)
     consistent = (agg.n_lo == agg.n_hi) & (agg.n_hi == agg.rows)
     msg = pd.Series("ok", index=agg.index, dtype=object)
     for key, row in agg[~(contiguous & consistent) | (agg.rewards > 1)].iterrows():
-        where = "/".join(map(str, np.atleast_1d(key)[-2:]))  # the gate names pair and generator
+        where = "/".join(map(str, np.atleast_1d(key)[-named:]))
         if row.rewards > 1:
             msg[key] = f"{where}: {row.rewards} different rewards in one response"
         else:
@@ -76,9 +80,9 @@ def _without_run_stamps(report: dict) -> dict:
 def _where(index: dict) -> str:
     """`part prompt/sample position N` (or the key columns present) of one GX row index."""
     part = f"{index['part']} " if "part" in index else ""
-    rest = [f"{index[k]}" for k in ("model", "prompt_id", "sample_id") if k in index]
-    pos = f" position {index['position']}" if "position" in index else ""
-    return f"{part}{'/'.join(rest)}{pos}"
+    rest = [f"{index[k]}" for k in inv.NAMING if k in index]
+    at = "".join(f" {k} {index[k]}" for k in inv.suffix_columns(index))
+    return f"{part}{'/'.join(rest)}{at}"
 
 
 def _failure_line(r, n: int) -> str:
@@ -95,15 +99,17 @@ def _failure_line(r, n: int) -> str:
     what = {"expect_column_values_to_not_be_null": "is null",
             "expect_column_values_to_be_between":
                 f"outside [{kw.get('min_value')}, {kw.get('max_value')}]",
-            "expect_column_values_to_be_in_set": f"not in {kw.get('value_set')}"}.get(kind, kind)
+            "expect_column_values_to_be_in_set": f"not in {kw.get('value_set')}",
+            "expect_column_values_to_be_unique": "is not unique"}.get(kind, kind)
     example = f"; e.g. {where[0]}: {values[0]!r}" if where and values else ""
     return f"{column} {what}: {count} of {n} rows{example}"
 
 
-def _run(df: pd.DataFrame, name: str, expectations: list, result_path: str | Path,
-         index_columns: list[str], problems: list[str] | None = None) -> dict:
-    """Validate `df`, save the result JSON, and raise GateFailed listing every failure
-    (`problems`: table-level findings computed outside GX, saved and reported with them)."""
+def run_suite(df: pd.DataFrame, name: str, expectations: list, result_path: str | Path | None,
+              index_columns: list[str], problems: list[str] | None = None) -> dict:
+    """Validate `df`, save the result JSON (unless `result_path` is None), and raise GateFailed
+    listing every failure (`problems`: table-level findings computed outside GX, saved and
+    reported with them)."""
     context = gx.get_context(mode="ephemeral")
     batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
              .add_batch_definition_whole_dataframe("all"))
@@ -117,28 +123,32 @@ def _run(df: pd.DataFrame, name: str, expectations: list, result_path: str | Pat
     problems = list(problems or [])
     if problems:
         report["success"], report["rlvr_problems"] = False, problems
-    write_json(report, result_path)
+    if result_path is not None:
+        write_json(report, result_path)
     failures = [_failure_line(r, len(df)) for r in result.results if not r.success] + problems
+    where = "" if result_path is None else f" ({result_path})"
     if len(failures) == 1:
-        raise GateFailed(f"quality gate `{name}` failed ({result_path}): {failures[0]}")
+        raise GateFailed(f"quality gate `{name}` failed{where}: {failures[0]}")
     if failures:
-        raise GateFailed(f"quality gate `{name}` failed {len(failures)} checks ({result_path}):\n"
+        raise GateFailed(f"quality gate `{name}` failed {len(failures)} checks{where}:\n"
                          + "\n".join(f"- {f}" for f in failures))
     return {"rows": len(df), "expectations": len(result.results), "result": str(result_path)}
 
 
-def _sample_id_check(df: pd.DataFrame) -> np.ndarray:
-    """Per row: `ok`, or why its prompt's sample ids are not 0..n-1 with the n of most prompts
-    (a whole response dropped or added)."""
-    g = df.groupby("prompt_id", sort=False)["sample_id"]
+def sample_id_check(df: pd.DataFrame, keys: tuple[str, ...] = ("prompt_id",)) -> np.ndarray:
+    """Per row: `ok`, or why its prompt's sample ids (rows sharing `keys`) are not 0..n-1
+    with the n of most prompts (a whole response dropped or added)."""
+    g = df.groupby(list(keys), sort=False)["sample_id"]
     agg = pd.DataFrame({"rows": g.size(), "lo": g.min(), "hi": g.max()})
     n = agg.rows.mode().max() if len(agg) else 0
     bad = (agg.rows != n) | (agg.lo != 0) | (agg.hi != agg.rows - 1)
     msg = pd.Series("ok", index=agg.index, dtype=object)
     for key, row in agg[bad].iterrows():
-        msg[key] = (f"{key}: {row.rows} responses with sample ids {row.lo}..{row.hi}; most "
+        shown = "/".join(map(str, np.atleast_1d(key)))
+        msg[key] = (f"{shown}: {row.rows} responses with sample ids {row.lo}..{row.hi}; most "
                     f"prompts have {n} (0..{n - 1})")
-    return df.prompt_id.map(msg).values
+    return df[list(keys)].merge(msg.rename("check").reset_index(), on=list(keys),
+                                how="left")["check"].values
 
 
 def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
@@ -153,7 +163,7 @@ def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
     )
     keys = KEYS["samples"]
     if df.model.nunique() <= 1:  # one model: every prompt has the same number of responses
-        df = df.assign(sample_id_check=_sample_id_check(df))
+        df = df.assign(sample_id_check=sample_id_check(df))
     expectations = [
         *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in keys + [
             "prompt_token_ids", "response_token_ids", "n_tokens", "finish_reason", "reward",
@@ -166,7 +176,7 @@ def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
         *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=["ok"])
           for c in df.columns if c.endswith("_check")],
     ]
-    return _run(df, name, expectations, result_path, ["part", *keys])
+    return run_suite(df, name, expectations, result_path, ["part", *keys])
 
 
 def check_tokens(
@@ -205,7 +215,7 @@ def check_tokens(
     problems = []
     if samples is not None:
         checks["samples_check"], problems = inv.sample_rules(df, samples)
-    df = df.assign(response_check=_response_check(df, keys[:-1]),
+    df = df.assign(response_check=response_check(df, keys[:-1]),
                    **{c: inv.verdicts(df, rules) for c, rules in checks.items()})
     expectations = [
         gxe.ExpectCompoundColumnsToBeUnique(column_list=keys),
@@ -214,15 +224,21 @@ def check_tokens(
         *[gxe.ExpectColumnValuesToBeInSet(column=c, value_set=["ok"])
           for c in ["response_check", *checks]],
     ]
-    return _run(df, name, expectations, result_path, ["part", *keys], problems)
+    return run_suite(df, name, expectations, result_path, ["part", *keys], problems)
+
+
+def read_files(parts: Sequence[str | Path], columns: list[str] | None = None) -> pd.DataFrame:
+    """Parquet files as one dataframe, with each file's name in `part`."""
+    assert parts, "no part files"
+    return pd.concat([pq.read_table(p, columns=columns).to_pandas().assign(part=Path(p).name)
+                      for p in parts], ignore_index=True)
 
 
 def read_parts(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Every part file of one partition as one dataframe, with the file's name in `part`."""
     parts = sorted(Path(directory).glob("part-*.parquet"))
     assert parts, f"no part files in {directory}"
-    return pd.concat([pq.read_table(p, columns=columns).to_pandas().assign(part=p.name)
-                      for p in parts], ignore_index=True)
+    return read_files(parts, columns)
 
 
 def gate_samples_dir(directory: str | Path, result_path: str | Path) -> dict:

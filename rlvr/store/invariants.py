@@ -45,10 +45,27 @@ def _fmt(value: object) -> str:
     return repr(value) if isinstance(value, str) else f"{value:.6g}"
 
 
+# columns that name a row, in the order a message shows them: `part p/s position N` for
+# responses, `variant seed N step N metric M` for training logs
+NAMING = ("model", "variant", "prompt_id", "sample_id")
+
+
+def suffix_columns(columns) -> tuple[str, ...]:
+    """The columns shown as `name value` after a row's name (a run's seed only in a log)."""
+    seed = ("seed",) if "variant" in columns else ()
+    return tuple(c for c in ("position", *seed, "step", "metric") if c in columns)
+
+
 def _where(df: pd.DataFrame) -> list[str]:
+    names = [c for c in NAMING if c in df.columns]
+    after = suffix_columns(df.columns)
     part = df["part"] if "part" in df.columns else pd.Series("", index=df.index)
-    return [f"{f} {p}/{s} position {i}".lstrip() for f, p, s, i in
-            zip(part, df["prompt_id"], df["sample_id"], df["position"], strict=True)]
+    out = []
+    for f, n, a in zip(part, df[names].itertuples(index=False),
+                       df[list(after)].itertuples(index=False), strict=True):
+        at = "".join(f" {c} {v}" for c, v in zip(after, a, strict=True))
+        out.append(f"{f} {'/'.join(map(str, n))}{at}".strip())
+    return out
 
 
 def verdicts(df: pd.DataFrame, rules: Sequence[Rule]) -> np.ndarray:

@@ -22,7 +22,7 @@ from rlvr.progress import Progress
 from rlvr.store.atomic import atomic_dir, atomic_file, sweep_debris, write_json
 from rlvr.tokens.prediction import failure_prediction
 from rlvr.warehouse.sql import SQL_DIR, list_queries, run_sql
-from rlvr.warehouse.views import connect, views
+from rlvr.warehouse.views import complete_files, connect
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,13 @@ def write_table(table: pa.Table, path: str | Path) -> None:
             pq.write_table(table, tmp)
 
 
+def check_tokens_complete(layout: Layout) -> None:
+    """The analyses' one input: a complete token table."""
+    if not complete_files(layout.tokens_dir):
+        raise ValueError(f"no complete token table under {layout.tokens_dir}; "
+                         "run the score stage first (`dvc repro score`)")
+
+
 def run_analyses(
     layout: Layout, cfg: AnalyzeParams, sql_dir: str | Path = SQL_DIR, progress: bool = False,
 ) -> dict[str, pa.Table]:
@@ -134,10 +141,8 @@ def run_analyses(
 
     Returns the results by query name (they are small: aggregates, not token rows).
     """
+    check_tokens_complete(layout)
     con = connect(layout.root, sql_dir, exclude_roles=cfg.exclude_roles)
-    if "tokens" not in views(con):
-        raise ValueError(f"no complete token table under {layout.tokens_dir}; "
-                         "run the score stage first (`dvc repro score`)")
     params = cfg.sql_params()
     sweep_debris(*layout.outputs("analyze"))
     results = {}

@@ -36,11 +36,12 @@ class ScoreJob:
 @dataclass(frozen=True)
 class Partition:
     """One (pair, generator) directory of the token table, gated against its generator's
-    samples with the pair's tokenizer (`spec`'s)."""
+    samples with the pair's tokenizer (`spec`'s, the base's), audited against both models."""
 
     directory: str
     samples: str
     spec: ModelSpec
+    tuned: ModelSpec | None = None
 
     @property
     def name(self) -> str:
@@ -89,7 +90,7 @@ def plan_scoring(cfg: ScoreParams, models: ModelsParams, layout: Layout) -> Scor
         check_pair(base_facts, check_model(t.spec))
     jobs = plan_score_jobs(base, tuned, layout.samples_dir, layout.tokens_dir)
     partitions = [Partition(str(tokens_dir(layout.tokens_dir, pair_name(base.name, t.name), g)),
-                            str(samples_dir(layout.samples_dir, m.name)), base.spec)
+                            str(samples_dir(layout.samples_dir, m.name)), base.spec, t.spec)
                   for t in tuned for g, m in (("base", base), ("tuned", t))]
     return ScorePlan(jobs, partitions, base_facts.vocab_size)
 

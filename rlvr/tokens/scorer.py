@@ -96,6 +96,19 @@ def _head_dim(config) -> int:
 
 
 @dataclass(frozen=True)
+class AuditParams:
+    """`score.audit`: token rows per partition recomputed from the models in float64 before
+    the table is marked complete (`rlvr.tokens.audit`); no row depends on them (not in part
+    fingerprints)."""
+
+    rows: int = 24  # per (pair, generator) partition; 0 turns the audit off
+    seed: int = 0  # which rows are drawn
+
+    def __post_init__(self) -> None:
+        require(self.rows >= 0, "rows", "must be >= 0", "use e.g. 24 (0: no audit)")
+
+
+@dataclass(frozen=True)
 class ScoreParams:
     """`score`: which (base, tuned) pairs to score, what goes in the rows, and the resources."""
 
@@ -103,6 +116,7 @@ class ScoreParams:
     tuned: list[str] = field(default_factory=lambda: ["rl", "sft", "rft"])  # each with the base
     checkpoints: bool = True  # also pair the base with every RL checkpoint
     js_top_p: float = 0.7  # p of `js_top_p` (the study's truncation)
+    audit: AuditParams = field(default_factory=AuditParams)
     resources: ScoreResources = field(default_factory=ScoreResources)
 
     def __post_init__(self) -> None:

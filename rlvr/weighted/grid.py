@@ -57,6 +57,7 @@ from rlvr.models.checks import check_model
 from rlvr.models.loading import load_model, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelsParams, ModelSpec
 from rlvr.store.atomic import atomic_file, sweep_debris
+from rlvr.store.experiment_gates import GridShape, check_training
 from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
@@ -240,8 +241,10 @@ def train_and_evaluate(
     evaluation: EvalSpec,
     out_path: str | Path,
     progress: bool = False,
+    grid: GridShape | None = None,
 ) -> dict[str, float]:
-    """Run one (variant, seed) from the base model and write its long-format rows to `out_path`.
+    """Run one (variant, seed) from the base model and write its long-format rows to `out_path`
+    once they pass the training-log gate (against `grid`, or this run alone).
 
     Returns a small summary: final accuracy and wall seconds.
     """
@@ -275,10 +278,19 @@ def train_and_evaluate(
     totals["run_seconds"] = time.perf_counter() - start
     rows += _rows(variant, seed, grpo.steps, totals)
     table = pd.DataFrame(rows, columns=COLUMNS)
+    grid = grid or GridShape((variant.name,), seed + 1, grpo.steps, evaluation.every)
+    check_training(table, grid, [(variant.name, seed)], f"training_{variant.name}_seed{seed}",
+                   None)
     with atomic_file(out_path) as tmp:
         table.to_parquet(tmp, index=False)
     final = table[(table.metric == ACCURACY) & (table.step == table.step.max())]
     return {"accuracy": float(final.value.iloc[0]), "seconds": totals["run_seconds"]}
+
+
+def grid_shape(config: WeightedParams) -> GridShape:
+    """What the grid's training logs hold (`rlvr.store.experiment_gates.check_training`)."""
+    return GridShape(tuple(v.name for v in variants_of(config)), config.seeds, config.rl.steps,
+                     config.eval.every)
 
 
 def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
@@ -291,11 +303,11 @@ def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> lis
     return [(name, seed) for name in chosen for seed in range(config.seeds)]
 
 
-def plan_grid(
+def check_grid(
     config: WeightedParams, models: ModelsParams, names: Sequence[str] | None, layout: Layout,
 ) -> tuple[list[tuple[str, int]], ModelSpec]:
     """The runs of the named variants and the spec of their start model, both checked (with
-    the task split) before the runs' outputs are swept."""
+    the task split); writes nothing."""
     runs = grid_runs(config, names)
     base = models.spec(config.model, layout)
     check_model(base)
@@ -305,7 +317,15 @@ def plan_grid(
                          "(a pair workspace: params.yaml `task.train_prompts`) and run the "
                          "prepare stage (dvc repro prepare)")
     for split in ("train", "eval"):
-        load_prompt_file(layout.split(split), key="")  # parses
+        load_prompt_file(layout.split(split), key="")  # exists and parses
+    return runs, base
+
+
+def plan_grid(
+    config: WeightedParams, models: ModelsParams, names: Sequence[str] | None, layout: Layout,
+) -> tuple[list[tuple[str, int]], ModelSpec]:
+    """`check_grid`, then the runs' debris swept (their outputs claimed)."""
+    runs, base = check_grid(config, models, names, layout)
     sweep_debris(*(p for v in dict(runs) for p in layout.outputs(f"weighted_run@{v}")))
     return runs, base
 
@@ -324,5 +344,5 @@ def run_grid_cell(
         base, load_prompt_file(layout.split("train"), key=""),
         load_prompt_file(layout.split("eval"), key="")[: config.eval.prompts], grader,
         chosen, seed, config.rl, config.eval, layout.weighted_run(variant, seed),
-        progress=progress,
+        progress=progress, grid=grid_shape(config),
     )

@@ -19,7 +19,16 @@ from scipy import optimize, stats
 
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file, sweep_debris, write_json
-from rlvr.weighted.grid import ACCURACY, BASELINE, Variant, WeightedParams, grid_runs, variants_of
+from rlvr.store.experiment_gates import GridShape, check_training, check_weighted_results
+from rlvr.weighted.grid import (
+    ACCURACY,
+    BASELINE,
+    Variant,
+    WeightedParams,
+    grid_runs,
+    grid_shape,
+    variants_of,
+)
 
 
 def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -211,16 +220,21 @@ def _clean(v: object) -> object:
 
 
 def write_summary(
-    run_files: Sequence[str | Path], variants: Sequence[Variant], layout: Layout
+    run_files: Sequence[str | Path], variants: Sequence[Variant], layout: Layout,
+    grid: GridShape, runs: Sequence[tuple[str, int]],
 ) -> dict:
     """Aggregate the run files into every output of the grid; returns the DVC metrics dict.
 
-    Writes `weighted/training.parquet`, `results.parquet`, `results.csv`, `curves.parquet`,
-    the plots `weighted_accuracy` (wide curves) and `weighted_final` (variant, mean, std), and
-    the `weighted` metrics.
+    The union of the `runs` and the results table pass their gates (`grid`, results in
+    `<quality>/weighted/`) before anything is written. Writes `weighted/training.parquet`,
+    `results.parquet`, `results.csv`, `curves.parquet`, the plots `weighted_accuracy` (wide
+    curves) and `weighted_final` (variant, mean, std), and the `weighted` metrics.
     """
     training = collect_runs(run_files)
+    quality = layout.quality_dir("weighted")
+    check_training(training, grid, runs, "training", quality / "training.json")
     results = summarize(training, variants)
+    check_weighted_results(results, grid, quality / "results.json")
     curves = accuracy_curves(training)
     out_dir = layout.weighted_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +254,7 @@ def write_summary(
 
 def summarize_grid(config: WeightedParams, layout: Layout) -> dict:
     """Aggregate every run of the grid into the tables, plots and metrics (`write_summary`)."""
-    files = [layout.weighted_run(v, s) for v, s in grid_runs(config)]
+    runs = grid_runs(config)
+    files = [layout.weighted_run(v, s) for v, s in runs]
     sweep_debris(*layout.outputs("weighted_summary"))
-    return write_summary(files, variants_of(config), layout)
+    return write_summary(files, variants_of(config), layout, grid_shape(config), runs)

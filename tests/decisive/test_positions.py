@@ -228,7 +228,7 @@ def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
     assert measure_generator(job, cfg, "toy")["skipped"]
     if design == "stratified":  # the stage's own output path, then detection over it
         (job,) = plan_decisive(cfg, "toy", ModelsParams(), layout)
-        publish(layout, [measure_generator(job, cfg, "toy")])
+        publish(layout, [measure_generator(job, cfg, "toy")], cfg)
         found = run_detection(layout, cfg)["agg_decisive_detection"].to_pandas()
         assert (found.n_positions == len(rows)).all()
         assert (found.n_measured == len(measured)).all()

