@@ -271,16 +271,19 @@ def check_decisiveness(df: pd.DataFrame, samples: pd.DataFrame, expected: pd.Dat
 @dataclass(frozen=True)
 class GridShape:
     """What the weighted grid's logs must hold: its variants (grid order, baseline first),
-    seeds 0..seeds-1, training steps 1..steps, evaluations at 0, every `every` and the last."""
+    seeds 0..seeds-1, training steps 1..steps, evaluations every `every`, at the last step and
+    (`at_start`) at 0."""
 
     variants: tuple[str, ...]
     seeds: int
     steps: int
     every: int
+    at_start: bool = True
 
     @property
     def eval_steps(self) -> list[int]:
-        return sorted({0, self.steps, *range(self.every, self.steps + 1, self.every)})
+        return sorted({self.steps, *range(self.every, self.steps + 1, self.every)}
+                      | ({0} if self.at_start else set()))
 
 
 def check_training(df: pd.DataFrame, grid: GridShape, runs: Sequence[tuple[str, int]],

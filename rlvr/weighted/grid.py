@@ -278,7 +278,8 @@ def train_and_evaluate(
     totals["run_seconds"] = time.perf_counter() - start
     rows += _rows(variant, seed, grpo.steps, totals)
     table = pd.DataFrame(rows, columns=COLUMNS)
-    grid = grid or GridShape((variant.name,), seed + 1, grpo.steps, evaluation.every)
+    grid = grid or GridShape((variant.name,), seed + 1, grpo.steps, evaluation.every,
+                             evaluation.at_start)
     check_training(table, grid, [(variant.name, seed)], f"training_{variant.name}_seed{seed}",
                    None)
     with atomic_file(out_path) as tmp:
@@ -290,7 +291,7 @@ def train_and_evaluate(
 def grid_shape(config: WeightedParams) -> GridShape:
     """What the grid's training logs hold (`rlvr.store.experiment_gates.check_training`)."""
     return GridShape(tuple(v.name for v in variants_of(config)), config.seeds, config.rl.steps,
-                     config.eval.every)
+                     config.eval.every, config.eval.at_start)
 
 
 def grid_runs(config: WeightedParams, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
