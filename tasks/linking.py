@@ -33,7 +33,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TagsContext
 from prefect.flow_engine import run_flow
 from prefect.logging.configuration import ensure_logging_setup
-from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -127,7 +127,10 @@ def run_stage(flow: Flow, *args: Any, preflight: Callable[[], Any] | None = None
         # no server to report to: one that dies with this process (not Prefect's temporary
         # server, which a `kill -9` leaves running)
         with ensure_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
-            return _run_stage(flow, args, kwargs)
+            try:
+                return _run_stage(flow, args, kwargs)
+            finally:  # the run's last records (its failure) reach the server before it stops
+                APILogWorker.drain_all(timeout=5)
     return _run_stage(flow, args, kwargs)
 
 
