@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import duckdb
@@ -38,8 +38,18 @@ SOURCES = {
     "decisiveness": ("decisive/positions", "decisive"),
 }
 
-# staging views: sql/staging/<name>.sql over the views it needs, created when those exist
-STAGING = {"stg_pairs": ("tokens",)}
+# The staging models: sql/staging/<name>.sql over the views it needs, created when those exist
+# (in this order: a model may use an earlier one), dbt style: the pieces several queries share.
+# A view takes no parameter (DuckDB cannot keep a `$name` in a view), so a model that needs one
+# is a table macro with the parameters listed here, called as `from <name>($tau)`.
+STAGING: dict[str, tuple[tuple[str, ...], str | None]] = {  # name -> (views, macro parameters)
+    "stg_pairs": (("tokens",), None),
+    "stg_token_subsets": (("tokens",), "tau"),
+    "stg_js_by_bin": (("tokens",), "binning, tau, n_bins := 1, edges := [0.0]"),
+    "stg_decisive_tokens": (("tokens", "decisiveness"), "pair_name"),
+    "stg_cross_prompts": (("cross_samples",), None),
+    "stg_bootstrap_draws": ((), "n_clusters, n_bootstrap, bootstrap_seed"),
+}
 
 COLUMNS: dict[str, dict[str, str]] = {
     "tokens": {
@@ -103,6 +113,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "tuned_model": "the pair's tuned model name",
         "tuned_kind": "rl, sft, rft, checkpoint or user",
         "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
+    },
+    "stg_cross_prompts": {
+        "arm": "the intervention (key)",
+        "rule": "switch rule (key)",
+        "target_budget": "budget the threshold was calibrated to (key)",
+        "prompt_id": "problem id (key)",
+        "n_correct": "responses with reward 1, seeds pooled",
+        "n_responses": "responses, seeds pooled",
+        "prompt_index": "0-based index of the prompt in its cell, in prompt_id order",
     },
     "cross_samples": {
         "arm": "the intervention: direction, then -a<alpha> (extrapolation blend) and "
@@ -265,17 +284,33 @@ def _available(data_dir: str | Path) -> dict[str, list[Path]]:
     return {name: files for name, files in found.items() if files}
 
 
-def _staging(available: dict[str, list[Path]], sql_dir: str | Path) -> list[str]:
-    """CREATE VIEW statements of the staging views whose tables are available."""
-    return [f"create or replace view {name} as\n{load_sql(name, sql_dir).strip().rstrip(';')};"
-            for name, needs in STAGING.items() if set(needs) <= set(available)]
+def staging_sql(available: Collection[str], sql_dir: str | Path = SQL_DIR) -> list[str]:
+    """CREATE VIEW / MACRO statements of the staging models whose views are `available`."""
+    statements = []
+    for name, (needs, params) in STAGING.items():
+        if set(needs) <= set(available):
+            body = load_sql(name, sql_dir).strip().rstrip(";")
+            head = f"view {name} as" if params is None else f"macro {name}({params}) as table"
+            statements.append(f"create or replace {head}\n{body};")
+    return statements
+
+
+def add_staging(con: duckdb.DuckDBPyConnection, sql_dir: str | Path = SQL_DIR) -> None:
+    """Create on `con` the staging models that its views allow. A model over columns a table
+    lacks (a hand-made or partial table) is left out: DuckDB binds a model when it is created,
+    and a query that uses it then fails naming it."""
+    for statement in staging_sql(views(con), sql_dir):
+        try:
+            con.sql(statement)
+        except duckdb.BinderException:
+            continue
 
 
 def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
     """Statements that create every available view: run them in the duckdb CLI or a notebook."""
     available = _available(data_dir)
     return [*(view_sql(name, files) for name, files in available.items()),
-            *_staging(available, sql_dir)]
+            *staging_sql(available, sql_dir)]
 
 
 # DuckDB settings of every warehouse connection, fixed when it opens: no file system access
@@ -355,8 +390,7 @@ def connect(
         relation = _register_table(con, name, Path(data_dir) / SOURCES[name][0], files)
         where = _where_roles(exclude_roles if name == "tokens" else ())
         con.sql(f"create or replace view {name} as select * from ({relation}){where}")
-    for statement in _staging(available, sql_dir):
-        con.sql(statement)
+    add_staging(con, sql_dir)
     return con
 
 
@@ -364,7 +398,7 @@ def missing_view(data_dir: str | Path, name: str) -> str | None:
     """Why table `name` has no view under `data_dir`, naming the stage to run; None when `name`
     is no table of the pipeline."""
     if name in STAGING:
-        absent = [n for n in STAGING[name] if n not in _available(data_dir)]
+        absent = [n for n in STAGING[name][0] if n not in _available(data_dir)]
         return missing_view(data_dir, absent[0]) if absent else None
     if name not in SOURCES:
         return None
