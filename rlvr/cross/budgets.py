@@ -28,7 +28,8 @@ from rlvr.cross.sweep import ENDPOINTS, CrossParams, arm_name, budget_key
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file, write_json
 from rlvr.warehouse.sql import run_sql
-from rlvr.warehouse.views import add_staging, complete_files, view_sql
+from rlvr.warehouse.staging import add_staging
+from rlvr.warehouse.views import complete_files, view_sql
 
 CURVE_PLOT = "cross_accuracy_by_budget"
 VERSUS_PLOT = "cross_rule_vs_random"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -26,7 +26,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rlvr.store.atomic import is_complete
-from rlvr.warehouse.sql import SQL_DIR, load_sql
+from rlvr.warehouse.sql import SQL_DIR
+from rlvr.warehouse.staging import STAGING, add_staging, staging_sql
 
 # view name -> (directory or file under the data root, the stage that writes it)
 SOURCES = {
@@ -36,19 +37,6 @@ SOURCES = {
     "cross_tokens": ("cross/tokens", "cross_sample"),
     "training": ("weighted/training.parquet", "weighted_summary"),
     "decisiveness": ("decisive/positions", "decisive"),
-}
-
-# The staging models: sql/staging/<name>.sql over the views it needs, created when those exist
-# (in this order: a model may use an earlier one), dbt style: the pieces several queries share.
-# A view takes no parameter (DuckDB cannot keep a `$name` in a view), so a model that needs one
-# is a table macro with the parameters listed here, called as `from <name>($tau)`.
-STAGING: dict[str, tuple[tuple[str, ...], str | None]] = {  # name -> (views, macro parameters)
-    "stg_pairs": (("tokens",), None),
-    "stg_token_subsets": (("tokens",), "tau"),
-    "stg_js_by_bin": (("tokens",), "binning, tau, n_bins := 1, edges := [0.0]"),
-    "stg_decisive_tokens": (("tokens", "decisiveness"), "pair_name"),
-    "stg_cross_prompts": (("cross_samples",), None),
-    "stg_bootstrap_draws": ((), "n_clusters, n_bootstrap, bootstrap_seed"),
 }
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -284,33 +272,14 @@ def _available(data_dir: str | Path) -> dict[str, list[Path]]:
     return {name: files for name, files in found.items() if files}
 
 
-def staging_sql(available: Collection[str], sql_dir: str | Path = SQL_DIR) -> list[str]:
-    """CREATE VIEW / MACRO statements of the staging models whose views are `available`."""
-    statements = []
-    for name, (needs, params) in STAGING.items():
-        if set(needs) <= set(available):
-            body = load_sql(name, sql_dir).strip().rstrip(";")
-            head = f"view {name} as" if params is None else f"macro {name}({params}) as table"
-            statements.append(f"create or replace {head}\n{body};")
-    return statements
-
-
-def add_staging(con: duckdb.DuckDBPyConnection, sql_dir: str | Path = SQL_DIR) -> None:
-    """Create on `con` the staging models that its views allow. A model over columns a table
-    lacks (a hand-made or partial table) is left out: DuckDB binds a model when it is created,
-    and a query that uses it then fails naming it."""
-    for statement in staging_sql(views(con), sql_dir):
-        try:
-            con.sql(statement)
-        except duckdb.BinderException:
-            continue
-
-
 def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
     """Statements that create every available view: run them in the duckdb CLI or a notebook."""
     available = _available(data_dir)
+    con = connect(data_dir, sql_dir)  # the models these tables' columns allow (add_staging)
+    made = add_staging(con, sql_dir)
+    con.close()
     return [*(view_sql(name, files) for name, files in available.items()),
-            *staging_sql(available, sql_dir)]
+            *(s for name, s in staging_sql(available, sql_dir).items() if name in made)]
 
 
 # DuckDB settings of every warehouse connection, fixed when it opens: no file system access

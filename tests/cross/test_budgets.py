@@ -10,7 +10,7 @@ import pytest
 
 from rlvr.cross.budgets import budget_metrics, comparisons, half_gain_budget, rule_vs_random
 from rlvr.warehouse.sql import run_sql
-from rlvr.warehouse.views import add_staging
+from rlvr.warehouse.staging import add_staging
 
 
 def test_half_gain_budget_table():
