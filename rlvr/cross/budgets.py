@@ -28,6 +28,7 @@ from rlvr.cross.sweep import ENDPOINTS, CrossParams, arm_name, budget_key
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file, write_json
 from rlvr.warehouse.sql import run_sql
+from rlvr.warehouse.staging import add_staging
 from rlvr.warehouse.views import complete_files, view_sql
 
 CURVE_PLOT = "cross_accuracy_by_budget"
@@ -175,6 +176,7 @@ def _connect(cross_dir: str | Path) -> duckdb.DuckDBPyConnection:
     tokens = complete_files(Path(cross_dir) / "tokens")
     if tokens:
         con.sql(view_sql("cross_tokens", tokens))
+    add_staging(con)
     return con
 
 

@@ -1,7 +1,9 @@
 """The `sql/` loader: read a query file by name and run it with DuckDB named `$parameters`.
 
-Query files live in one folder per stage that runs them (`sql/analyze/`, `sql/cross/`); names
-are unique across folders, so a query is loaded by its name alone.
+Query files live in one folder per stage that runs them (`sql/analyze/`, `sql/cross_sample/`,
+`sql/decisive/`), and the staging models the warehouse creates for them in `sql/staging/`
+(`rlvr.warehouse.staging`); names are unique across folders, so a query is loaded by its
+name alone.
 
 SQL files hold plain DuckDB with no paths (the warehouse binds table names to parquet in
 Python). Parameters are passed as a dict; only the ones a query mentions are sent, because

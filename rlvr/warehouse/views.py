@@ -26,7 +26,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rlvr.store.atomic import is_complete
-from rlvr.warehouse.sql import SQL_DIR, load_sql
+from rlvr.warehouse.sql import SQL_DIR
+from rlvr.warehouse.staging import STAGING, add_staging, staging_sql
 
 # view name -> (directory or file under the data root, the stage that writes it)
 SOURCES = {
@@ -37,9 +38,6 @@ SOURCES = {
     "training": ("weighted/training.parquet", "weighted_summary"),
     "decisiveness": ("decisive/positions", "decisive"),
 }
-
-# staging views: sql/staging/<name>.sql over the views it needs, created when those exist
-STAGING = {"stg_pairs": ("tokens",)}
 
 COLUMNS: dict[str, dict[str, str]] = {
     "tokens": {
@@ -103,6 +101,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "tuned_model": "the pair's tuned model name",
         "tuned_kind": "rl, sft, rft, checkpoint or user",
         "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
+    },
+    "stg_cross_prompts": {
+        "arm": "the intervention (key)",
+        "rule": "switch rule (key)",
+        "target_budget": "budget the threshold was calibrated to (key)",
+        "prompt_id": "problem id (key)",
+        "n_correct": "responses with reward 1, seeds pooled",
+        "n_responses": "responses, seeds pooled",
+        "prompt_index": "0-based index of the prompt in its cell, in prompt_id order",
     },
     "cross_samples": {
         "arm": "the intervention: direction, then -a<alpha> (extrapolation blend) and "
@@ -265,17 +272,14 @@ def _available(data_dir: str | Path) -> dict[str, list[Path]]:
     return {name: files for name, files in found.items() if files}
 
 
-def _staging(available: dict[str, list[Path]], sql_dir: str | Path) -> list[str]:
-    """CREATE VIEW statements of the staging views whose tables are available."""
-    return [f"create or replace view {name} as\n{load_sql(name, sql_dir).strip().rstrip(';')};"
-            for name, needs in STAGING.items() if set(needs) <= set(available)]
-
-
 def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
     """Statements that create every available view: run them in the duckdb CLI or a notebook."""
     available = _available(data_dir)
+    con = connect(data_dir, sql_dir)  # the models these tables' columns allow (add_staging)
+    made = add_staging(con, sql_dir)
+    con.close()
     return [*(view_sql(name, files) for name, files in available.items()),
-            *_staging(available, sql_dir)]
+            *(s for name, s in staging_sql(available, sql_dir).items() if name in made)]
 
 
 # DuckDB settings of every warehouse connection, fixed when it opens: no file system access
@@ -355,8 +359,7 @@ def connect(
         relation = _register_table(con, name, Path(data_dir) / SOURCES[name][0], files)
         where = _where_roles(exclude_roles if name == "tokens" else ())
         con.sql(f"create or replace view {name} as select * from ({relation}){where}")
-    for statement in _staging(available, sql_dir):
-        con.sql(statement)
+    add_staging(con, sql_dir)
     return con
 
 
@@ -364,7 +367,7 @@ def missing_view(data_dir: str | Path, name: str) -> str | None:
     """Why table `name` has no view under `data_dir`, naming the stage to run; None when `name`
     is no table of the pipeline."""
     if name in STAGING:
-        absent = [n for n in STAGING[name] if n not in _available(data_dir)]
+        absent = [n for n in STAGING[name][0] if n not in _available(data_dir)]
         return missing_view(data_dir, absent[0]) if absent else None
     if name not in SOURCES:
         return None

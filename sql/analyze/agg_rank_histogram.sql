@@ -2,22 +2,6 @@
 -- bucket ($max_rank + 1) for everything beyond; all positions and divergent ones (js > $tau).
 with
 
-scored as (
-
-    select pair, generator, js, rank_in_base_of_top1_tuned from tokens
-
-),
-
-subsets as (
-
-    select 'all' as subset, * from scored
-
-    union all
-
-    select 'divergent' as subset, * from scored where js > $tau
-
-),
-
 bucketed as (
 
     select
@@ -25,7 +9,7 @@ bucketed as (
         generator,
         subset,
         least(rank_in_base_of_top1_tuned, $max_rank + 1)::integer as rank_bucket
-    from subsets
+    from stg_token_subsets($tau)
 
 ),
 

@@ -4,29 +4,6 @@
 -- rank 1 in either direction means the same thing: both models share their top-1.
 with
 
-scored as (
-
-    select
-        pair,
-        generator,
-        js,
-        rank_in_base_of_top1_tuned,
-        rank_in_tuned_of_top1_base,
-        prob_base_of_top1_tuned
-    from tokens
-
-),
-
-subsets as (
-
-    select 'all' as subset, * from scored
-
-    union all
-
-    select 'divergent' as subset, * from scored where js > $tau
-
-),
-
 final as (
 
     select
@@ -42,7 +19,7 @@ final as (
         avg(prob_base_of_top1_tuned) as mean_prob_base_of_top1_tuned,
         avg((rank_in_tuned_of_top1_base <= 3)::integer) as share_base_top1_in_tuned_top3,
         avg(rank_in_tuned_of_top1_base) as mean_rank_in_tuned
-    from subsets
+    from stg_token_subsets($tau)
     group by pair, generator, subset
 
 )

@@ -2,31 +2,6 @@
 -- divergent positions (js > $tau, the study's subset), per pair and generator.
 with
 
-scored as (
-
-    select
-        pair,
-        generator,
-        js,
-        topk_overlap_1,
-        topk_overlap_2,
-        topk_overlap_3,
-        topk_overlap_4,
-        topk_overlap_5
-    from tokens
-
-),
-
-subsets as (
-
-    select 'all' as subset, * from scored
-
-    union all
-
-    select 'divergent' as subset, * from scored where js > $tau
-
-),
-
 per_group as (
 
     select
@@ -39,7 +14,7 @@ per_group as (
         avg(topk_overlap_3) as overlap_3,
         avg(topk_overlap_4) as overlap_4,
         avg(topk_overlap_5) as overlap_5
-    from subsets
+    from stg_token_subsets($tau)
     group by pair, generator, subset
 
 ),

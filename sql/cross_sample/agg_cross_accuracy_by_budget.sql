@@ -3,8 +3,8 @@
 -- Budget = tokens drawn from the intervention model per response: the mean over responses of
 -- the share (budget_share, the measure calibration targets) and of the count; the token-pooled
 -- share is given beside it. Rules `none` / `all` are the budget-0 / budget-1 endpoints.
--- CI: prompt-cluster bootstrap; replicate b draws n_prompts prompts with replacement using
--- hash($bootstrap_seed, b, j), the same draws for every cell (a paired bootstrap).
+-- CI: prompt-cluster bootstrap (stg_bootstrap_draws over stg_cross_prompts); replicate b draws
+-- n_prompts prompts with replacement, the same draws for every cell (a paired bootstrap).
 -- Params: $n_bootstrap (replicates), $alpha (two-sided, e.g. 0.05), $bootstrap_seed.
 
 with
@@ -77,31 +77,15 @@ seed_spread as (
     group by arm, rule, target_budget
 ),
 
-by_prompt as (
-    select
-        arm,
-        rule,
-        target_budget,
-        prompt_id,
-        sum(reward) as n_correct,
-        count(*) as n_responses,
-        row_number() over (
-            partition by arm, rule, target_budget order by prompt_id
-        ) - 1 as prompt_index,
-    from samples
-    group by arm, rule, target_budget, prompt_id
-),
-
 draws as (
     select
         cells.arm,
         cells.rule,
         cells.target_budget,
         replicates.b,
-        hash($bootstrap_seed, replicates.b, unnest(range(cells.n_prompts))) % cells.n_prompts
-            as prompt_index,
-    from cells
-    cross join range($n_bootstrap) as replicates (b)
+        replicates.prompt_index,
+    from cells,
+        lateral stg_bootstrap_draws(cells.n_prompts, $n_bootstrap, $bootstrap_seed) as replicates
 ),
 
 replicate_accuracy as (
@@ -112,7 +96,7 @@ replicate_accuracy as (
         draws.b,
         sum(by_prompt.n_correct) / sum(by_prompt.n_responses) as accuracy,
     from draws
-    inner join by_prompt
+    inner join stg_cross_prompts as by_prompt
         on
             draws.arm = by_prompt.arm
             and draws.rule = by_prompt.rule

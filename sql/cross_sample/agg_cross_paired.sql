@@ -4,7 +4,7 @@
 -- minus the arm's primary alone; minus_tuned: minus the tuned model alone; minus_exact: the
 -- companion's top-K shortcut minus the exact arm's js cell). The difference of the two accuracies
 -- gets a paired prompt-cluster bootstrap interval: replicate b draws n_prompts of the prompts the
--- two cells share with replacement using hash($bootstrap_seed, b, j) and scores both on the same
+-- two cells share with replacement (stg_bootstrap_draws) and scores both on the same
 -- drawn prompts, so the difficulty they share cancels; seeds are pooled within a prompt (cells of
 -- one seed also share their token streams).
 -- Params: $n_bootstrap (replicates), $alpha (two-sided, e.g. 0.05), $bootstrap_seed.
@@ -33,18 +33,6 @@ cells as (
     group by arm, rule, target_budget
 ),
 
-by_prompt as (
-    select
-        arm,
-        rule,
-        target_budget,
-        prompt_id,
-        sum(reward) as n_correct,
-        count(*) as n_responses,
-    from samples
-    group by arm, rule, target_budget, prompt_id
-),
-
 prompt_pairs as (
     select
         cross_comparisons.comparison,
@@ -67,12 +55,12 @@ prompt_pairs as (
             order by cell_prompts.prompt_id
         ) - 1 as prompt_index,
     from cross_comparisons
-    inner join by_prompt as cell_prompts
+    inner join stg_cross_prompts as cell_prompts
         on
             cross_comparisons.arm = cell_prompts.arm
             and cross_comparisons.rule = cell_prompts.rule
             and cross_comparisons.target_budget = cell_prompts.target_budget
-    inner join by_prompt as reference_prompts
+    inner join stg_cross_prompts as reference_prompts
         on
             cross_comparisons.reference_arm = reference_prompts.arm
             and cross_comparisons.reference_rule = reference_prompts.rule
@@ -101,10 +89,9 @@ draws as (
         pairs.rule,
         pairs.target_budget,
         replicates.b,
-        hash($bootstrap_seed, replicates.b, unnest(range(pairs.n_prompts))) % pairs.n_prompts
-            as prompt_index,
-    from pairs
-    cross join range($n_bootstrap) as replicates (b)
+        replicates.prompt_index,
+    from pairs,
+        lateral stg_bootstrap_draws(pairs.n_prompts, $n_bootstrap, $bootstrap_seed) as replicates
 ),
 
 replicate_diff as (

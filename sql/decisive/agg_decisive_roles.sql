@@ -6,45 +6,19 @@
 -- null roles, as on user data, form their own group).
 with
 
-pairs as (
-
-    select pair, base_model, tuned_model from stg_pairs where pair = $pair
-
-),
-
-token_rows as (
-
-    select
-        tokens.generator,
-        tokens.prompt_id,
-        tokens.sample_id,
-        tokens.position,
-        tokens.role,
-        tokens.js,
-        tokens.entropy_base,
-        case
-            when tokens.generator = 'base' then pairs.base_model else pairs.tuned_model
-        end as model
-    from tokens
-    inner join pairs on tokens.pair = pairs.pair
-
-),
-
 population as (
 
     select
-        token_rows.*,
-        decisiveness.status <> 'unsampled' as is_measured,
-        1 / decisiveness.inclusion_prob as weight,
-        decisiveness.delta_value,
-        decisiveness.delta_low,
-        decisiveness.delta_high
-    from decisiveness
-    inner join token_rows
-        on decisiveness.model = token_rows.model
-        and decisiveness.prompt_id = token_rows.prompt_id
-        and decisiveness.sample_id = token_rows.sample_id
-        and decisiveness.position = token_rows.position
+        generator,
+        role,
+        is_measured,
+        1 / inclusion_prob as weight,
+        delta_value,
+        delta_low,
+        delta_high,
+        js,
+        entropy_base
+    from stg_decisive_tokens($pair)
 
 ),
 

@@ -10,6 +10,7 @@ import pytest
 
 from rlvr.cross.budgets import budget_metrics, comparisons, half_gain_budget, rule_vs_random
 from rlvr.warehouse.sql import run_sql
+from rlvr.warehouse.staging import add_staging
 
 
 def test_half_gain_budget_table():
@@ -100,6 +101,7 @@ def _con(tmp_path, df):
     df.to_parquet(tmp_path / "s.parquet")
     con = duckdb.connect()
     con.sql(f"create view cross_samples as select * from read_parquet('{tmp_path}/s.parquet')")
+    add_staging(con)
     return con
 
 
