@@ -182,7 +182,8 @@ def check_decisiveness(df: pd.DataFrame, samples: pd.DataFrame, expected: pd.Dat
     (`expected`: prompt_id, sample_id, position), each agreeing with its sampled response, and
     each as its status says: `fixed` (the exhaustive design) holds shares of `rollouts`
     rollouts inside their intervals; `decided` / `capped` / `no_streams` (stratified) a delta
-    interval from 1..`max_rollouts` streams; `bound` only the delta bound; `unsampled` nothing."""
+    interval from at most `max_rollouts` diverging rollouts; `bound` only the delta bound;
+    `unsampled` nothing."""
     df = df.reset_index(drop=True)
     keys = ["prompt_id", "sample_id"]
     cols = [*keys, "response_token_ids", "n_tokens", "reward"]
@@ -209,12 +210,16 @@ def check_decisiveness(df: pd.DataFrame, samples: pd.DataFrame, expected: pd.Dat
         "bounds_check": inv.bound_rules(df, DECISIVE_REQUIRED, [
             ("position", 0, None), ("n_tokens", 1, None), ("prob_token", 0.0, 1.0),
             ("inclusion_prob", 1e-12, 1.0), *[(c, 0.0, 1.0) for c in DECISIVE_VALUES],
-            *[(c, -1.0, 1.0) for c in deltas], ("n_resampled_other", 0, max_rollouts)]),
+            *[(c, -1.0, 1.0) for c in deltas], ("n_resampled_other", 0, None)]),
         "status_check": [
             (fixed & (n != rollouts), f"a fixed row without {rollouts} rollouts",
              ["n_rollouts"]),
-            (sequential & ~((n >= 1) & (n <= max_rollouts)),
-             f"a sequential row without 1..{max_rollouts} rollouts", ["n_rollouts"]),
+            # sequential: n_rollouts counts the streams scanned (no bound), of which at most
+            # max_rollouts diverging ones are rolled out (n_resampled_other)
+            (sequential & (n < 1), "a sequential row without a scanned stream", ["n_rollouts"]),
+            (sequential & (df.n_resampled_other.values > max_rollouts),
+             f"a sequential row with more than {max_rollouts} diverging rollouts",
+             ["n_resampled_other"]),
             (~(fixed | sequential) & (n != 0), "an unmeasured row with rollouts",
              ["n_rollouts"]),
             (df.n_resampled_other.values > n, "more diverging rollouts than rollouts",

@@ -182,6 +182,7 @@ def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
     carry the exact bound; inclusion probabilities are the strata's draw rates), detection runs
     on it, and a rerun keeps the part file."""
     from rlvr.decisive.positions import (
+        gate_run,
         measure_generator,
         plan_decisive,
         publish,
@@ -189,6 +190,8 @@ def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
     )
     from rlvr.layout import Layout
     from rlvr.models.specs import ModelsParams
+    from rlvr.store.gates import GateFailed
+    from rlvr.store.tables import DECISIVE_SCHEMA
 
     layout = Layout(scored_data)
     # random tiny models spread their mass (p ~ 1 / vocabulary): cuts near 1 make some
@@ -228,7 +231,27 @@ def test_a_generator_is_measured_into_one_row_per_position(scored_data, design):
     assert measure_generator(job, cfg, "toy")["skipped"]
     if design == "stratified":  # the stage's own output path, then detection over it
         (job,) = plan_decisive(cfg, "toy", ModelsParams(), layout)
-        publish(layout, [measure_generator(job, cfg, "toy")], cfg)
+        run = measure_generator(job, cfg, "toy")
+        publish(layout, [run], cfg)
+        # the gate: scanned streams may exceed max_rollouts (the real pair's run scanned 62
+        # at a cap of 32), diverging rollouts may not
+        part = pq.read_table(run["path"]).to_pandas()
+        seq = part.status.isin(["decided", "capped", "no_streams"]).to_numpy()
+        assert seq.any()
+        for col, value, passes in (("n_rollouts", 3 * cfg.max_rollouts, True),
+                                   ("n_resampled_other", cfg.max_rollouts + 1, False)):
+            planted = part.copy()
+            planted.loc[seq.nonzero()[0][0], col] = value
+            if col == "n_resampled_other":
+                planted.loc[seq.nonzero()[0][0], "n_rollouts"] = 3 * cfg.max_rollouts
+            path = scored_data / f"planted-{col}.parquet"
+            pq.write_table(pa.Table.from_pandas(planted, preserve_index=False,
+                                                schema=DECISIVE_SCHEMA), path)
+            if passes:
+                gate_run(layout, {"model": "base", "path": str(path)}, cfg)
+            else:
+                with pytest.raises(GateFailed, match="more than 4 diverging rollouts"):
+                    gate_run(layout, {"model": "base", "path": str(path)}, cfg)
         found = run_detection(layout, cfg)["agg_decisive_detection"].to_pandas()
         assert (found.n_positions == len(rows)).all()
         assert (found.n_measured == len(measured)).all()
