@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.generation.sampler import (
     SamplingParams,
+    draw_index,
     left_pad,
     rank_tokens,
     sample,
@@ -127,15 +128,7 @@ def draw_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float
         return logits.argmax(-1)[None, :].expand(uniforms.shape[0], -1)
     probs = torch.softmax(logits.double() / temperature, dim=-1)
     values, order = rank_tokens(probs, probs.shape[-1])  # pick_tokens' tie rule
-    cum = values.cumsum(-1)
-    if top_p < 1.0:
-        n_keep = ((cum - values) < top_p).sum(-1, keepdim=True)
-        total = cum.gather(-1, n_keep - 1)
-    else:
-        n_keep = torch.full_like(order[:, :1], values.shape[-1])
-        total = probs.sum(-1, keepdim=True)
-    target = (uniforms.to(cum).T * total).contiguous()  # (L, K)
-    idx = torch.minimum(torch.searchsorted(cum, target, right=True), n_keep - 1)
+    idx, _ = draw_index(values, uniforms.T, top_p, probs.sum(-1, keepdim=True))  # (L, K)
     return order.gather(-1, idx).T
 
 

@@ -60,24 +60,35 @@ def rank_tokens(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return values, ids.gather(-1, order)
 
 
-def _draw(values: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor, top_p: float,
-          total: torch.Tensor | None, complete: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inverse-CDF draws over ranked (B, n) rows: token ids (B,), and whether each is exact.
+def draw_index(values: torch.Tensor, uniforms: torch.Tensor, top_p: float,
+               total: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where inverse-CDF draws land in ranked (B, n) rows, and each row's nucleus size (B, 1).
 
-    The nucleus is the smallest ranked prefix whose mass reaches top_p (at least the top
-    token), and u * its mass picks the token; at top_p 1 the mass is `total`, the row's sum.
-    Unless the ranking is `complete` (the whole vocabulary), only the ranked tokens above the
-    last ranked value are sure to be the row's most probable in the tie rule's order: a draw
-    is exact when it lands there and, below top_p 1, the nucleus ends there too.
+    uniforms: (B, K), K draws per row. The nucleus is the smallest ranked prefix whose mass
+    reaches top_p (at least the top token), and u * its mass picks the rank; at top_p 1 the
+    mass is `total`, the row's sum. The sampler and the decisiveness rollouts share it, so
+    they draw the same tokens from the same uniforms.
     """
     cum = values.cumsum(-1)
     if top_p < 1.0:
         n_keep = ((cum - values) < top_p).sum(-1, keepdim=True)
         total = cum.gather(-1, n_keep - 1)
     else:
-        n_keep = torch.full_like(ids[:, :1], values.shape[-1])
-    target = uniforms.to(cum).unsqueeze(-1) * total
-    idx = torch.minimum(torch.searchsorted(cum, target, right=True), n_keep - 1)
+        n_keep = torch.full_like(cum[:, :1], values.shape[-1], dtype=torch.long)
+    target = (uniforms.to(cum) * total).contiguous()
+    return torch.minimum(torch.searchsorted(cum, target, right=True), n_keep - 1), n_keep
+
+
+def _draw(values: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor, top_p: float,
+          total: torch.Tensor | None, complete: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-CDF draws over ranked (B, n) rows: token ids (B,), and whether each is exact.
+
+    The nucleus and the draw are `draw_index`'s. Unless the ranking is `complete` (the whole
+    vocabulary), only the ranked tokens above the last ranked value are sure to be the row's
+    most probable in the tie rule's order: a draw is exact when it lands there and, below
+    top_p 1, the nucleus ends there too.
+    """
+    idx, n_keep = draw_index(values, uniforms.unsqueeze(-1), top_p, total)
     if complete:
         exact = torch.ones_like(idx, dtype=torch.bool)
     else:
