@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from rlvr.config import require
+from rlvr.generation.accuracy import paired_gain
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.report import figures as F
@@ -221,19 +222,6 @@ def model_table(models: dict) -> pd.DataFrame:
             rows.append((name, float(entry["accuracy"]), entry.get("ci95_low", math.nan),
                          entry.get("ci95_high", math.nan)))
     return pd.DataFrame(rows, columns=["model", "accuracy", "ci_lo", "ci_hi"])
-
-
-def paired_gain(model: pd.Series, base: pd.Series) -> dict[str, float]:
-    """Accuracy minus the base's on the same prompts (per-prompt means indexed by prompt id),
-    with a 95% normal interval over prompts: pairing removes prompt difficulty."""
-    both = pd.concat([model, base], axis=1, join="inner").to_numpy(dtype=float)
-    if len(both) != len(model) or len(both) != len(base):
-        raise ValueError("paired_gain: the models were sampled on different prompts; rerun "
-                         "the sample stage (dvc repro sample)")
-    diff = both[:, 0] - both[:, 1]
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    gain = float(diff.mean())
-    return {"gain": gain, "ci_lo": gain - 1.96 * se, "ci_hi": gain + 1.96 * se}
 
 
 def gain_table(samples_dir: Path, base: str = "base") -> pd.DataFrame | None:
