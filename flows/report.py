@@ -26,8 +26,9 @@ def report(cfg: ReportParams, models: ModelsParams, data_root: str = DATA_ROOT) 
     layout = Layout(data_root)
     # render and write atomically
     summary = build_report_task(ReportOptions(cfg, models, layout))
-    logger.info("report: %s figures, %s notices, %s bytes -> %s", summary["figures"],
-                summary["notices"], summary["bytes"], layout.report_dir / "index.html")
+    logger.info("report: %s figures, %s notices (%s figures could not be drawn), %s bytes -> %s",
+                summary["figures"], summary["notices"], summary["failures"], summary["bytes"],
+                layout.report_dir / "index.html")
     # results in the UI: headline numbers and links to the outputs
     publish_results(summary, layout)
     return summary

@@ -1,54 +1,28 @@
-"""The report's building blocks: its knobs, its inputs (read from the layout), HTML pieces.
-
-Figures are PNGs embedded as base64 data URIs and the styling is inline, so the page opens
-offline with no other file.
+"""The report's building blocks: its knobs, its inputs (read from the layout), and the blocks a
+section shows (figures, tables, notices) as data that the page's templates render.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as MplFigure
 
 from rlvr.config import require
+from rlvr.generation.accuracy import paired_gain
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.report import figures as F
 from rlvr.warehouse.views import complete_files
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;
- color:#222;background:#fafafa;line-height:1.4}
-main{max-width:1100px;margin:0 auto;padding:16px 24px}
-nav{background:#fff;border-bottom:1px solid #ddd;padding:8px 24px;font-size:13px}
-nav a{margin-right:12px;color:#1a5fb4;text-decoration:none}
-h1{font-size:24px;margin:8px 0}h2{font-size:19px;border-bottom:2px solid #ddd;margin-top:32px}
-section p.intro{color:#444;font-size:14px}
-figure{margin:12px 0;background:#fff;border:1px solid #e3e3e3;padding:8px}
-figure img{max-width:100%}
-figure{overflow-x:auto}summary{cursor:pointer;font-size:13px}figcaption{font-size:13px;color:#333;margin-top:4px}
-.notice{background:#fff4e5;border-left:4px solid #e67e22;padding:8px 12px;margin:10px 0;
- font-size:14px}
-table{border-collapse:collapse;font-size:12px;background:#fff;margin:8px 0}
-td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f0f0f0}
-td:first-child{text-align:left}
-.resp{background:#fff;border:1px solid #e3e3e3;margin:8px 0;padding:6px 8px}
-.resp-head{font-size:12px;color:#555}.prompt{font-family:monospace;font-size:13px;color:#777;white-space:pre-wrap}
-.toks{font-family:monospace;font-size:14px;line-height:2;white-space:pre-wrap}
-.tok.tmpl{font-style:italic;opacity:.6}
-.tok{padding:1px 3px;border-radius:3px;cursor:help}.tok.dark{color:#fff}
-.legend{font-size:12px;margin:6px 0}.inputs{font-size:12px;color:#666}
-"""
 
 FOLD_ROWS = 15  # tables longer than this start folded
 
@@ -121,64 +95,119 @@ class Inputs:
         return pd.read_csv(path)
 
 
-# --- HTML blocks --------------------------------------------------------------------------------
+# --- blocks: what a section shows, as data (rendered by templates/blocks.html.j2) -------------
 
 
-def figure_html(fig: Figure, caption: str, dpi: int = 90) -> str:
-    """A <figure> with the PNG embedded as a data URI; closes `fig`."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+@dataclass(frozen=True)
+class Plot:
+    """A figure as the page knows it: drawn (`png`, base64) or failed (`error`, shown in its
+    place as a notice that `Page.failures` counts)."""
+
+    what: str
+    caption: str = ""
+    png: str = ""
+    error: str = ""
+    kind: ClassVar[str] = "plot"
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
 
 
-def notice_html(what: str, stage: str) -> str:
-    """The placeholder for an input that does not exist yet."""
-    return (f'<div class="notice">Not produced: {html.escape(what)}. Run stage '
-            f"<code>{html.escape(stage)}</code> (<code>dvc repro {html.escape(stage)}</code>)."
-            "</div>")
+@dataclass(frozen=True)
+class Notice:
+    """The placeholder for an input that does not exist yet, naming the stage that makes it."""
+
+    what: str
+    stage: str
+    kind: ClassVar[str] = "notice"
 
 
-def table_html(df: pd.DataFrame, caption: str, max_rows: int = 30, fold: bool = True) -> str:
-    """A small DataFrame as an HTML table with a caption (floats to 4 significant digits)."""
-    body = df.head(max_rows).to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0)
-    more = f" (first {max_rows} of {len(df)} rows)" if len(df) > max_rows else ""
-    text = html.escape(caption + more)
-    if fold and len(df) > FOLD_ROWS:  # long tables start folded: <details> needs no script
-        return (f"<figure><details><summary>{text} ({len(df)} rows: click to show)</summary>"
-                f"{body}</details></figure>")
-    return f"<figure>{body}<figcaption>{text}</figcaption></figure>"
+@dataclass(frozen=True)
+class Note:
+    """A notice in the words of its section (not a missing input, not a failure)."""
+
+    text: str
+    kind: ClassVar[str] = "note"
 
 
-FAILURE = "Could not draw"  # how a notice of a figure that failed to render starts
+@dataclass(frozen=True)
+class Table:
+    """A DataFrame's first rows as text cells, under a caption; long ones start folded."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str
+    total: int  # rows in the DataFrame; `rows` holds at most max_rows of them
+    folded: bool
+    kind: ClassVar[str] = "table"
 
 
-def mismatch_html(what: str, err: Exception | str) -> str:
-    return f'<div class="notice">{FAILURE} {html.escape(what)}: {html.escape(str(err))}</div>'
-
-
-def figure(make: Callable[[], tuple[Figure, str]], what: str, dpi: int) -> str:
+def figure(make: Callable[[], tuple[MplFigure, str]], what: str, dpi: int) -> Plot:
     """Render one figure; a producer/report schema mismatch, or a figure with nothing drawn in
-    it, becomes a visible notice."""
+    it, becomes a failed `Plot`: a visible notice in its place. Closes the figure."""
     try:
         fig, caption = make()
     except F.SchemaError as err:
         plt.close("all")
-        return mismatch_html(what, err)
+        return Plot(what, error=str(err))
     if not any(ax.has_data() for ax in fig.axes):
         plt.close(fig)
-        return mismatch_html(what, "its input has no rows to plot")
-    return figure_html(fig, caption, dpi)
+        return Plot(what, error="its input has no rows to plot")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return Plot(what, caption, png=base64.b64encode(buf.getvalue()).decode("ascii"))
 
 
-def failures(page: str) -> list[str]:
-    """The failure notices of a rendered page, as plain text: what a reader would see in place
-    of a figure (a schema mismatch between producer and report, or an empty figure)."""
-    notices = re.findall(r'<div class="notice">(.*?)</div>', page, flags=re.S)
-    texts = [html.unescape(re.sub(r"<[^>]+>", "", n)) for n in notices]
-    return [t for t in texts if t.startswith(FAILURE)]
+def cell(value: object) -> str:
+    """A table cell as pandas' `to_html` wrote it: floats to 4 significant digits."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "<NA>" if value is pd.NA else str(value)
+
+
+def table(df: pd.DataFrame, caption: str, max_rows: int = 30, fold: bool = True) -> Table:
+    """A small DataFrame as a `Table` (long tables start folded: <details> needs no script)."""
+    rows = [[cell(v) for v in row] for row in df.head(max_rows).itertuples(index=False)]
+    return Table([str(c) for c in df.columns], rows, caption, len(df),
+                 fold and len(df) > FOLD_ROWS)
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token of the viewer: its text (newlines shown as ↵), JS colour and hover text."""
+
+    text: str
+    colour: str
+    js: str  # formatted, for the data-js attribute
+    title: str
+    dark: bool  # white text on the darkest colours
+    template: bool  # a chat-template token, shown faint
+
+
+@dataclass(frozen=True)
+class Response:
+    """One response of the token viewer: a header line, the prompt and its tokens."""
+
+    head: str
+    prompt: str
+    tokens: list[Token]
+    joiner: str  # between tokens: "" for pieces that carry their own spaces
+    kind: ClassVar[str] = "response"
+
+
+@dataclass(frozen=True)
+class Legend:
+    """The viewer's colour legend: (label, colour, dark) per JS bin."""
+
+    bins: list[tuple[str, str, bool]]
+    kind: ClassVar[str] = "legend"
+
+
+Block = Plot | Notice | Note | Table | Response | Legend
 
 
 # --- derived tables ------------------------------------------------------------------------------
@@ -193,19 +222,6 @@ def model_table(models: dict) -> pd.DataFrame:
             rows.append((name, float(entry["accuracy"]), entry.get("ci95_low", math.nan),
                          entry.get("ci95_high", math.nan)))
     return pd.DataFrame(rows, columns=["model", "accuracy", "ci_lo", "ci_hi"])
-
-
-def paired_gain(model: pd.Series, base: pd.Series) -> dict[str, float]:
-    """Accuracy minus the base's on the same prompts (per-prompt means indexed by prompt id),
-    with a 95% normal interval over prompts: pairing removes prompt difficulty."""
-    both = pd.concat([model, base], axis=1, join="inner").to_numpy(dtype=float)
-    if len(both) != len(model) or len(both) != len(base):
-        raise ValueError("paired_gain: the models were sampled on different prompts; rerun "
-                         "the sample stage (dvc repro sample)")
-    diff = both[:, 0] - both[:, 1]
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    gain = float(diff.mean())
-    return {"gain": gain, "ci_lo": gain - 1.96 * se, "ci_hi": gain + 1.96 * se}
 
 
 def gain_table(samples_dir: Path, base: str = "base") -> pd.DataFrame | None:

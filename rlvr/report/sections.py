@@ -17,16 +17,18 @@ from rlvr.report import figures as F
 from rlvr.report import viewer
 from rlvr.report.blocks import (
     CHECKPOINT_PAIR,
+    Block,
     Inputs,
+    Note,
+    Notice,
     ReportOptions,
     figure,
     finding_inputs,
     gain_table,
     headline_table,
     model_table,
-    notice_html,
     study_table,
-    table_html,
+    table,
 )
 from rlvr.report.cross_sections import render_cross
 from rlvr.report.findings import study_findings
@@ -77,7 +79,7 @@ class Section:
     anchor: str
     title: str
     intro: str
-    render: Callable[[Inputs, ReportOptions], list[str]]
+    render: Callable[[Inputs, ReportOptions], list[Block]]
 
 
 def _analysis(inp: Inputs, key: str) -> tuple[pd.DataFrame | None, str]:
@@ -93,34 +95,34 @@ FINDING_STAGES = {"analysis": "analyze", "cross": "cross_sample", "decisive": "d
                   "weighted": "weighted_summary"}
 
 
-def _render_findings(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_findings(inp: Inputs, opt: ReportOptions) -> list[Block]:
     metrics = finding_inputs(inp)
-    out = [notice_html(f"{name} metrics (data/metrics/{name}.json): their findings read n/a",
-                       FINDING_STAGES[name]) for name, m in metrics.items() if m is None]
+    out = [Notice(f"{name} metrics (data/metrics/{name}.json): their findings read n/a",
+                  FINDING_STAGES[name]) for name, m in metrics.items() if m is None]
     if len(out) == len(metrics):
         return out
-    table = pd.DataFrame([asdict(r) for r in study_findings(metrics)]).drop(columns="key")
-    table = table.rename(columns={"this_run": "this run", "reproduces": "reproduces?",
-                                  "rule": "rule (from the metrics)"})
-    return out + [table_html(table, "Every finding of the study against this run, decided "
-                             "from data/metrics/{analysis,cross,decisive,weighted}.json by the "
-                             "stated rule (also written to data/metrics/findings.json).",
-                             max_rows=40,
-                             fold=False)]
+    rows = pd.DataFrame([asdict(r) for r in study_findings(metrics)]).drop(columns="key")
+    rows = rows.rename(columns={"this_run": "this run", "reproduces": "reproduces?",
+                                "rule": "rule (from the metrics)"})
+    return out + [table(rows, "Every finding of the study against this run, decided "
+                        "from data/metrics/{analysis,cross,decisive,weighted}.json by the "
+                        "stated rule (also written to data/metrics/findings.json).",
+                        max_rows=40,
+                        fold=False)]
 
 
-def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_family(inp: Inputs, opt: ReportOptions) -> list[Block]:
     out = []
     models = inp.json(inp.layout.metrics("models"))
     if models is None:
-        out.append(notice_html("model accuracies (data/metrics/models.json)", "evaluate"))
+        out.append(Notice("model accuracies (data/metrics/models.json)", "evaluate"))
     else:
         out.append(figure(lambda: E.model_accuracies(model_table(models)), "model accuracies",
                            opt.params.dpi))
     gains = gain_table(inp.layout.samples_dir)
     if gains is not None:  # pairing by prompt: a much tighter interval than two separate ones
-        out.append(table_html(gains, "Held-out accuracy minus the base's, paired by prompt "
-                              "(data/samples rewards; 95% interval over prompts)."))
+        out.append(table(gains, "Held-out accuracy minus the base's, paired by prompt "
+                         "(data/samples rewards; 95% interval over prompts)."))
     curves = {}
     for name, (plot, columns) in TRAINING_LOGS.items():
         df = inp.csv(inp.layout.plot(plot))
@@ -129,27 +131,27 @@ def _render_family(inp: Inputs, opt: ReportOptions) -> list[str]:
     if curves:
         out.append(figure(lambda: E.training_curves(curves), "training curves", opt.params.dpi))
     else:
-        out.append(notice_html("training logs (data/plots/pretrain_loss.csv, rl_log.csv, ...)",
-                               "pretrain"))
+        out.append(Notice("training logs (data/plots/pretrain_loss.csv, rl_log.csv, ...)",
+                          "pretrain"))
     headline = inp.json(inp.layout.metrics("analysis"))
     if headline is None:
-        out.append(notice_html("headline analysis metrics (data/metrics/analysis.json)",
-                               "analyze"))
+        out.append(Notice("headline analysis metrics (data/metrics/analysis.json)",
+                          "analyze"))
     else:
-        out.append(table_html(study_table(headline), "The study's headline numbers next to "
-                              "this run (base__rl pair, RL responses as in the study); shares in "
-                              "[0, 1]."))
-        out.append(table_html(headline_table(headline), "Headline numbers of the analyses per "
-                              "pair/generator (data/metrics/analysis.json; RL checkpoints in §3).",
-                              max_rows=60, fold=False))
+        out.append(table(study_table(headline), "The study's headline numbers next to "
+                         "this run (base__rl pair, RL responses as in the study); shares in "
+                         "[0, 1]."))
+        out.append(table(headline_table(headline), "Headline numbers of the analyses per "
+                         "pair/generator (data/metrics/analysis.json; RL checkpoints in §3).",
+                         max_rows=60, fold=False))
     return out
 
 
-def _missing(what: str, path: str) -> str:
-    return notice_html(f"{what} ({path})", "analyze")
+def _missing(what: str, path: str) -> Notice:
+    return Notice(f"{what} ({path})", "analyze")
 
 
-def _render_shift(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_shift(inp: Inputs, opt: ReportOptions) -> list[Block]:
     out = []
     for key, draw, what in (
         ("histogram", F.js_histogram, "JS histogram"),
@@ -179,11 +181,11 @@ def _render_shift(inp: Inputs, opt: ReportOptions) -> list[str]:
             df = df[df["rank_by_mean_js"] <= IDENTITY_ROWS]
         if df is not None and key == "quantiles":
             df = _quantile_table(df)
-        out.append(_missing(what, path) if df is None else table_html(df, caption, max_rows=40))
+        out.append(_missing(what, path) if df is None else table(df, caption, max_rows=40))
     return out + _render_concentration(inp, opt)
 
 
-def _render_concentration(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_concentration(inp: Inputs, opt: ReportOptions) -> list[Block]:
     """Lorenz curves and Gini of the JS mass; how well response JS predicts failure."""
     out = []
     lorenz, path = _analysis(inp, "lorenz")
@@ -196,15 +198,15 @@ def _render_concentration(inp: Inputs, opt: ReportOptions) -> list[str]:
         wide = summary.pivot_table(index=["pair", "generator", "n_positions", "gini"],
                                    columns="mass_share", values="share_positions")
         wide.columns = [f"positions holding {100 * q:g}%" for q in wide.columns]
-        out.append(table_html(wide.reset_index(), "Concentration of JS mass: Gini coefficient "
-                              "and the smallest share of positions holding each share of it "
-                              f"({summary_path}).", max_rows=40))
+        out.append(table(wide.reset_index(), "Concentration of JS mass: Gini coefficient "
+                         "and the smallest share of positions holding each share of it "
+                         f"({summary_path}).", max_rows=40))
     failure, path = _analysis(inp, "failure")
     out.append(_missing("failure prediction", path) if failure is None else figure(
         lambda: F.failure_auroc(failure), "failure prediction", opt.params.dpi))
     if failure is not None:
-        out.append(table_html(failure, "AUROC of each response-level JS summary at predicting "
-                              "reward 0, with a prompt-bootstrap 95% interval.", max_rows=40))
+        out.append(table(failure, "AUROC of each response-level JS summary at predicting "
+                         "reward 0, with a prompt-bootstrap 95% interval.", max_rows=40))
     return out
 
 
@@ -217,7 +219,7 @@ def _quantile_table(df: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _render_mass(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_mass(inp: Inputs, opt: ReportOptions) -> list[Block]:
     topk, path = _analysis(inp, "topk")
     out = [_missing("top-k overlap", path) if topk is None
            else figure(lambda: C.topk_overlap(topk), "top-k overlap", opt.params.dpi)]
@@ -227,22 +229,22 @@ def _render_mass(inp: Inputs, opt: ReportOptions) -> list[str]:
                else figure(lambda: C.rank_histogram(rank, realloc), "rank histogram",
                             opt.params.dpi))
     out.append(_missing("reallocation summary", realloc_path) if realloc is None else
-               table_html(realloc, "Where the tuned top-1 sits under the base model, over all "
-                                   "and over divergent positions."))
+               table(realloc, "Where the tuned top-1 sits under the base model, over all "
+                     "and over divergent positions."))
     return out
 
 
 def _single(key: str, draw: Callable[[pd.DataFrame], tuple[Figure, str]], what: str,
-            stage: str = "analyze") -> Callable[[Inputs, ReportOptions], list[str]]:
-    def render(inp: Inputs, opt: ReportOptions) -> list[str]:
+            stage: str = "analyze") -> Callable[[Inputs, ReportOptions], list[Block]]:
+    def render(inp: Inputs, opt: ReportOptions) -> list[Block]:
         df, path = _analysis(inp, key)
         if df is None:
-            return [notice_html(f"{what} ({path})", stage)]
+            return [Notice(f"{what} ({path})", stage)]
         return [figure(lambda: draw(df), what, opt.params.dpi)]
     return render
 
 
-def _render_roles(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_roles(inp: Inputs, opt: ReportOptions) -> list[Block]:
     shares, path = _analysis(inp, "roles")
     if shares is None:
         return [_missing("role ground truth", path)]
@@ -251,44 +253,44 @@ def _render_roles(inp: Inputs, opt: ReportOptions) -> list[str]:
     return out + _render_decisive(inp, opt)
 
 
-def _render_decisive(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_decisive(inp: Inputs, opt: ReportOptions) -> list[Block]:
     detection = inp.csv(inp.layout.plot("decisive_detection"))
     if detection is None:
-        return [notice_html("measured decisiveness (data/plots/decisive_detection.csv)",
-                            "decisive")]
+        return [Notice("measured decisiveness (data/plots/decisive_detection.csv)",
+                       "decisive")]
     metrics = inp.json(inp.layout.metrics("decisive")) or {}
     cuts = sorted(detection["pivot_cut"].unique()) if "pivot_cut" in detection else [0.0]
     cut = next((g["pivot_cut"] for g in metrics.get("generators", {}).values()),
                cuts[len(cuts) // 2])
     return [figure(lambda: C.measured_decisiveness(detection, cut), "measured decisiveness",
                    opt.params.dpi),
-            table_html(detection, "Precision, recall and AUC of each signal at finding the "
-                       "positions whose resampling moves success by at least the pivot cut "
-                       "(decisive stage).", max_rows=60)]
+            table(detection, "Precision, recall and AUC of each signal at finding the "
+                  "positions whose resampling moves success by at least the pivot cut "
+                  "(decisive stage).", max_rows=60)]
 
 
-def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[Block]:
     out = []
     results = inp.table(inp.layout.weighted_dir / "results.parquet")
     if results is None:
-        out.append(notice_html("weighted-advantage results (data/weighted/results.parquet)",
-                               "weighted_summary"))
+        out.append(Notice("weighted-advantage results (data/weighted/results.parquet)",
+                          "weighted_summary"))
     else:
         out.append(figure(lambda: E.weighted_summary(results), "weighted summary", opt.params.dpi))
-        out.append(table_html(results, "Per variant: mean ± std over seeds, the difference "
-                              "to baseline with its Welch and paired CIs, and the paired test's "
-                              "minimal detectable effect at this variant's spread."))
+        out.append(table(results, "Per variant: mean ± std over seeds, the difference "
+                         "to baseline with its Welch and paired CIs, and the paired test's "
+                         "minimal detectable effect at this variant's spread."))
     power = (inp.json(inp.layout.metrics("weighted")) or {}).get("power")
     if power:
-        out.append(table_html(pd.DataFrame(list(power.items()), columns=["metric", "value"]),
-                              "Power of the grid: seed-to-seed std of the baseline, mean eval "
-                              "standard error, pooled sd of the paired differences and the "
-                              "minimal detectable effect (paired t, alpha 0.05, power 0.8).",
-                              fold=False))
+        out.append(table(pd.DataFrame(list(power.items()), columns=["metric", "value"]),
+                         "Power of the grid: seed-to-seed std of the baseline, mean eval "
+                         "standard error, pooled sd of the paired differences and the "
+                         "minimal detectable effect (paired t, alpha 0.05, power 0.8).",
+                         fold=False))
     training = inp.first_table(inp.layout.weighted_dir / "training.parquet",
                                inp.layout.weighted_dir / "training")
     if training is None:
-        out.append(notice_html("training curves (data/weighted/training)", "weighted_summary"))
+        out.append(Notice("training curves (data/weighted/training)", "weighted_summary"))
     else:
         out.append(figure(lambda: E.weighted_curves(training, ACCURACY), "training curves",
                           opt.params.dpi))
@@ -297,9 +299,9 @@ def _render_weighted(inp: Inputs, opt: ReportOptions) -> list[str]:
             out.append(figure(lambda: E.dapo_diagnostics(logs), "weighted grid DAPO diagnostics",
                               opt.params.dpi))
         else:  # the trainer logs update statistics only for steps that took an update
-            out.append('<div class="notice">No DAPO diagnostics: no run of the grid took an '
-                       "update (dynamic sampling dropped every group: all responses of a "
-                       "prompt equally right or wrong).</div>")
+            out.append(Note("No DAPO diagnostics: no run of the grid took an update (dynamic "
+                            "sampling dropped every group: all responses of a prompt equally "
+                            "right or wrong)."))
     return out
 
 
@@ -312,31 +314,31 @@ def grid_logs(training: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {v: rows.drop(columns="variant") for v, rows in wide.groupby("variant")}
 
 
-def _render_dapo(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_dapo(inp: Inputs, opt: ReportOptions) -> list[Block]:
     log = inp.csv(inp.layout.plot("rl_log"))
     if log is None:
-        return [notice_html("RL training log (data/plots/rl_log.csv)", "rl")]
+        return [Notice("RL training log (data/plots/rl_log.csv)", "rl")]
     return [figure(lambda: E.dapo_diagnostics({"rl": log}), "RL DAPO diagnostics",
                    opt.params.dpi)]
 
 
-def _render_viewer(inp: Inputs, opt: ReportOptions) -> list[str]:
+def _render_viewer(inp: Inputs, opt: ReportOptions) -> list[Block]:
     layout = inp.layout
     if not complete_files(layout.tokens_dir):
-        return [notice_html("token table (data/tokens)", "score")]
+        return [Notice("token table (data/tokens)", "score")]
     have_samples = bool(complete_files(layout.samples_dir))
     result = viewer.render_viewer(layout.tokens_dir, layout.samples_dir if have_samples
                                   else None, lambda name: opt.models.spec(name, layout),
                                   opt.params.responses_per_group, opt.params.viewer_pairs,
                                   opt.params.top_k)
-    out = [viewer.legend_html()]
+    out: list[Block] = [viewer.legend()]
     if not have_samples:
-        out.append(notice_html("samples with token ids (data/samples): hover shows only each "
-                               "model's top-1", "sample"))
+        out.append(Notice("samples with token ids (data/samples): hover shows only each "
+                          "model's top-1", "sample"))
     if result.missing_models:
-        out.append(notice_html("models for the top-k candidates (" +
-                               ", ".join(result.missing_models) + "): hover shows only each "
-                               "model's top-1", "rl"))
+        out.append(Notice("models for the top-k candidates (" +
+                          ", ".join(result.missing_models) + "): hover shows only each "
+                          "model's top-1", "rl"))
     return out + result.blocks
 
 

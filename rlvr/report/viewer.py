@@ -8,7 +8,6 @@ same inputs the scorer used: prompt ids + response ids).
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlvr.models.loading import load_spec
 from rlvr.models.specs import ModelSpec
+from rlvr.report.blocks import Legend, Response, Token
 from rlvr.warehouse.views import complete_files
 
 # JS colour bins (nats): the edges of the study's threshold sweep; last bin ends at ln 2
@@ -149,40 +149,31 @@ def _tooltip(tok: pd.Series, candidates: Candidates | None, pos: int) -> str:
 
 def render_response(
     rows: pd.DataFrame, prompt_text: str, candidates: Candidates | None
-) -> str:
-    """HTML of one response: a header line, the prompt, and one coloured span per token."""
+) -> Response:
+    """One response of the viewer: a header line, the prompt, and one coloured token each."""
     first = rows.iloc[0]
     verdict = "correct" if int(first["reward"]) == 1 else "incorrect"
     head = (f"{first['pair']} · generator {first['generator']} · {first['prompt_id']} "
             f"#{first['sample_id']} · {verdict} · {len(rows)} tokens · max JS "
             f"{rows['js'].max():.3f}")
-    spans = []
     texts = [str(t) for t in rows["token_text"]]
+    tokens = []
     for i, (_, tok) in enumerate(rows.iterrows()):
         colour = js_colour(float(tok["js"]))
-        kind = " dark" if colour in JS_COLOURS[-2:] else ""
-        kind += " tmpl" if tok.get("role") == "template" else ""  # chat-template token
-        shown = html.escape(texts[i]).replace("\n", "↵\n")  # newlines visible, and kept
-        spans.append(
-            f'<span class="tok{kind}" style="background:{colour}" data-js="{tok["js"]:.6f}" '
-            f'title="{html.escape(_tooltip(tok, candidates, i))}">{shown}</span>'
-        )
+        tokens.append(Token(texts[i].replace("\n", "↵\n"),  # newlines visible, and kept
+                            colour, f"{tok['js']:.6f}", _tooltip(tok, candidates, i),
+                            dark=colour in JS_COLOURS[-2:],
+                            template=tok.get("role") == "template"))
     # byte-level BPE pieces carry their own spaces (' is'); word-level ones (the toy) do not
     joiner = "" if any(t[:1].isspace() for t in texts) else " "
-    return (f'<div class="resp"><div class="resp-head">{html.escape(head)}</div>'
-            f'<div class="prompt">{html.escape(prompt_text)}</div>'
-            f'<div class="toks">{joiner.join(spans)}</div></div>')
+    return Response(head, prompt_text, tokens, joiner)
 
 
-def legend_html() -> str:
+def legend() -> Legend:
     """The colour legend: one swatch per JS bin."""
     edges = list(JS_EDGES) + [math.log(2.0)]
-    items = []
-    for lo, hi, colour in zip(edges[:-1], edges[1:], JS_COLOURS, strict=True):
-        dark = " dark" if colour in JS_COLOURS[-2:] else ""
-        items.append(f'<span class="tok{dark}" style="background:{colour};border:1px solid #bbb">'
-                     f"{lo:g}–{hi:.3g}</span>")
-    return '<div class="legend">JS (nats): ' + " ".join(items) + "</div>"
+    return Legend([(f"{lo:g}–{hi:.3g}", colour, colour in JS_COLOURS[-2:])
+                   for lo, hi, colour in zip(edges[:-1], edges[1:], JS_COLOURS, strict=True)])
 
 
 def sample_ids(samples_dir: str | Path, chosen: pd.DataFrame) -> pd.DataFrame:
@@ -196,9 +187,9 @@ def sample_ids(samples_dir: str | Path, chosen: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ViewerResult:
-    """The viewer's response blocks, and what kept hover candidates from being computed."""
+    """The viewer's responses, and what kept hover candidates from being computed."""
 
-    blocks: list[str]
+    blocks: list[Response]
     missing_models: list[str]  # model directories that do not exist
 
 
@@ -210,7 +201,7 @@ def render_viewer(
     pairs: Sequence[str] = (),
     top_k: int = 5,
 ) -> ViewerResult:
-    """HTML blocks of the chosen responses (see `select_responses`), with top-k candidates on
+    """The chosen responses (see `select_responses`), with top-k candidates on
     hover when the samples (for the exact prompt ids) and both models of the pair are present.
 
     Models are resolved by name through `resolve` (the `models` section) and loaded once each;

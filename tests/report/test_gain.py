@@ -1,4 +1,5 @@
-"""The report's held-out gain over the base, paired by prompt, against scipy."""
+"""The held-out gain over the base, paired by prompt (the evaluate stage's and the report's),
+against scipy."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rlvr.report.blocks import gain_table, paired_gain
+from rlvr.generation.accuracy import paired_gain
+from rlvr.report.blocks import gain_table
 from rlvr.store.atomic import MARKER
 
 
@@ -24,8 +26,8 @@ def test_paired_gain_matches_a_paired_t_statistic_and_aligns_by_prompt():
     se = diff / test.statistic
     assert got["gain"] == pytest.approx(diff, abs=1e-12)
     half = stats.norm.ppf(0.975) * se
-    assert got["ci_lo"] == pytest.approx(diff - half, rel=1e-3)
-    assert got["ci_hi"] == pytest.approx(diff + half, rel=1e-3)
+    assert got["ci_lo"] == pytest.approx(diff - half, rel=1e-9)
+    assert got["ci_hi"] == pytest.approx(diff + half, rel=1e-9)
     # unpaired, the same data give a much wider interval: pairing is what makes it tight
     unpaired = stats.norm.ppf(0.975) * np.sqrt(model.var() / 96 + base.var() / 96)
     assert got["ci_hi"] - got["ci_lo"] < unpaired
@@ -53,6 +55,7 @@ def test_gain_table_reads_each_models_samples_and_pairs_them(tmp_path):
     per_prompt = np.array([0.5 - 0.0, 0.5 - 0.5, 1.0 - 0.5])  # prompts 2, 0, 1
     assert row["accuracy"] == pytest.approx(4 / 6) and row["prompts"] == 3
     assert row["gain"] == pytest.approx(per_prompt.mean())
-    half = 1.96 * per_prompt.std(ddof=1) / np.sqrt(3)
-    assert row["ci_lo"] == pytest.approx(per_prompt.mean() - half)
+    half = stats.norm.ppf(0.975) * per_prompt.std(ddof=1) / np.sqrt(3)
+    assert row["ci_lo"] == pytest.approx(per_prompt.mean() - half, rel=1e-9)
+    assert row["ci_hi"] == pytest.approx(per_prompt.mean() + half, rel=1e-9)
     assert gain_table(tmp_path, base="missing") is None

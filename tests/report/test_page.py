@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from markupsafe import escape
 
 from rlvr.layout import Layout
 from rlvr.models.loading import save_model
 from rlvr.models.specs import ModelsParams, NamedModel
-from rlvr.report.blocks import ReportOptions, ReportParams, failures
-from rlvr.report.page import build_report, render_html
+from rlvr.report.blocks import ReportOptions, ReportParams
+from rlvr.report.page import build_report, render_page
 from rlvr.report.sections import SECTIONS
 from rlvr.store.atomic import MARKER
 
@@ -168,7 +169,7 @@ def test_figure_captions_and_notices_for_missing_analyses(page):
     assert "base__rl/tuned Gini 0.880, 50% of the mass in 10.0% of positions" in page
     assert "base__rl/tuned best max_js 0.75 [0.50, 1.00]" in page
     assert "extrapolate-a0.1: 0 of 1 gated cells above 0, best gap_neg at 5% +3.0" in page
-    assert "forward Jaccard of the companion&#x27;s gate with JS 0.40 at 5%, 0.50 at 10%" in page
+    assert "forward Jaccard of the companion&#39;s gate with JS 0.40 at 5%, 0.50 at 10%" in page
     cross = page.split('<section id="cross">')[1].split("</section>")[0]
     assert "dvc repro weighted_summary" in page and "dvc repro cross_sample" not in cross
 
@@ -205,11 +206,12 @@ def test_viewer_tooltips_show_both_models_top_candidates(page, tiny_pair, tokeni
         best = int(p.argmax())
         # candidates are decoded text, quoted so that spaces and newlines show
         expected = f"{label}{tokenizer.decode([best])!r} {float(p[best]):.2f}"
-        assert html.escape(expected) in page
+        assert escape(expected) in page
 
 
 def test_missing_inputs_give_notices_not_figures(tmp_path):
-    page = render_html(ReportOptions(ReportParams(), ModelsParams(), Layout(tmp_path / "nothing")))
+    page = render_page(ReportOptions(ReportParams(), ModelsParams(),
+                                     Layout(tmp_path / "nothing"))).html()
     assert "<img" not in page
     for section in SECTIONS:
         body = page.split(f'<section id="{section.anchor}">')[1].split("</section>")[0]
@@ -219,8 +221,8 @@ def test_missing_inputs_give_notices_not_figures(tmp_path):
 
 def test_viewer_without_models_falls_back_to_top1(data_root, tmp_path):
     elsewhere = {n: NamedModel(path=str(tmp_path / "no-models" / n)) for n in ("base", "rl")}
-    page = render_html(ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]),
-                                     ModelsParams(named=elsewhere), Layout(data_root)))
+    page = render_page(ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]),
+                                     ModelsParams(named=elsewhere), Layout(data_root))).html()
     assert "Not produced: models for the top-k candidates" in page
     assert "top-1 base" in page and "base top: " not in page
 
@@ -290,22 +292,52 @@ def test_viewer_shows_distinct_responses(tmp_path):
     assert chosen["sample_id"].tolist() == [0, 1, 3]
 
 
-def test_failures_are_what_a_reader_sees_instead_of_a_figure(data_root, tmp_path):
-    """A producer/report mismatch and an empty input each replace their figure with a failure
-    notice that `failures` finds; a missing input is a plain notice, not a failure."""
-    shutil.copytree(data_root, tmp_path / "d", ignore=shutil.ignore_patterns("models"))
+def _copy(data_root: Path, to: Path) -> Layout:
+    """The fixture's data without its models (the viewer then shows each model's top-1)."""
+    shutil.copytree(data_root, to, ignore=shutil.ignore_patterns("models", "report"))
+    return Layout(to)
+
+
+def test_failed_figures_show_in_place_and_are_counted(data_root, tmp_path):
+    """A producer/report mismatch (the figure's drawing raises) and an empty input each replace
+    their figure with a failure notice, and the report counts them from the page's figures; a
+    missing input is a plain notice, not a failure."""
+    layout = _copy(data_root, tmp_path / "d")
     pd.DataFrame({"variant": "baseline", "seed": 0, "step": [0, 1], "metric": "accuracy",
-                  "value": [0.2, 0.3]}).to_parquet(tmp_path / "d/weighted/training.parquet")
-    topk = pd.read_parquet(tmp_path / "d/analysis/agg_topk_overlap.parquet")
-    topk.iloc[:0].to_parquet(tmp_path / "d/analysis/agg_topk_overlap.parquet")
-    none = {n: NamedModel(path=str(tmp_path / "none" / n)) for n in ("base", "rl", "sft")}
-    page = render_html(ReportOptions(ReportParams(responses_per_group=1),
-                                     ModelsParams(named=none), Layout(tmp_path / "d")))
-    assert failures(page) == [
-        "Could not draw top-k overlap: its input has no rows to plot",
-        "Could not draw training curves: training table: no rows with metric 'eval_accuracy'; "
-        "has ['accuracy']"]
+                  "value": [0.2, 0.3]}).to_parquet(layout.weighted_dir / "training.parquet")
+    topk = layout.analysis_dir / "agg_topk_overlap.parquet"
+    pd.read_parquet(topk).iloc[:0].to_parquet(topk)
+    options = ReportOptions(ReportParams(responses_per_group=1), ModelsParams(), layout)
+    expected = ["Could not draw top-k overlap: its input has no rows to plot",
+                "Could not draw training curves: training table: no rows with metric "
+                "'eval_accuracy'; has ['accuracy']"]
+    assert render_page(options).failures == expected
+    summary = build_report(options)
+    page = (layout.report_dir / "index.html").read_text()
+    shown = re.findall(r'<div class="notice failed">(.*?)</div>', page)
+    assert summary["failures"] == 2 and [html.unescape(t) for t in shown] == expected
     # the planted table has no trainer update statistics: said so, not a failure
     assert "No DAPO diagnostics: no run of the grid took an update" in page
     nothing = ReportOptions(ReportParams(), ModelsParams(), Layout(tmp_path / "nothing"))
-    assert failures(render_html(nothing)) == []
+    assert render_page(nothing).failures == []
+
+
+def test_values_are_escaped(data_root, tmp_path):
+    """Names and texts from the data (a model, a variant, a token) reach the page as text."""
+    layout = _copy(data_root, tmp_path / "d")
+    evil = "<script>alert(1)</script>"
+    layout.metrics("models").write_text(json.dumps(
+        {"base": {"accuracy": 0.25}, evil: {"accuracy": 0.5}}))
+    results = layout.weighted_dir / "results.parquet"
+    pd.read_parquet(results).assign(variant=["baseline", evil]).to_parquet(results)
+    part = next((layout.tokens_dir / f"pair={PAIR}" / "generator=tuned").glob("*.parquet"))
+    tokens = pd.read_parquet(part).reset_index(drop=True)
+    tokens.loc[0, "token_text"] = "</span>" + evil
+    tokens.to_parquet(part)
+    page = render_page(ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]),
+                                     ModelsParams(), layout)).html()
+    assert "<script" not in page
+    shown = html.escape(evil, quote=False)
+    assert f"base 25.0%, {shown} 50.0%." in page  # the figure's caption
+    assert f"<td>{shown}</td>" in page  # a table cell
+    assert f"&lt;/span&gt;{shown}</span>" in page  # a token of the viewer

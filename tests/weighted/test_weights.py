@@ -343,13 +343,14 @@ def test_tiny_grid_runs_end_to_end(trained_tiny, tokenizer, tmp_path):
     assert metrics["power"]["n_seeds"] == 2 and metrics["k3_old_high"]["divergence"] == "k3_old"
 
     # the report's section 8 draws what this stage wrote, as a reader sees it
-    from rlvr.report.blocks import ReportOptions, ReportParams, failures
-    from rlvr.report.page import render_html
+    from rlvr.report.blocks import ReportOptions, ReportParams
+    from rlvr.report.page import render_page
 
-    page = render_html(ReportOptions(ReportParams(), ModelsParams(), layout))
+    report = render_page(ReportOptions(ReportParams(), ModelsParams(), layout))
+    page = report.html()
     section = page.split('<section id="weighted">')[1].split("</section>")[0]
     # final accuracy, training curves and the grid's DAPO diagnostics
-    assert failures(page) == [] and section.count("<img ") == 3
+    assert report.failures == [] and section.count("<img ") == 3
     assert "eval_accuracy over training" in section
 
 
