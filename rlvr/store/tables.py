@@ -7,8 +7,8 @@ Layout (each part file also holds its partition columns, so it is self-describin
     data/decisive/positions/model=<generator>/part-00000.parquet
 
 Rows carry the model's kind (base/rl/sft/rft/checkpoint/user) and RL step (checkpoints only),
-so analyses over checkpoints need no join. Read them with
-`read_parquet('data/tokens/**/*.parquet', hive_partitioning=true)`.
+so analyses over checkpoints need no join. Schemas, column meanings and locations are the
+registry's (`rlvr.store.registry`); other stages read a table through it or the warehouse.
 A part file is written under a temporary name and renamed, so it is either whole or absent; it
 records a fingerprint of its inputs and a hash of its own data bytes, so a rerun keeps the parts
 that match both and redoes the rest (a part edited by hand no longer matches its hash).

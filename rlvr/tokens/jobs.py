@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from rlvr.layout import Layout
 from rlvr.models.checks import check_model, check_pair
 from rlvr.models.specs import ModelEntry, ModelsParams, ModelSpec, plan_models, resolve
-from rlvr.store.atomic import is_complete
+from rlvr.store.registry import SAMPLES
 from rlvr.store.tables import pair_name, samples_dir, tokens_dir
 from rlvr.tokens.scorer import ScoreParams
 
@@ -79,9 +79,7 @@ def plan_score_jobs(
 
 def plan_scoring(cfg: ScoreParams, models: ModelsParams, layout: Layout) -> ScorePlan:
     """Check every input of the score stage (see the module docstring), then plan its jobs."""
-    if not is_complete(layout.samples_dir):
-        raise ValueError(f"the samples table {layout.samples_dir} is not complete: run the "
-                         "sample stage first (dvc repro sample)")
+    SAMPLES.files(layout)  # complete, or TableIncomplete naming the stage to run
     base = resolve(cfg.base, models, layout)
     tuned = [e for e in plan_models(cfg.tuned, models, layout, cfg.checkpoints)
              if e.name != cfg.base]
