@@ -53,7 +53,6 @@ from rlvr.store.tables import (
     part_fingerprint,
     part_is_current,
     part_path,
-    read_partition,
     samples_dir,
     to_table,
     tokens_dir,
@@ -237,15 +236,16 @@ def measure_generator(
     """Measure one generator's responses into its part file (kept when current). Runs torch
     single-threaded (`pin_torch_threads`)."""
     pin_torch_threads()
-    entry, source, out = job.entry, Path(job.samples), Path(job.out_path)
-    parts = sorted(Path(job.tokens).glob("part-*.parquet")) if cfg.design != "exhaustive" else []
+    entry, out = job.entry, Path(job.out_path)
+    sources = SAMPLES.partition_files(job.samples)
+    parts = TOKENS.partition_files(job.tokens) if cfg.design != "exhaustive" else []
     key = fingerprint(model=entry.spec.identity(), name=entry.name, kind=entry.kind,
-                      samples=[part_fingerprint(p) for p in sorted(source.glob("part-*.parquet"))],
+                      samples=[part_fingerprint(p) for p in sources],
                       signals=[part_fingerprint(p) for p in parts], params=cfg.result_fields(),
                       grader=grader, columns=DECISIVE_SCHEMA.names)
     if part_is_current(out, key):
         return {"model": entry.name, "path": str(out), "skipped": True}
-    table = read_partition(source)
+    table = SAMPLES.read_files(sources)
     items = select_items(table, cfg)
     model, tokenizer = load_spec(entry.spec)
     sampling = sampling_of(table, cfg.seed)

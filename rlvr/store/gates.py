@@ -248,8 +248,9 @@ def gate_tokens_dir(
     """Gate every part file of one token partition (one pair and generator), against the
     generator's samples partition (`samples_dir`, data/samples/model=<generator>) and the
     pair's tokenizer when given."""
-    samples = None if samples_dir is None else read_parts(
-        samples_dir, ["prompt_id", "sample_id", "response_token_ids", "n_tokens", "reward"])
+    samples = None if samples_dir is None else SAMPLES.read_files(
+        SAMPLES.partition_files(samples_dir),
+        ["prompt_id", "sample_id", "response_token_ids", "n_tokens", "reward"]).to_pandas()
     pair, generator = (p.split("=", 1)[-1] for p in Path(directory).parts[-2:])
     name = f"tokens_{pair}_{generator}"
     return check_tokens(read_parts(directory), name, vocab_size, result_path, samples, tokenizer)

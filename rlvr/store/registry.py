@@ -8,13 +8,14 @@ under a temporary name and renamed). The store writes with `Table.schema`, the w
 a view per table, `rlvr describe` prints `Table.docs`, and the gates null-check
 `Table.required`; so a new column is one entry here plus the code that computes it.
 
-Other stages read a table only through `Table.files` / `Table.read`, which refuse one that is
-not complete with one line naming its path and the stage to run.
+Other stages read a table only through `Table.read`, or `Table.read_files` on the files that
+`Table.files` / `Table.partition_files` listed (a job carries a partition folder or part files);
+those refuse a table that is not complete with one line naming its path and the stage to run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +84,10 @@ class Table:
     def path(self, layout: Layout) -> Path:
         return self.where(layout)
 
-    def missing(self, layout: Layout) -> str:
-        """Why the table cannot be read, naming its path and the stage to run."""
-        path = self.path(layout)
+    def missing(self, where: Layout | Path) -> str:
+        """Why the table (under a layout, or at its path) cannot be read, naming its path and
+        the stage to run."""
+        path = self.path(where) if isinstance(where, Layout) else Path(where)
         state = "is not complete" if path.exists() else "has not been produced"
         return (f"table `{self.name}` {state} ({path}): run the {self.stage} stage "
                 f"(dvc repro {self.stage})")
@@ -93,16 +95,29 @@ class Table:
     def files(self, layout: Layout, **partition: str) -> list[Path]:
         """The table's parquet files (those of one partition, e.g. `model="base"`), sorted;
         TableIncomplete unless the table is complete and the partition holds files."""
-        root = self.path(layout)
-        files = complete_files(root)
-        if not files:
-            raise TableIncomplete(self.missing(layout))
         unknown = set(partition) - set(self.partition)
         assert not unknown, f"{self.name} is not partitioned by {sorted(unknown)}"
-        folder = root.joinpath(*(f"{k}={partition[k]}" for k in self.partition if k in partition))
+        root = self.path(layout)
+        return self._complete_under(root, root.joinpath(
+            *(f"{k}={partition[k]}" for k in self.partition if k in partition)))
+
+    def partition_files(self, folder: str | Path) -> list[Path]:
+        """`files` of one partition folder as a job carries it (e.g. `<samples>/model=base`):
+        its last folders must name the table's partition keys in order; the table they lie
+        in must be complete."""
+        folder, n = Path(folder), len(self.partition)
+        keys = [p.split("=", 1)[0] for p in folder.parts[len(folder.parts) - n:]]
+        assert n and keys == list(self.partition), \
+            f"{folder} is not a partition folder of table `{self.name}` ({self.partition})"
+        return self._complete_under(folder.parents[n - 1], folder)
+
+    def _complete_under(self, root: Path, folder: Path) -> list[Path]:
+        files = complete_files(root)
+        if not files:
+            raise TableIncomplete(self.missing(root))
         found = [p for p in files if p.is_relative_to(folder)]
         if not found:
-            shown = ", ".join(f"{k}={v}" for k, v in partition.items())
+            shown = ", ".join(folder.relative_to(root).parts)
             raise TableIncomplete(f"table `{self.name}` has no rows of {shown} ({folder}): add "
                                   f"it to params.yaml and run the {self.stage} stage "
                                   f"(dvc repro {self.stage})")
@@ -111,8 +126,17 @@ class Table:
     def read(self, layout: Layout, columns: list[str] | None = None,
              **partition: str) -> pa.Table:
         """The complete table (or one partition) as one Arrow table, file metadata dropped."""
+        return self.read_files(self.files(layout, **partition), columns)
+
+    def read_files(self, files: Sequence[str | Path],
+                   columns: list[str] | None = None) -> pa.Table:
+        """Files of this table that `files` / `partition_files` listed (jobs carry them) as
+        one Arrow table, in order, file metadata dropped."""
+        unknown = set(columns or ()) - set(self.schema.names)
+        assert not unknown, f"table `{self.name}` has no columns {sorted(unknown)}"
+        assert files, f"no files of table `{self.name}`"
         return pa.concat_tables([pq.read_table(p, columns=columns).replace_schema_metadata(None)
-                                 for p in self.files(layout, **partition)])
+                                 for p in files])
 
 
 SAMPLING = (

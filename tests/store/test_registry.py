@@ -46,6 +46,27 @@ def test_reader_refuses_an_incomplete_table_naming_path_and_stage(tmp_path) -> N
         SAMPLES.files(layout, model="rl")
 
 
+def test_a_jobs_partition_folder_reads_like_the_layouts(tmp_path) -> None:
+    """Jobs carry partition folders and part files: the same files, the same refusals."""
+    layout = Layout(tmp_path / "data")
+    folder = layout.samples_dir / "model=base"
+    write_part([pa.table(_samples("base", 2), schema=SAMPLES.schema)], part_path(folder, 0),
+               SAMPLES.schema, "k")
+    with pytest.raises(TableIncomplete, match=r"`samples` is not complete .*dvc repro sample"):
+        SAMPLES.partition_files(folder)
+    mark_complete(layout.samples_dir)
+    assert SAMPLES.partition_files(folder) == SAMPLES.files(layout, model="base")
+    with pytest.raises(TableIncomplete, match="no rows of model=rl"):
+        SAMPLES.partition_files(layout.samples_dir / "model=rl")
+    with pytest.raises(AssertionError, match="not a partition folder of table `samples`"):
+        SAMPLES.partition_files(layout.samples_dir)
+    got = SAMPLES.read_files(SAMPLES.partition_files(folder), ["sample_id"])
+    assert got.equals(SAMPLES.read(layout, ["sample_id"], model="base"))
+    assert got.column("sample_id").to_pylist() == [0, 1]
+    with pytest.raises(AssertionError, match=r"`samples` has no columns \['js'\]"):
+        SAMPLES.read_files(SAMPLES.partition_files(folder), ["js"])
+
+
 def test_every_table_documents_every_column_once() -> None:
     for table in TABLES.values():
         assert len(set(table.schema.names)) == len(table.schema.names), table.name
