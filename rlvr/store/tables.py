@@ -144,14 +144,6 @@ def clear_complete(directory: str | Path) -> None:
     (Path(directory) / MARKER).unlink(missing_ok=True)
 
 
-def read_partition(directory: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """All part files of one partition directory as one table."""
-    parts = sorted(Path(directory).glob("part-*.parquet"))
-    assert parts, f"no part files in {directory}"
-    tables = [pq.read_table(p, columns=columns).replace_schema_metadata(None) for p in parts]
-    return pa.concat_tables(tables)
-
-
 def finalize_dataset(root: str | Path, expected: Iterable[str | Path]) -> list[Path]:
     """Drop part files under `root` that this run did not produce, then mark `root` complete.
 
