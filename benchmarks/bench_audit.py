@@ -22,7 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from rlvr.models.loading import save_model
 from rlvr.models.specs import ModelEntry, ModelSpec
-from rlvr.store.tables import SAMPLES_SCHEMA, part_path, write_part
+from rlvr.store.tables import SAMPLES_SCHEMA, mark_complete, part_path, write_part
 from rlvr.tokens.audit import audit_partition
 from rlvr.tokens.scorer import AuditParams, ScoreParams, score_shard
 
@@ -78,6 +78,7 @@ def main() -> None:
         samples = part_path(root / "samples" / "model=base", 0)
         samples_part(samples, args.responses, args.prompt_tokens, args.response_tokens,
                      SMOLLM2["vocab_size"])
+        mark_complete(samples.parents[1])  # the audit reads samples of a complete table only
         tokens = part_path(root / "tokens" / "pair=base__rl" / "generator=base", 0)
         start = time.perf_counter()
         score_shard(*entries, "base", samples, tokens, ScoreParams(label_roles=False))

@@ -37,11 +37,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from rlvr.cli_study import add_commands
+from rlvr.layout import DATA_ROOT, Layout
 from rlvr.store.atomic import atomic_file
+from rlvr.store.registry import TABLES
 from rlvr.warehouse.sql import bind_params, load_sql
 from rlvr.warehouse.views import (
     COLUMNS,
-    SOURCES,
     connect,
     describe,
     missing_view,
@@ -88,11 +89,12 @@ def _check_read_only(con: duckdb.DuckDBPyConnection, text: str) -> None:
 
 def _check_output(output: Path, data: Path) -> None:
     """An --output inside one of the pipeline's tables would become part of it: refuse it."""
-    for sub, stage in SOURCES.values():
-        table = (data / sub).resolve()
-        if output.resolve() == table or output.resolve().is_relative_to(table):
-            raise ValueError(f"--output {output}: inside the table {data / sub} that the {stage} "
-                             "stage writes; write the result outside the pipeline's tables")
+    for table in TABLES.values():
+        path = table.path(Layout(data))
+        if output.resolve().is_relative_to(path.resolve()):
+            raise ValueError(f"--output {output}: inside the table {path} that the "
+                             f"{table.stage} stage writes; write the result outside the "
+                             "pipeline's tables")
 
 
 def _quoted(name: str) -> str:
@@ -197,7 +199,6 @@ def cmd_audit(args: argparse.Namespace, con: duckdb.DuckDBPyConnection) -> None:
     # torch and transformers load only for this command
     from transformers.utils.logging import disable_progress_bar
 
-    from rlvr.layout import Layout
     from rlvr.models.specs import ModelsParams
     from rlvr.study import load_study
     from rlvr.tokens.audit import audit_table
@@ -230,7 +231,7 @@ def explain_error(err: duckdb.Error, data: Path) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlvr", description="Query the rlvr-lens warehouse.")
-    parser.add_argument("--data", type=Path, default=Path("data"),
+    parser.add_argument("--data", type=Path, default=Path(DATA_ROOT),
                         help="data directory holding the pipeline's tables (default: data)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sql", help="run a query (or @name for sql/<name>.sql)")

@@ -133,14 +133,3 @@ class Layout:
                                  self.plot("weighted_final")],
             "report": [self.report_dir, self.metrics("findings")],
         }[stage]
-
-    def tables(self) -> dict[str, Path]:
-        """The warehouse's source tables: view name -> file or directory of parquet parts."""
-        return {
-            "samples": self.samples_dir,
-            "tokens": self.tokens_dir,
-            "cross_samples": self.cross_dir / "samples",
-            "cross_tokens": self.cross_dir / "tokens",
-            "training": self.weighted_dir / "training.parquet",
-            "decisiveness": self.decisive_dir / "positions",
-        }

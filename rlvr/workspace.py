@@ -19,7 +19,7 @@ import yaml
 from rlvr import dvc
 from rlvr.config import PARAMS_FILE
 from rlvr.families import get_family
-from rlvr.layout import Layout
+from rlvr.layout import DATA_ROOT, Layout
 from rlvr.models.hub import resolve_model_path
 from rlvr.pipeline import REPO, dvc_yaml, missing_sections
 from rlvr.sections import full_params
@@ -198,7 +198,7 @@ def _check(own: dict[str, Any], ws: Path) -> None:
     from rlvr.study import Study
 
     study = Study(get_family(own["family"]), merge(get_family(own["family"]).defaults, own), own)
-    layout = Layout(ws / "data")
+    layout = Layout(ws / DATA_ROOT)
     study.family.check_fit(layout, study.task)
     facts = {name: check_model(study.models.spec(name, layout)) for name in study.roster(layout)}
     for name, fact in facts.items():

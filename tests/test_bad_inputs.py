@@ -367,10 +367,9 @@ CASES = [  # (id, plant, stage, the exact message)
      f"model `rl`: its tokenizer has {VOCAB + 1} tokens but its output head only {VOCAB} rows "
      "(config.json vocab_size); use the tokenizer saved with these weights"),
     ("samples-incomplete", remove(f"samples/{MARKER}"), "score",
-     f"the samples table {R}/samples is not complete: run the sample stage first (dvc repro "
-     "sample)"),
+     f"table `samples` is not complete ({R}/samples): run the sample stage (dvc repro sample)"),
     ("tokens-incomplete-decisive", remove(f"tokens/{MARKER}"), "decisive",
-     f"the token table {R}/tokens is not complete: run the score stage first (dvc repro score)"),
+     f"table `tokens` is not complete ({R}/tokens): run the score stage (dvc repro score)"),
     ("samples-missing-decisive", remove("samples/model=rl"), "decisive",
      "params.yaml `decisive.tuned`: no samples of model 'rl'; add it to `sample.models` and run "
      "`dvc repro sample`"),

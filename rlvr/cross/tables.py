@@ -1,17 +1,8 @@
-"""The cross-sampling tables: schemas of `cross_samples` / `cross_tokens` and one cell's rows.
+"""One cross-sampling cell's rows of the `cross_samples` / `cross_tokens` tables.
 
-`cross_samples`: arm, direction, alpha, top_k, pair (`<base>__<tuned>`), primary_model,
-intervention_model, rule, target_budget, calibration_round, threshold (a rate for random; the
-mean rate when matched per response), matched_rule (random matched per response: the rule whose
-shares it copies), seed, prompt_id, sample_id, prompt, answer, prompt_token_ids,
-response_token_ids, response_text, n_tokens (EOS included), n_switched, switch_share
-(= n_switched / n_tokens, the budget of one response), finish_reason, reward, temperature,
-top_p, max_new_tokens.
-`cross_tokens`: arm, direction, pair, rule, target_budget, threshold, seed, prompt_id, sample_id,
-position, token_id, token_text, is_switched, source_model, the step's signals (js, both
-entropies, both log-probs of the chosen token, delta_top, gap_top, gap_sampled, both KLs,
-kl_sym, kl_sym_topk) and, for top-K mixing at switched steps, mix_tv and mix_differs (see
-`rlvr.cross.decoder.CrossGeneration`).
+Their columns and meanings are registry entries (`rlvr.store.registry`, `rlvr describe`); the
+step's signals of `cross_tokens` are the `rlvr.cross.decoder.CrossGeneration` attributes of the
+same names.
 """
 
 from __future__ import annotations
@@ -25,65 +16,16 @@ from transformers import PreTrainedTokenizerBase
 from rlvr.cross.decoder import CrossGeneration
 from rlvr.generation.sampler import SamplingParams
 from rlvr.generation.samples import sample_keys
+from rlvr.store.registry import CROSS_SAMPLES, CROSS_TOKENS
 from rlvr.store.tables import to_table
 from rlvr.testbed.prompts import PromptRecord
 
 if TYPE_CHECKING:  # the cell type only: rlvr.cross.sweep imports this module
     from rlvr.cross.sweep import CrossCell
 
-CROSS_SAMPLES_SCHEMA = pa.schema([
-    pa.field("arm", pa.string(), nullable=False),
-    pa.field("direction", pa.string(), nullable=False),
-    pa.field("alpha", pa.float64(), nullable=False),
-    pa.field("top_k", pa.int32(), nullable=False),
-    pa.field("pair", pa.string(), nullable=False),
-    pa.field("primary_model", pa.string(), nullable=False),
-    pa.field("intervention_model", pa.string(), nullable=False),
-    pa.field("rule", pa.string(), nullable=False),
-    pa.field("target_budget", pa.float64(), nullable=False),
-    pa.field("calibration_round", pa.int32(), nullable=False),
-    pa.field("threshold", pa.float64(), nullable=False),
-    pa.field("matched_rule", pa.string()),
-    pa.field("seed", pa.int64(), nullable=False),
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("prompt", pa.string()),
-    pa.field("answer", pa.string()),
-    pa.field("prompt_token_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("response_token_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("response_text", pa.string(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("n_switched", pa.int32(), nullable=False),
-    pa.field("switch_share", pa.float64(), nullable=False),
-    pa.field("finish_reason", pa.string(), nullable=False),
-    pa.field("reward", pa.int8(), nullable=False),
-    pa.field("temperature", pa.float32(), nullable=False),
-    pa.field("top_p", pa.float32(), nullable=False),
-    pa.field("max_new_tokens", pa.int32(), nullable=False),
-])
-
-TOKEN_F32 = ("js", "entropy_primary", "entropy_intervention", "logprob_primary",
-             "logprob_intervention", "delta_top", "gap_top", "gap_sampled",
-             "kl_primary_intervention", "kl_intervention_primary", "kl_sym", "kl_sym_topk")
-CROSS_TOKENS_SCHEMA = pa.schema([
-    pa.field("arm", pa.string(), nullable=False),
-    pa.field("direction", pa.string(), nullable=False),
-    pa.field("pair", pa.string(), nullable=False),
-    pa.field("rule", pa.string(), nullable=False),
-    pa.field("target_budget", pa.float64(), nullable=False),
-    pa.field("threshold", pa.float64(), nullable=False),
-    pa.field("seed", pa.int64(), nullable=False),
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("position", pa.int32(), nullable=False),
-    pa.field("token_id", pa.int32(), nullable=False),
-    pa.field("token_text", pa.string(), nullable=False),
-    pa.field("is_switched", pa.bool_(), nullable=False),
-    pa.field("source_model", pa.string(), nullable=False),
-    *[pa.field(name, pa.float32(), nullable=False) for name in TOKEN_F32],
-    pa.field("mix_tv", pa.float32()),
-    pa.field("mix_differs", pa.bool_()),
-])
+CROSS_SAMPLES_SCHEMA, CROSS_TOKENS_SCHEMA = CROSS_SAMPLES.schema, CROSS_TOKENS.schema
+# the step's signals: every column after `source_model`, each a CrossGeneration attribute
+SIGNALS = tuple(CROSS_TOKENS_SCHEMA.names[CROSS_TOKENS_SCHEMA.names.index("source_model") + 1:])
 
 
 def cell_rows(
@@ -132,6 +74,6 @@ def cell_rows(
         tokens["token_text"] += [texts[t] for t in ids]
         tokens["is_switched"] += gen.switched
         tokens["source_model"] += [cell.intervention if s else cell.primary for s in gen.switched]
-        for name in (*TOKEN_F32, "mix_tv", "mix_differs"):
+        for name in SIGNALS:
             tokens[name] += getattr(gen, name)
     return to_table(samples, CROSS_SAMPLES_SCHEMA), to_table(tokens, CROSS_TOKENS_SCHEMA)

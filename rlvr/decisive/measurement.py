@@ -26,7 +26,7 @@ from rlvr.decisive.values import (
     wilson,
 )
 from rlvr.generation.sampler import SamplingParams
-from rlvr.store.tables import read_partition
+from rlvr.store.registry import TOKENS
 
 if TYPE_CHECKING:
     from rlvr.decisive.positions import DecisiveParams
@@ -136,7 +136,8 @@ def measure_stratified(model, tokenizer, items: list[Measured], sampling: Sampli
 
 def _signals(tokens: str, items: list[Measured]) -> dict[str, np.ndarray]:
     """js and base entropy of every position of the items, from their token partition."""
-    table = read_partition(tokens, ["prompt_id", "sample_id", "position", "js", "entropy_base"])
+    table = TOKENS.read_files(TOKENS.partition_files(tokens),
+                              ["prompt_id", "sample_id", "position", "js", "entropy_base"])
     at = {(p, s, t): i for i, (p, s, t) in enumerate(zip(
         *(table.column(c).to_pylist() for c in ("prompt_id", "sample_id", "position")),
         strict=True))}

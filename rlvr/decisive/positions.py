@@ -40,10 +40,11 @@ from rlvr.layout import Layout
 from rlvr.models.checks import check_model
 from rlvr.models.loading import load_spec, pin_torch_threads
 from rlvr.models.specs import ModelEntry, ModelsParams, resolve
-from rlvr.store.atomic import is_complete, keep_only, sweep_debris, write_json
+from rlvr.store.atomic import keep_only, sweep_debris, write_json
 from rlvr.store.experiment_gates import check_decisiveness
 from rlvr.store.gates import read_files
 from rlvr.store.hashing import fingerprint
+from rlvr.store.registry import SAMPLES, TOKENS, TableIncomplete
 from rlvr.store.tables import (
     DECISIVE_SCHEMA,
     clear_complete,
@@ -52,7 +53,6 @@ from rlvr.store.tables import (
     part_fingerprint,
     part_is_current,
     part_path,
-    read_partition,
     samples_dir,
     to_table,
     tokens_dir,
@@ -203,11 +203,8 @@ def plan_decisive(
     """Check every input of the decisive stage (see the module docstring); one job per
     generator."""
     get_grader(grader)
-    for table, directory, stage in (("samples", layout.samples_dir, "sample"),
-                                    ("token", layout.tokens_dir, "score")):
-        if not is_complete(directory):
-            raise ValueError(f"the {table} table {directory} is not complete: run the {stage} "
-                             f"stage first (dvc repro {stage})")
+    for table in (SAMPLES, TOKENS):
+        table.files(layout)  # TableIncomplete names the stage to run
     pair = pair_name(cfg.base, cfg.tuned)
     jobs = []
     for generator in cfg.generators:
@@ -220,11 +217,14 @@ def plan_decisive(
         entry = resolve(cfg.model_of(generator), models, layout)
         check_model(entry.spec)
         source = samples_dir(layout.samples_dir, entry.name)
-        if not any(source.glob("part-*.parquet")):
+        try:
+            sampling = SAMPLES.read(layout, ["temperature", "top_p", "max_new_tokens"],
+                                    model=entry.name)
+        except TableIncomplete as e:
             raise ValueError(f"params.yaml `decisive.{generator}`: no samples of model "
                              f"{entry.name!r}; add it to `sample.models` and run `dvc repro "
-                             "sample`")
-        sampling_of(read_partition(source, ["temperature", "top_p", "max_new_tokens"]), cfg.seed)
+                             "sample`") from e
+        sampling_of(sampling, cfg.seed)
         out = part_path(layout.decisive_dir / "positions" / f"model={entry.name}", 0)
         jobs.append(DecisiveJob(generator, entry, str(source), str(signals), str(out)))
     return jobs
@@ -236,15 +236,16 @@ def measure_generator(
     """Measure one generator's responses into its part file (kept when current). Runs torch
     single-threaded (`pin_torch_threads`)."""
     pin_torch_threads()
-    entry, source, out = job.entry, Path(job.samples), Path(job.out_path)
-    parts = sorted(Path(job.tokens).glob("part-*.parquet")) if cfg.design != "exhaustive" else []
+    entry, out = job.entry, Path(job.out_path)
+    sources = SAMPLES.partition_files(job.samples)
+    parts = TOKENS.partition_files(job.tokens) if cfg.design != "exhaustive" else []
     key = fingerprint(model=entry.spec.identity(), name=entry.name, kind=entry.kind,
-                      samples=[part_fingerprint(p) for p in sorted(source.glob("part-*.parquet"))],
+                      samples=[part_fingerprint(p) for p in sources],
                       signals=[part_fingerprint(p) for p in parts], params=cfg.result_fields(),
                       grader=grader, columns=DECISIVE_SCHEMA.names)
     if part_is_current(out, key):
         return {"model": entry.name, "path": str(out), "skipped": True}
-    table = read_partition(source)
+    table = SAMPLES.read_files(sources)
     items = select_items(table, cfg)
     model, tokenizer = load_spec(entry.spec)
     sampling = sampling_of(table, cfg.seed)
@@ -324,7 +325,7 @@ def _round(value: float | None) -> float | None:
 def gate_run(layout: Layout, run: dict, cfg: DecisiveParams) -> dict:
     """Gate one generator's part file (`rlvr.store.experiment_gates.check_decisiveness`): its
     rows are every position of the responses `select_items` picks, and agree with them."""
-    source = read_partition(samples_dir(layout.samples_dir, run["model"]))
+    source = SAMPLES.read(layout, model=run["model"])
     expected = pd.DataFrame(  # every position of each measured response: the population
         [(m.key.split("/")[1], int(m.key.split("/")[2]), t)
          for m in select_items(source, cfg) for t in range(len(m.response_ids))],

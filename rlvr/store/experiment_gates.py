@@ -6,9 +6,9 @@ suites over the rows, helper columns reading `ok` on good rows and naming the br
 ones, one line per failed check, the validation result saved as JSON, `GateFailed` raised
 before the table is marked complete (or the file renamed into place). Each gate checks key
 completeness: every response has positions 0..n-1 once each, every cell or run has every
-prompt, step and metric it should. Column lists live here, once per table; what a table may
-hold (directions, rules, variants, the measured positions) comes from the caller, so this
-module imports none of the stages.
+prompt, step and metric it should. Keys and never-null columns are the registry's
+(`rlvr.store.registry`); what a table may hold (directions, rules, variants, the measured
+positions) comes from the caller, so this module imports none of the stages.
 """
 
 from __future__ import annotations
@@ -23,28 +23,15 @@ import pandas as pd
 
 from rlvr.store import invariants as inv
 from rlvr.store.gates import response_check, run_suite, sample_id_check
+from rlvr.store.registry import CROSS_SAMPLES, CROSS_TOKENS, DECISIVENESS, TRAINING
 from rlvr.tokens.divergence import LN2
 
-CELL = ["arm", "rule", "target_budget", "seed"]  # one cross-sampling cell (arm: its direction)
-CROSS_SAMPLES_KEY = [*CELL, "prompt_id", "sample_id"]
-CROSS_TOKENS_KEY = [*CROSS_SAMPLES_KEY, "position"]
-CROSS_SAMPLES_REQUIRED = [*CROSS_SAMPLES_KEY, "direction", "pair", "primary_model",
-                          "intervention_model", "calibration_round", "threshold",
-                          "prompt_token_ids",
-                          "response_token_ids", "response_text", "n_tokens", "n_switched",
-                          "switch_share", "finish_reason", "reward", "temperature", "top_p",
-                          "max_new_tokens"]
-CROSS_TOKENS_FLOATS = ["js", "entropy_primary", "entropy_intervention", "logprob_primary",
-                       "logprob_intervention", "delta_top"]
-CROSS_TOKENS_REQUIRED = [*CROSS_TOKENS_KEY, "direction", "pair", "threshold", "token_id",
-                         "token_text", "is_switched", "source_model", *CROSS_TOKENS_FLOATS]
-DECISIVE_KEY = ["model", "prompt_id", "sample_id", "position"]
+# keys and never-null columns: the registry's (rlvr.store.registry)
+CROSS_SAMPLES_KEY, CROSS_TOKENS_KEY = list(CROSS_SAMPLES.keys), list(CROSS_TOKENS.keys)
+CELL = CROSS_SAMPLES_KEY[:4]  # one cross-sampling cell (arm: its direction)
+DECISIVE_KEY, TRAINING_KEY = list(DECISIVENESS.keys), list(TRAINING.keys)
 DECISIVE_VALUES = ["value_before", "value_before_low", "value_before_high", "value_after",
                    "value_after_low", "value_after_high"]
-DECISIVE_REQUIRED = [*DECISIVE_KEY, "model_kind", "n_tokens", "token_id", "reward", "prob_token",
-                     "stratum", "inclusion_prob", "status", "n_rollouts", "n_resampled_other"]
-TRAINING_KEY = ["variant", "seed", "step", "metric"]
-TRAINING_REQUIRED = [*TRAINING_KEY, "divergence", "alpha", "s"]
 SHARES = ["eval_accuracy", "eval_pass_at_n", "eval_share_eq_format", "train_accuracy",
           "train_reward_mean"]  # metrics that are shares of responses: in [0, 1]
 RESULTS_REQUIRED = ["variant", "divergence", "alpha", "s", "n_seeds", "step", "mean"]
@@ -85,7 +72,7 @@ def check_cross_samples(df: pd.DataFrame, directions: Sequence[str], rules: Sequ
     backward = (df.primary_model == base_tuned[1]) & (df.intervention_model == base_tuned[0])
     share = df.n_switched / df.n_tokens.where(df.n_tokens > 0)
     df, expectations = _checks(df, {
-        "bounds_check": inv.bound_rules(df, CROSS_SAMPLES_REQUIRED, [
+        "bounds_check": inv.bound_rules(df, CROSS_SAMPLES.required, [
             ("target_budget", 0.0, 1.0), ("switch_share", 0.0, 1.0), ("n_tokens", 1, None),
             ("n_switched", 0, None), ("calibration_round", 0, None),
             ("max_new_tokens", 1, None)]),
@@ -137,7 +124,7 @@ def check_cross_tokens(df: pd.DataFrame, samples: pd.DataFrame,
     source = np.where(df.is_switched, got.intervention_model, got.primary_model)
     df = df.assign(n_tokens=got.n_tokens.values)
     df, expectations = _checks(df, {
-        "bounds_check": inv.bound_rules(df, CROSS_TOKENS_REQUIRED, [
+        "bounds_check": inv.bound_rules(df, CROSS_TOKENS.required, [
             ("js", 0.0, LN2 + TOL), ("entropy_primary", 0.0, inv.BOUND),
             ("entropy_intervention", 0.0, inv.BOUND), ("logprob_primary", -inv.BOUND, 0.0),
             ("logprob_intervention", -inv.BOUND, 0.0), ("delta_top", 0.0, inv.BOUND),
@@ -207,7 +194,7 @@ def check_decisiveness(df: pd.DataFrame, samples: pd.DataFrame, expected: pd.Dat
     measured = df[[*keys, "position"]].merge(marked, on=[*keys, "position"], how="left")
     deltas = ["delta_value", "delta_low", "delta_high"]
     checks = {
-        "bounds_check": inv.bound_rules(df, DECISIVE_REQUIRED, [
+        "bounds_check": inv.bound_rules(df, DECISIVENESS.required, [
             ("position", 0, None), ("n_tokens", 1, None), ("prob_token", 0.0, 1.0),
             ("inclusion_prob", 1e-12, 1.0), *[(c, 0.0, 1.0) for c in DECISIVE_VALUES],
             *[(c, -1.0, 1.0) for c in deltas], ("n_resampled_other", 0, None)]),
@@ -300,7 +287,7 @@ def check_training(df: pd.DataFrame, grid: GridShape, runs: Sequence[tuple[str, 
     finite = df.metric.str.startswith("eval_") | df.metric.isin(["train_reward_mean",
                                                                   "run_seconds"])
     df, expectations = _checks(df, {
-        "bounds_check": inv.bound_rules(df, TRAINING_REQUIRED, [
+        "bounds_check": inv.bound_rules(df, TRAINING.required, [
             ("step", 0, grid.steps), ("seed", 0, grid.seeds - 1)]),
         "value_check": [
             (finite & ~np.isfinite(df.value.astype(float)), "value is not a finite number",

@@ -23,15 +23,9 @@ from transformers import PreTrainedTokenizerBase
 
 from rlvr.store import invariants as inv
 from rlvr.store.atomic import write_json
-from rlvr.store.tables import KEYS
+from rlvr.store.registry import SAMPLES, TOKENS
 from rlvr.testbed.graders import ROLES
 from rlvr.tokens.divergence import LN2
-
-TOKEN_FLOATS = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base",
-                "entropy_tuned", "js", "kl_base_tuned", "kl_tuned_base",
-                "prob_base_of_top1_tuned", "js_top_p"] + [f"topk_overlap_{k}" for k in range(1, 6)]
-TOKEN_INTS = ["position", "n_tokens", "token_id", "rank_base", "rank_tuned", "top1_base",
-              "top1_tuned", "rank_in_base_of_top1_tuned", "rank_in_tuned_of_top1_base"]
 
 
 class GateFailed(ValueError):
@@ -161,13 +155,13 @@ def check_samples(df: pd.DataFrame, name: str, result_path: str | Path) -> dict:
             "lengths of response_token_ids / sampling_logprobs"),
         max_sampling_logprob=df.sampling_logprobs.map(lambda x: max(x, default=0.0)),
     )
-    keys = KEYS["samples"]
+    keys = list(SAMPLES.keys)
     if df.model.nunique() <= 1:  # one model: every prompt has the same number of responses
         df = df.assign(sample_id_check=sample_id_check(df))
     expectations = [
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in keys + [
-            "prompt_token_ids", "response_token_ids", "n_tokens", "finish_reason", "reward",
-            "max_sampling_logprob"]],
+        # the registry's never-null columns, and reward: a samples row is always graded
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in [
+            *SAMPLES.required, "reward", "max_sampling_logprob"]],
         gxe.ExpectCompoundColumnsToBeUnique(column_list=keys),
         gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1),
         gxe.ExpectColumnValuesToBeInSet(column="finish_reason", value_set=["eos", "length"]),
@@ -189,7 +183,7 @@ def check_tokens(
     responses, token ids, lengths and rewards. With `tokenizer`, `token_text` must be its text
     of `token_id`. Roles must be the labeller's or, when labelling is off, null on every row.
     """
-    keys = KEYS["tokens"]
+    keys = list(TOKENS.keys)
     df = df.reset_index(drop=True)  # GX names offending rows by position
     log_v = math.log(vocab_size)
     tol = 1e-6  # float32 rounding at the bounds is not an error
@@ -206,7 +200,7 @@ def check_tokens(
         *[(f"topk_overlap_{k}", 0.0, 1.0) for k in range(1, 6)],
     ]
     labelled = df.role.notna().any()  # the labeller ran: every row has a role
-    required = keys + TOKEN_FLOATS + TOKEN_INTS + ["reward"] + (["role"] if labelled else [])
+    required = [*TOKENS.required, "reward", *(["role"] if labelled else [])]
     # one helper column for all bounds: GX's cost grows with the number of expectations
     checks = {"bounds_check": inv.bound_rules(df, required, bounds),
               "delta_check": inv.delta_rules(df), "divergence_check": inv.divergence_rules(df),
@@ -254,8 +248,9 @@ def gate_tokens_dir(
     """Gate every part file of one token partition (one pair and generator), against the
     generator's samples partition (`samples_dir`, data/samples/model=<generator>) and the
     pair's tokenizer when given."""
-    samples = None if samples_dir is None else read_parts(
-        samples_dir, ["prompt_id", "sample_id", "response_token_ids", "n_tokens", "reward"])
+    samples = None if samples_dir is None else SAMPLES.read_files(
+        SAMPLES.partition_files(samples_dir),
+        ["prompt_id", "sample_id", "response_token_ids", "n_tokens", "reward"]).to_pandas()
     pair, generator = (p.split("=", 1)[-1] for p in Path(directory).parts[-2:])
     name = f"tokens_{pair}_{generator}"
     return check_tokens(read_parts(directory), name, vocab_size, result_path, samples, tokenizer)

@@ -7,8 +7,8 @@ Layout (each part file also holds its partition columns, so it is self-describin
     data/decisive/positions/model=<generator>/part-00000.parquet
 
 Rows carry the model's kind (base/rl/sft/rft/checkpoint/user) and RL step (checkpoints only),
-so analyses over checkpoints need no join. Read them with
-`read_parquet('data/tokens/**/*.parquet', hive_partitioning=true)`.
+so analyses over checkpoints need no join. Schemas, column meanings and locations are the
+registry's (`rlvr.store.registry`); other stages read a table through it or the warehouse.
 A part file is written under a temporary name and renamed, so it is either whole or absent; it
 records a fingerprint of its inputs and a hash of its own data bytes, so a rerun keeps the parts
 that match both and redoes the rest (a part edited by hand no longer matches its hash).
@@ -26,86 +26,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlvr.store.atomic import MARKER, atomic_file
+from rlvr.store.registry import DECISIVENESS, SAMPLES, TOKENS
 
 FINGERPRINT_KEY = b"rlvr.fingerprint"
 CONTENT_KEY = b"rlvr.content"  # blake2b of the file's bytes before its footer
 
-SAMPLING_PARAM_FIELDS = [
-    pa.field("temperature", pa.float32(), nullable=False),
-    pa.field("top_p", pa.float32(), nullable=False),
-    pa.field("max_new_tokens", pa.int32(), nullable=False),
-    pa.field("seed", pa.int64(), nullable=False),
-]
-
-SAMPLES_SCHEMA = pa.schema([
-    pa.field("model", pa.string(), nullable=False),
-    pa.field("model_kind", pa.string(), nullable=False),  # base|rl|sft|rft|checkpoint|user
-    pa.field("rl_step", pa.int32()),  # RL checkpoints only
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("prompt", pa.string()),
-    pa.field("answer", pa.string()),
-    pa.field("prompt_token_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("response_token_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("response_text", pa.string(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("finish_reason", pa.string(), nullable=False),
-    pa.field("reward", pa.int8()),
-    pa.field("sampling_logprobs", pa.list_(pa.float32()), nullable=False),
-    *SAMPLING_PARAM_FIELDS,
-])
-
-_F32 = ["logprob_base", "logprob_tuned", "delta_logprob", "entropy_base", "entropy_tuned", "js",
-        "kl_base_tuned", "kl_tuned_base"]
-_I32 = ["rank_base", "rank_tuned", "top1_base", "top1_tuned", "rank_in_base_of_top1_tuned",
-        "rank_in_tuned_of_top1_base"]
-TOKENS_SCHEMA = pa.schema([
-    pa.field("pair", pa.string(), nullable=False),
-    pa.field("generator", pa.string(), nullable=False),  # which model of the pair sampled it
-    pa.field("tuned_kind", pa.string(), nullable=False),  # rl|sft|rft|checkpoint|user
-    pa.field("rl_step", pa.int32()),  # of the tuned model, when it is an RL checkpoint
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("position", pa.int32(), nullable=False),  # 0-based in the response
-    pa.field("n_tokens", pa.int32(), nullable=False),  # response length, EOS included
-    pa.field("token_id", pa.int32(), nullable=False),
-    pa.field("token_text", pa.string(), nullable=False),
-    pa.field("role", pa.string()),  # task labeller's role; null for user data
-    pa.field("reward", pa.int8()),
-    *[pa.field(c, pa.float32(), nullable=False) for c in _F32],
-    *[pa.field(c, pa.int32(), nullable=False) for c in _I32],
-    pa.field("prob_base_of_top1_tuned", pa.float32(), nullable=False),
-    *[pa.field(f"topk_overlap_{k}", pa.float32(), nullable=False) for k in range(1, 6)],
-    pa.field("js_top_p", pa.float32(), nullable=False),
-])
-
-# measured decisiveness (rlvr.decisive): one row per position of a measured response
-DECISIVE_SCHEMA = pa.schema([
-    pa.field("model", pa.string(), nullable=False),  # the generator: wrote and rolls out
-    pa.field("model_kind", pa.string(), nullable=False),
-    pa.field("prompt_id", pa.string(), nullable=False),
-    pa.field("sample_id", pa.int32(), nullable=False),
-    pa.field("position", pa.int32(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("token_id", pa.int32(), nullable=False),
-    pa.field("reward", pa.int8(), nullable=False),
-    pa.field("prob_token", pa.float32(), nullable=False),  # under the generator's sampling
-    pa.field("stratum", pa.string(), nullable=False),  # the design's (rlvr.decisive.design)
-    pa.field("inclusion_prob", pa.float64(), nullable=False),
-    pa.field("status", pa.string(), nullable=False),  # how it was measured, or `unsampled`
-    pa.field("n_rollouts", pa.int32(), nullable=False),
-    pa.field("n_resampled_other", pa.int32(), nullable=False),
-    # null where not measured (`unsampled`; values also at `bound`)
-    *[pa.field(c, pa.float32()) for c in (
-        "value_before", "value_before_low", "value_before_high", "value_after",
-        "value_after_low", "value_after_high", "delta_value", "delta_low", "delta_high")],
-])
-
-KEYS = {
-    "samples": ["model", "prompt_id", "sample_id"],
-    "tokens": ["pair", "generator", "prompt_id", "sample_id", "position"],
-    "decisiveness": ["model", "prompt_id", "sample_id", "position"],
-}
+# the registry owns the schemas (rlvr.store.registry); these names are what writers import
+SAMPLES_SCHEMA, TOKENS_SCHEMA = SAMPLES.schema, TOKENS.schema
+DECISIVE_SCHEMA = DECISIVENESS.schema
+KEYS = {t.name: list(t.keys) for t in (SAMPLES, TOKENS, DECISIVENESS)}
 
 
 def pair_name(base: str, tuned: str) -> str:
@@ -213,14 +142,6 @@ def mark_complete(directory: str | Path) -> None:
 def clear_complete(directory: str | Path) -> None:
     """Withdraw the marker before a dataset is modified."""
     (Path(directory) / MARKER).unlink(missing_ok=True)
-
-
-def read_partition(directory: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """All part files of one partition directory as one table."""
-    parts = sorted(Path(directory).glob("part-*.parquet"))
-    assert parts, f"no part files in {directory}"
-    tables = [pq.read_table(p, columns=columns).replace_schema_metadata(None) for p in parts]
-    return pa.concat_tables(tables)
 
 
 def finalize_dataset(root: str | Path, expected: Iterable[str | Path]) -> list[Path]:

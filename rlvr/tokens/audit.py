@@ -32,6 +32,7 @@ from rlvr.models.loading import load_spec
 from rlvr.models.specs import ModelsParams, ModelSpec, resolve
 from rlvr.store.atomic import write_json
 from rlvr.store.gates import GateFailed, read_parts
+from rlvr.store.registry import SAMPLES
 from rlvr.store.tables import samples_dir
 from rlvr.tokens.scorer import AuditParams
 
@@ -185,8 +186,8 @@ def audit_partition(directory: str | Path, samples_dir: str | Path, base: ModelS
     start = time.perf_counter()
     table = read_parts(directory, ["prompt_id", "sample_id", "position", "token_id", *AUDITED])
     rows = pick_rows(table, params.rows, params.seed, name)
-    samples = read_parts(samples_dir, ["prompt_id", "sample_id", "prompt_token_ids",
-                                       "response_token_ids"])
+    samples = SAMPLES.read_files(SAMPLES.partition_files(samples_dir), [
+        "prompt_id", "sample_id", "prompt_token_ids", "response_token_ids"]).to_pandas()
     ref, tol = audit_rows(rows, samples, base, tuned)
     failures, report = [], []
     for column, bad, want, limit in compare(rows, ref, tol):

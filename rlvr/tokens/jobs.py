@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from rlvr.layout import Layout
 from rlvr.models.checks import check_model, check_pair
 from rlvr.models.specs import ModelEntry, ModelsParams, ModelSpec, plan_models, resolve
-from rlvr.store.atomic import is_complete
+from rlvr.store.registry import SAMPLES, TableIncomplete
 from rlvr.store.tables import pair_name, samples_dir, tokens_dir
 from rlvr.tokens.scorer import ScoreParams
 
@@ -58,37 +58,35 @@ class ScorePlan:
 
 
 def plan_score_jobs(
-    base: ModelEntry, tuned: Sequence[ModelEntry], samples_root: str | Path,
-    tokens_root: str | Path,
+    base: ModelEntry, tuned: Sequence[ModelEntry], layout: Layout
 ) -> list[ScoreJob]:
     """One job per (pair, generator, samples part); the token part keeps the shard's name."""
     jobs = []
     for t in tuned:
         pair = pair_name(base.name, t.name)
         for generator, model in (("base", base), ("tuned", t)):
-            parts = sorted(samples_dir(samples_root, model.name).glob("part-*.parquet"))
-            if not parts:
+            try:
+                parts = SAMPLES.files(layout, model=model.name)
+            except TableIncomplete as e:
                 raise ValueError(
-                    f"no samples of model {model.name!r} under {samples_root}: add it to "
+                    f"no samples of model {model.name!r} under {layout.samples_dir}: add it to "
                     f"params.yaml `sample.models` (or set `sample.checkpoints`) and run the "
-                    f"sample stage (dvc repro sample)")
-            out_dir = tokens_dir(tokens_root, pair, generator)
+                    f"sample stage (dvc repro sample)") from e
+            out_dir = tokens_dir(layout.tokens_dir, pair, generator)
             jobs += [ScoreJob(base, t, generator, str(p), str(out_dir / p.name)) for p in parts]
     return jobs
 
 
 def plan_scoring(cfg: ScoreParams, models: ModelsParams, layout: Layout) -> ScorePlan:
     """Check every input of the score stage (see the module docstring), then plan its jobs."""
-    if not is_complete(layout.samples_dir):
-        raise ValueError(f"the samples table {layout.samples_dir} is not complete: run the "
-                         "sample stage first (dvc repro sample)")
+    SAMPLES.files(layout)  # complete, or TableIncomplete naming the stage to run
     base = resolve(cfg.base, models, layout)
     tuned = [e for e in plan_models(cfg.tuned, models, layout, cfg.checkpoints)
              if e.name != cfg.base]
     base_facts = check_model(base.spec)
     for t in tuned:
         check_pair(base_facts, check_model(t.spec))
-    jobs = plan_score_jobs(base, tuned, layout.samples_dir, layout.tokens_dir)
+    jobs = plan_score_jobs(base, tuned, layout)
     partitions = [Partition(str(tokens_dir(layout.tokens_dir, pair_name(base.name, t.name), g)),
                             str(samples_dir(layout.samples_dir, m.name)), base.spec, t.spec)
                   for t in tuned for g, m in (("base", base), ("tuned", t))]

@@ -38,6 +38,7 @@ from rlvr.models.loading import check_head, check_same_vocab, load_spec, pin_tor
 from rlvr.models.specs import ModelEntry
 from rlvr.progress import Progress
 from rlvr.store.hashing import fingerprint
+from rlvr.store.registry import SAMPLES
 from rlvr.store.tables import (
     TOKENS_SCHEMA,
     pair_name,
@@ -347,7 +348,7 @@ def score_responses(
 def read_responses(samples_part: str | Path) -> list[Response]:
     """The responses of one samples part file, in file order."""
     cols = ["prompt_id", "sample_id", "prompt_token_ids", "response_token_ids", "reward"]
-    rows = pq.read_table(samples_part, columns=cols).to_pylist()
+    rows = SAMPLES.read_files([samples_part], cols).to_pylist()
     return [Response(r["prompt_id"], r["sample_id"], r["prompt_token_ids"],
                      r["response_token_ids"], r["reward"]) for r in rows]
 

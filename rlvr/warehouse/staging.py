@@ -25,6 +25,26 @@ STAGING: dict[str, tuple[tuple[str, ...], str | None]] = {  # name -> (views, ma
     "stg_bootstrap_draws": ((), "n_clusters, n_bootstrap, bootstrap_seed"),
 }
 
+# the staging models' columns, as `rlvr describe` prints them (the tables': rlvr.store.registry)
+STAGING_DOCS: dict[str, dict[str, str]] = {
+    "stg_pairs": {
+        "pair": "model pair `<base>__<tuned>` (key)",
+        "base_model": "the pair's base model name",
+        "tuned_model": "the pair's tuned model name",
+        "tuned_kind": "rl, sft, rft, checkpoint or user",
+        "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
+    },
+    "stg_cross_prompts": {
+        "arm": "the intervention (key)",
+        "rule": "switch rule (key)",
+        "target_budget": "budget the threshold was calibrated to (key)",
+        "prompt_id": "problem id (key)",
+        "n_correct": "responses with reward 1, seeds pooled",
+        "n_responses": "responses, seeds pooled",
+        "prompt_index": "0-based index of the prompt in its cell, in prompt_id order",
+    },
+}
+
 
 def _views(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.sql("select view_name from duckdb_views() where not internal")

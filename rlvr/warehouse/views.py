@@ -1,9 +1,9 @@
 """The DuckDB warehouse: stable view names over the pipeline's parquet tables.
 
 Paths are bound here, in Python; SQL files only name the views (`tokens`, `samples`, ...), the
-way dbt's `ref` works. A table directory is read only once its `_COMPLETE` marker exists, so a
-stage that is still writing (or rewriting) a table never shows half of it. `COLUMNS` documents
-every column in one place; `rlvr describe` prints it.
+way dbt's `ref` works. There is one view per table of the registry (`rlvr.store.registry`:
+location, completion rule, column meanings), made only once the table is complete, so a stage
+that is still writing (or rewriting) a table never shows half of it.
 
 `connect` opens the views read-only by construction: the parquet files are opened by pyarrow
 (Arrow datasets registered in the connection), and the DuckDB connection itself has no file
@@ -25,223 +25,16 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from rlvr.store.atomic import is_complete
+from rlvr.layout import DATA_ROOT, Layout
+from rlvr.store.registry import TABLES, complete_files
 from rlvr.warehouse.sql import SQL_DIR
-from rlvr.warehouse.staging import STAGING, add_staging, staging_sql
+from rlvr.warehouse.staging import STAGING, STAGING_DOCS, add_staging, staging_sql
 
-# view name -> (directory or file under the data root, the stage that writes it)
-SOURCES = {
-    "samples": ("samples", "sample"),
-    "tokens": ("tokens", "score"),
-    "cross_samples": ("cross/samples", "cross_sample"),
-    "cross_tokens": ("cross/tokens", "cross_sample"),
-    "training": ("weighted/training.parquet", "weighted_summary"),
-    "decisiveness": ("decisive/positions", "decisive"),
-}
+__all__ = ["COLUMNS", "complete_files", "connect", "describe", "missing_view", "row_counts",
+           "setup_sql", "view_sql", "views"]
 
-COLUMNS: dict[str, dict[str, str]] = {
-    "tokens": {
-        "pair": "model pair `<base>__<tuned>`, e.g. base__rl, base__sft, base__rl_step_40 (key)",
-        "generator": "which model of the pair wrote the response: 'base' or 'tuned' (key)",
-        "tuned_kind": "kind of the pair's tuned model: rl, sft, rft, checkpoint, user",
-        "rl_step": "RL step of the tuned model when it is a checkpoint (rl_step_<N>), else null",
-        "prompt_id": "problem id (key)",
-        "sample_id": "response number for this prompt and generator (key)",
-        "position": "0-based token position in the response (key)",
-        "n_tokens": "response length in tokens, EOS included",
-        "token_id": "realised token id (shared vocabulary)",
-        "token_text": "realised token as text",
-        "role": "testbed role (rlvr.testbed.grammars; null: user data): method, verify, operand, "
-                "intermediate, check, format, final_answer, other",
-        "reward": "grader reward of the whole response, 0 or 1",
-        "logprob_base": "log pi_base(realised token | prefix), nats",
-        "logprob_tuned": "log pi_tuned(realised token | prefix), nats",
-        "delta_logprob": "logprob_tuned - logprob_base",
-        "entropy_base": "entropy of the base next-token distribution, nats, full vocabulary",
-        "entropy_tuned": "entropy of the tuned next-token distribution, nats, full vocabulary",
-        "js": "Jensen-Shannon divergence base vs tuned, nats, exact over the vocabulary, [0, ln 2]",
-        "js_top_p": "JS on top-p truncated, renormalised supports (the study's approximation)",
-        "kl_base_tuned": "KL(base || tuned), nats",
-        "kl_tuned_base": "KL(tuned || base), nats",
-        # tie rule of every rank, top-1 and top-k set (rlvr.tokens.pairstats): ids ordered by
-        # logit, highest first, equal logits by lowest id first
-        "rank_base": "rank of the realised token under base (1 = top; ties: lower id first)",
-        "rank_tuned": "rank of the realised token under tuned (1 = top; ties: lower id first)",
-        "top1_base": "base model's most likely token id (ties: the lowest id)",
-        "top1_tuned": "tuned model's most likely token id (ties: the lowest id)",
-        "rank_in_base_of_top1_tuned": "rank under base of the tuned top-1 token (1 = same top-1)",
-        "rank_in_tuned_of_top1_base": "rank under tuned of the base top-1 token (1 = same top-1)",
-        "prob_base_of_top1_tuned": "base probability of the tuned top-1 token",
-        **{f"topk_overlap_{k}": f"|top-{k} base & top-{k} tuned| / {k} (sets by the tie rule)"
-           for k in range(1, 6)},
-    },
-    "samples": {
-        "model": "model that wrote the response (base, rl, sft, rft, rl_step_<N>) (key)",
-        "model_kind": "base, rl, sft, rft, checkpoint or user",
-        "rl_step": "RL step of a checkpoint model, else null",
-        "prompt_id": "problem id (key)",
-        "sample_id": "response number for this prompt and model (key)",
-        "prompt": "prompt text",
-        "answer": "reference answer",
-        "prompt_token_ids": "exact ids fed to the model before the response (BOS, template)",
-        "response_token_ids": "exact generated ids",
-        "response_text": "decoded response",
-        "n_tokens": "response length in tokens, EOS included",
-        "finish_reason": "'eos' or 'length'",
-        "reward": "grader reward, 0 or 1",
-        "sampling_logprobs": "log-prob of each generated token under the sampler",
-        "temperature": "sampling temperature",
-        "top_p": "sampling top-p",
-        "max_new_tokens": "sampling length cap",
-        "seed": "sampling seed",
-    },
-    "stg_pairs": {
-        "pair": "model pair `<base>__<tuned>` (key)",
-        "base_model": "the pair's base model name",
-        "tuned_model": "the pair's tuned model name",
-        "tuned_kind": "rl, sft, rft, checkpoint or user",
-        "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
-    },
-    "stg_cross_prompts": {
-        "arm": "the intervention (key)",
-        "rule": "switch rule (key)",
-        "target_budget": "budget the threshold was calibrated to (key)",
-        "prompt_id": "problem id (key)",
-        "n_correct": "responses with reward 1, seeds pooled",
-        "n_responses": "responses, seeds pooled",
-        "prompt_index": "0-based index of the prompt in its cell, in prompt_id order",
-    },
-    "cross_samples": {
-        "arm": "the intervention: direction, then -a<alpha> (extrapolation blend) and "
-               "-top<K> (the companion's top-K mixing), e.g. forward, extrapolate-a0.1",
-        "direction": "forward (primary base, intervention tuned), backward (the reverse) or "
-                     "extrapolate (primary tuned, switched tokens from the blend)",
-        "alpha": "extrapolation: switched tokens drawn from exp((1+alpha) log p_tuned - alpha "
-                 "log p_base), normalised; 0 = the intervention model itself",
-        "top_k": "0: exact draw over the vocabulary; K: the companion's top-K mixing",
-        "pair": "model pair `<base>__<tuned>`",
-        "primary_model": "model that samples unless the rule switches",
-        "intervention_model": "model sampled at switched positions",
-        "rule": "switch rule (rlvr.cross.sweep.RULE_SIGNALS): js, entropy (base entropy), "
-                "entropy_primary, delta, gap_neg/gap_pos (signed gap of the primary's candidate), "
-                "gap_top_*, kl_base_tuned, kl_tuned_base, kl_sym, kl_sym_topk, early, random; "
-                "the endpoints none (primary alone) and all (every token switched)",
-        "target_budget": "budget the threshold was calibrated to (mean per-response share; "
-                         "0 / 1 for none / all)",
-        "calibration_round": "calibration round of the threshold (0 for the endpoints)",
-        "threshold": "the rule's calibrated threshold (nats; a rate for random, the mean rate "
-                     "when matched per response)",
-        "matched_rule": "random matched per response: the rule whose per-response shares it "
-                        "copies; null otherwise",
-        "seed": "sampling seed",
-        "prompt_id": "problem id",
-        "sample_id": "response number",
-        "prompt": "prompt text",
-        "answer": "reference answer",
-        "prompt_token_ids": "exact ids fed before the response",
-        "response_token_ids": "exact generated ids",
-        "response_text": "decoded response",
-        "n_tokens": "response length",
-        "n_switched": "tokens drawn from the intervention model (the budget, as a count)",
-        "switch_share": "n_switched / n_tokens (the budget, as a share)",
-        "finish_reason": "'eos' or 'length'",
-        "reward": "grader reward, 0 or 1",
-        "temperature": "sampling temperature",
-        "top_p": "sampling top-p",
-        "max_new_tokens": "sampling length cap",
-    },
-    "cross_tokens": {
-        "arm": "the intervention (see cross_samples.arm)",
-        "direction": "forward, backward or extrapolate",
-        "pair": "model pair",
-        "rule": "switch rule",
-        "target_budget": "budget the threshold was calibrated to",
-        "threshold": "the rule's threshold",
-        "seed": "sampling seed",
-        "prompt_id": "problem id",
-        "sample_id": "response number",
-        "position": "0-based position in the response",
-        "token_id": "sampled token id",
-        "token_text": "sampled token as text",
-        "is_switched": "true when the intervention model drew this token",
-        "source_model": "model the token was drawn from",
-        "js": "JS between the two next-token distributions at this step, nats",
-        "entropy_primary": "primary model's entropy at this step, nats",
-        "entropy_intervention": "intervention model's entropy at this step, nats",
-        "logprob_primary": "primary model's log-prob of the chosen token",
-        "logprob_intervention": "intervention model's log-prob of the chosen token",
-        "delta_top": "|log p_int - log p_prim| of the primary's top token (the delta rule)",
-        "gap_top": "log p_int - log p_prim of the primary's top token, signed",
-        "gap_sampled": "log p_int - log p_prim of the primary's candidate (its draw with the "
-                       "step's uniform), signed",
-        "kl_primary_intervention": "KL(primary || intervention) at this step, nats",
-        "kl_intervention_primary": "KL(intervention || primary) at this step, nats",
-        "kl_sym": "mean of the two KLs",
-        "kl_sym_topk": "the companion's 'js' gate: mean of both KLs on the primary's top-K "
-                       "tokens, both renormalised there",
-        "mix_tv": "top-K arms, switched steps: total variation between the exact and the top-K "
-                  "switch distributions; null elsewhere",
-        "mix_differs": "top-K arms, switched steps: the exact draw with the same uniform is a "
-                       "different token; null elsewhere",
-    },
-    "decisiveness": {
-        "model": "generator: wrote the response and rolls it out (key)",
-        "model_kind": "base, rl, sft, rft, checkpoint or user",
-        "prompt_id": "problem id (key)",
-        "sample_id": "response number, as in `samples` (key)",
-        "position": "0-based token position in the response (key)",
-        "n_tokens": "response length in tokens, EOS included",
-        "token_id": "realised token id",
-        "reward": "grader reward of the response, 0 or 1",
-        "prob_token": "probability of the realised token under the generator's sampling",
-        "stratum": "the design's stratum: all | response (exhaustive); bound | js | entropy | "
-                   "uniform (stratified)",
-        "inclusion_prob": "probability the design measures this position (weight 1 / it)",
-        "status": "fixed (K rollouts) | bound (1 - prob_token below every cut: never pivotal, "
-                  "no rollout) | decided | capped | no_streams (sequential) | unsampled",
-        "n_rollouts": "K: rollout streams considered, common random numbers across positions",
-        "n_resampled_other": "streams whose resampled token differs from the realised one (the "
-                             "sequential design rolls out only these)",
-        "value_before": "V(prefix before the token): success chance when the token is resampled",
-        "value_before_low": "Wilson interval low of value_before (decisive.alpha; sequential: "
-                            "not adjusted for stopping)",
-        "value_before_high": "Wilson interval high of value_before",
-        "value_after": "V(prefix through the token): success chance after it",
-        "value_after_low": "Wilson interval low of value_after",
-        "value_after_high": "Wilson interval high of value_after",
-        "delta_value": "value_after - value_before: how much committing to the token moved "
-                       "the chance of success (pivotal when |.| is large); null if not rolled out",
-        "delta_low": "interval low of delta_value: paired bootstrap (fixed), anytime-valid "
-                     "betting interval (sequential), -(1 - prob_token) (bound)",
-        "delta_high": "interval high of delta_value",
-    },
-    "training": {
-        "variant": "training variant (baseline or divergence/sign of alpha)",
-        "divergence": "k3_old, js_base or delta_base",
-        "alpha": "sigmoid slope; > 0 boosts high-divergence tokens",
-        "s": "weight strength: w in (1 - s/2, 1 + s/2)",
-        "seed": "training seed",
-        "step": "training step",
-        "metric": "metric name",
-        "value": "metric value",
-    },
-}
-
-
-def complete_files(root: str | Path) -> list[Path]:
-    """Parquet files of the table at `root` whose write finished, sorted.
-
-    A single file counts as it is (files are written under a temporary name and renamed). A
-    directory counts only once its `_COMPLETE` marker exists (written last, withdrawn while a
-    rerun modifies it); hidden in-flight temporary files and directories below it are skipped.
-    """
-    root = Path(root)
-    if root.is_file():
-        return [root] if root.suffix == ".parquet" else []
-    if not is_complete(root):
-        return []
-    return [p for p in sorted(root.rglob("*.parquet"))
-            if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts)]
+# what `rlvr describe` prints: the tables' columns (the registry's) and the staging models'
+COLUMNS: dict[str, dict[str, str]] = {**{n: t.docs for n, t in TABLES.items()}, **STAGING_DOCS}
 
 
 def _quote(text: str) -> str:
@@ -268,11 +61,12 @@ def view_sql(name: str, files: list[Path], exclude_roles: Sequence[str] = ()) ->
 
 def _available(data_dir: str | Path) -> dict[str, list[Path]]:
     """The complete parquet files of each table present under `data_dir`, by view name."""
-    found = {name: complete_files(Path(data_dir) / sub) for name, (sub, _) in SOURCES.items()}
+    layout = Layout(data_dir)
+    found = {name: complete_files(t.path(layout)) for name, t in TABLES.items()}
     return {name: files for name, files in found.items() if files}
 
 
-def setup_sql(data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR) -> list[str]:
+def setup_sql(data_dir: str | Path = DATA_ROOT, sql_dir: str | Path = SQL_DIR) -> list[str]:
     """Statements that create every available view: run them in the duckdb CLI or a notebook."""
     available = _available(data_dir)
     con = connect(data_dir, sql_dir)  # the models these tables' columns allow (add_staging)
@@ -340,7 +134,7 @@ def _register_table(con: duckdb.DuckDBPyConnection, name: str, root: Path,
 
 
 def connect(
-    data_dir: str | Path = "data", sql_dir: str | Path = SQL_DIR, threads: int | None = None,
+    data_dir: str | Path = DATA_ROOT, sql_dir: str | Path = SQL_DIR, threads: int | None = None,
     exclude_roles: Sequence[str] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A read-only in-memory DuckDB connection with a view per available table under
@@ -356,7 +150,7 @@ def connect(
     for key, value in LOCKED.items():  # in this order: the lock last
         con.sql(f"set {key} = {str(value).lower()}")
     for name, files in available.items():
-        relation = _register_table(con, name, Path(data_dir) / SOURCES[name][0], files)
+        relation = _register_table(con, name, TABLES[name].path(Layout(data_dir)), files)
         where = _where_roles(exclude_roles if name == "tokens" else ())
         con.sql(f"create or replace view {name} as select * from ({relation}){where}")
     add_staging(con, sql_dir)
@@ -369,12 +163,8 @@ def missing_view(data_dir: str | Path, name: str) -> str | None:
     if name in STAGING:
         absent = [n for n in STAGING[name][0] if n not in _available(data_dir)]
         return missing_view(data_dir, absent[0]) if absent else None
-    if name not in SOURCES:
-        return None
-    sub, stage = SOURCES[name]
-    path = Path(data_dir) / sub
-    state = "is not complete" if path.exists() else "has not been produced"
-    return f"table `{name}` {state} ({path}): run the {stage} stage (dvc repro {stage})"
+    table = TABLES.get(name)
+    return None if table is None else table.missing(Layout(data_dir))
 
 
 def views(con: duckdb.DuckDBPyConnection) -> list[str]:

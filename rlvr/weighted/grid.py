@@ -58,6 +58,7 @@ from rlvr.models.loading import load_model, load_spec, pin_torch_threads
 from rlvr.models.specs import ModelsParams, ModelSpec
 from rlvr.store.atomic import atomic_file, sweep_debris
 from rlvr.store.experiment_gates import GridShape, check_training
+from rlvr.store.registry import WEIGHTED_RUNS
 from rlvr.testbed.graders import get_grader
 from rlvr.testbed.prompts import PromptRecord, load_prompt_file
 from rlvr.training.evaluation import evaluate_model
@@ -71,7 +72,7 @@ from rlvr.weighted.weights import (
 
 BASELINE = "baseline"
 NO_DIVERGENCE = "none"
-COLUMNS = ["variant", "divergence", "alpha", "s", "seed", "step", "metric", "value"]
+COLUMNS = WEIGHTED_RUNS.schema.names  # a run file's columns: the registry's (rlvr.store.registry)
 EVAL_METRICS = ("accuracy", "stderr", "pass_at_n", "share_eq_format", "mean_length")
 ACCURACY = "eval_accuracy"  # the metric every comparison uses
 

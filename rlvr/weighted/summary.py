@@ -20,6 +20,7 @@ from scipy import optimize, stats
 from rlvr.layout import Layout
 from rlvr.store.atomic import atomic_file, sweep_debris, write_json
 from rlvr.store.experiment_gates import GridShape, check_training, check_weighted_results
+from rlvr.store.registry import WEIGHTED_RUNS
 from rlvr.weighted.grid import (
     ACCURACY,
     BASELINE,
@@ -36,7 +37,7 @@ def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"missing run files {missing}: run their `weighted_run` stages")
-    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    table = WEIGHTED_RUNS.read_files(paths).to_pandas()  # each file is whole (atomic rename)
     return table.sort_values(["variant", "seed", "step", "metric"]).reset_index(drop=True)
 
 

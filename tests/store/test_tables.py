@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlvr.store.atomic import MARKER
+from rlvr.store.registry import TOKENS
 from rlvr.store.tables import (
     TOKENS_SCHEMA,
     finalize_dataset,
     part_is_current,
     part_path,
-    read_partition,
     tokens_dir,
     write_part,
 )
@@ -54,7 +54,7 @@ def test_finalize_removes_stale_parts_and_marks_last(tmp_path) -> None:
     assert sorted(removed) == sorted(stale)
     assert not (tmp_path / "pair=base__old").exists()
     assert (tmp_path / MARKER).exists()
-    assert read_partition(tokens_dir(tmp_path, "base__rl", "base")).num_rows == 2
+    assert TOKENS.partition_files(tokens_dir(tmp_path, "base__rl", "base")) == keep[:1]
 
 
 def test_schema_rejects_wrong_columns(tmp_path) -> None:
