@@ -22,7 +22,7 @@ from rlvr.generation.accuracy import paired_gain
 from rlvr.layout import Layout
 from rlvr.models.specs import ModelsParams
 from rlvr.report import figures as F
-from rlvr.warehouse.views import complete_files
+from rlvr.store.registry import SAMPLES, TableIncomplete, read_complete
 
 FOLD_ROWS = 15  # tables longer than this start folded
 
@@ -68,11 +68,10 @@ class Inputs:
         self.used.append(path.relative_to(self.layout.root).as_posix())
 
     def table(self, path: Path) -> pd.DataFrame | None:
-        files = complete_files(path)
-        if not files:
-            return None
-        self._use(path)
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        df = read_complete(path)
+        if df is not None:
+            self._use(path)
+        return df
 
     def first_table(self, *paths: Path) -> pd.DataFrame | None:
         """The first of `paths` that exists (producers may write a file or a directory)."""
@@ -224,15 +223,15 @@ def model_table(models: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "accuracy", "ci_lo", "ci_hi"])
 
 
-def gain_table(samples_dir: Path, base: str = "base") -> pd.DataFrame | None:
+def gain_table(layout: Layout, base: str = "base") -> pd.DataFrame | None:
     """Every sampled model's held-out accuracy and its gain over `base`, paired by prompt, from
     the samples table's rewards (None without the base's samples)."""
-    files: dict[str, list[Path]] = {}
-    for f in complete_files(samples_dir):  # one marker for the whole table, at its top
-        files.setdefault(f.parent.name.removeprefix("model="), []).append(f)
-    per_prompt = {name: pd.concat([pd.read_parquet(f, columns=["prompt_id", "reward"])
-                                   for f in fs]).groupby("prompt_id")["reward"].mean()
-                  for name, fs in files.items()}
+    try:
+        rows = SAMPLES.read(layout, ["model", "prompt_id", "reward"]).to_pandas()
+    except TableIncomplete:
+        return None
+    per_prompt = {name: df.groupby("prompt_id")["reward"].mean()
+                  for name, df in rows.groupby("model", sort=False)}
     if base not in per_prompt:
         return None
     rows = [{"model": name, "accuracy": float(acc.mean()), "prompts": len(acc),

@@ -119,7 +119,7 @@ def _render_family(inp: Inputs, opt: ReportOptions) -> list[Block]:
     else:
         out.append(figure(lambda: E.model_accuracies(model_table(models)), "model accuracies",
                            opt.params.dpi))
-    gains = gain_table(inp.layout.samples_dir)
+    gains = gain_table(inp.layout)
     if gains is not None:  # pairing by prompt: a much tighter interval than two separate ones
         out.append(table(gains, "Held-out accuracy minus the base's, paired by prompt "
                          "(data/samples rewards; 95% interval over prompts)."))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -48,6 +49,16 @@ def complete_files(root: str | Path) -> list[Path]:
         return []
     return [p for p in sorted(root.rglob("*.parquet"))
             if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts)]
+
+
+def read_complete(root: str | Path) -> pd.DataFrame | None:
+    """A stage's result (a parquet file, or a marked folder of them) as one frame; None until
+    it is complete. For results outside `TABLES` (the analyze stage's `agg_*`, cross summaries)
+    that the report reads: the same completeness rule as the tables."""
+    files = complete_files(root)
+    if not files:
+        return None
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
 class TableIncomplete(ValueError):

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from rlvr.generation.accuracy import paired_gain
+from rlvr.layout import Layout
 from rlvr.report.blocks import gain_table
 from rlvr.store.atomic import MARKER
 
@@ -41,15 +42,16 @@ def test_paired_gain_refuses_models_sampled_on_different_prompts():
 
 def test_gain_table_reads_each_models_samples_and_pairs_them(tmp_path):
     rewards = {"base": [0, 0, 1, 0, 1, 0], "rl": [1, 0, 1, 1, 1, 0]}  # 3 prompts x 2 samples
+    layout = Layout(tmp_path)
     for model, r in rewards.items():
-        d = tmp_path / f"model={model}"
-        d.mkdir()
-        df = pd.DataFrame({"prompt_id": [2, 2, 0, 0, 1, 1], "reward": r})
+        d = layout.samples_dir / f"model={model}"
+        d.mkdir(parents=True)
+        df = pd.DataFrame({"model": model, "prompt_id": [2, 2, 0, 0, 1, 1], "reward": r})
         df.to_parquet(d / "part-0.parquet")
-    (tmp_path / "model=sft").mkdir()  # no part file yet: left out
-    assert gain_table(tmp_path) is None  # the table is not complete before its marker
-    (tmp_path / MARKER).touch()  # the samples table's one marker, at its top
-    table = gain_table(tmp_path)
+    (layout.samples_dir / "model=sft").mkdir()  # no part file yet: left out
+    assert gain_table(layout) is None  # the table is not complete before its marker
+    (layout.samples_dir / MARKER).touch()  # the samples table's one marker, at its top
+    table = gain_table(layout)
     assert list(table["model"]) == ["rl"]
     row = table.iloc[0]
     per_prompt = np.array([0.5 - 0.0, 0.5 - 0.5, 1.0 - 0.5])  # prompts 2, 0, 1
@@ -58,4 +60,4 @@ def test_gain_table_reads_each_models_samples_and_pairs_them(tmp_path):
     half = stats.norm.ppf(0.975) * per_prompt.std(ddof=1) / np.sqrt(3)
     assert row["ci_lo"] == pytest.approx(per_prompt.mean() - half, rel=1e-9)
     assert row["ci_hi"] == pytest.approx(per_prompt.mean() + half, rel=1e-9)
-    assert gain_table(tmp_path, base="missing") is None
+    assert gain_table(layout, base="missing") is None
