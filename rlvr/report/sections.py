@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
+from rlvr.layout import Layout
 from rlvr.report import comparison_figures as C
 from rlvr.report import experiments as E
 from rlvr.report import figures as F
@@ -88,7 +89,7 @@ def _analysis(inp: Inputs, key: str) -> tuple[pd.DataFrame | None, str]:
     df = inp.table(inp.layout.analysis_dir / f"{stem}.parquet")
     if df is not None and "pair" in df.columns and key != "evolution":
         df = df[~df["pair"].astype(str).str.contains(CHECKPOINT_PAIR)].reset_index(drop=True)
-    return df, f"data/analysis/{stem}.parquet"
+    return df, (Layout().analysis_dir / f"{stem}.parquet").as_posix()  # the workspace's name
 
 
 FINDING_STAGES = {"analysis": "analyze", "cross": "cross_sample", "decisive": "decisive",
