@@ -172,6 +172,9 @@ def _connect(cross_dir: str | Path) -> duckdb.DuckDBPyConnection:
         raise FileNotFoundError(f"no finished cross_samples under {cross_dir}/samples; run the "
                                 "cross_sample stage first")
     con = duckdb.connect()
+    # one thread: a parallel sum adds in another order each run (cross.json's last bits moved
+    # between reruns on the same cells); these tables are small
+    con.sql("set threads = 1")
     con.sql(view_sql("cross_samples", files))
     tokens = complete_files(Path(cross_dir) / "tokens")
     if tokens:
