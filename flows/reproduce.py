@@ -25,11 +25,13 @@ from typing import Any
 
 from prefect import flow
 
-from rlvr.config import run_main
+from rlvr.config import load_params, run_main
 from rlvr.dvc import StageFailed, experiment_name
 from rlvr.layout import DATA_ROOT, Layout
+from rlvr.sections import full_params
 from rlvr.server import die_with_parent, ensure_server
-from tasks.linking import run_tags, tag_current_run
+from rlvr.study import load_study
+from tasks.linking import quiet_checks, run_tags, tag_current_run
 from tasks.reproduce import plan_command, run_dvc
 from tasks.results import publish_run_summary
 
@@ -96,7 +98,11 @@ def main() -> None:
     parser.add_argument("--repo", default=".",
                         help="the pipeline's folder (its dvc.yaml, params.yaml, data/): `real`")
     args = parser.parse_args()
+    # a bad params.yaml is the common user error: its one line, before any server starts
+    if "family" in load_params(f"{args.repo}/params.yaml"):  # a study (any DVC project runs)
+        full_params(load_study(f"{args.repo}/params.yaml"), Layout(Path(args.repo) / DATA_ROOT))
     rerun_under_server("flows.reproduce")
+    quiet_checks()  # checks failing inside the flow: the one line, not Prefect's tracebacks
     try:
         reproduce(args.targets, force=args.force, repo=args.repo,
                   in_process=not args.one_process_per_stage)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from rlvr import server
 from rlvr.config import ParamsError, from_section, is_seed
 from rlvr.decisive.positions import DecisiveParams
 from rlvr.families import get_family, names
@@ -210,6 +211,23 @@ def test_a_stage_with_a_bad_value_exits_with_one_line_and_touches_nothing(tmp_pa
     assert run.stderr.strip() == ("error: params.yaml `task.n_train`: 'many' is not a whole "
                                   "number; e.g. `n_train: 6000`")
     assert not (tmp_path / "data").exists()
+
+
+def test_reproduce_with_a_bad_value_prints_one_line_before_any_server(tmp_path):
+    """`make reproduce` on a bad params.yaml: the one line and exit 2, no Prefect server started
+    (its first line would say so), no traceback, nothing written."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["task"]["n_train"] = "many"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run([sys.executable, "-m", "flows.reproduce"], cwd=tmp_path, text=True,
+                         capture_output=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin",
+                              "PREFECT_HOME": str(tmp_path / "prefect")})
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("error: params.yaml `task.n_train`: 'many' is not a whole "
+                                  "number; e.g. `n_train: 6000`")
+    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "prefect" / server.RECORD).exists()  # no server was started
 
 
 STUDY_READS = {"task": "task", "models": "models", "grader": "task", "labeller": "task",
