@@ -82,7 +82,7 @@ def test_named_query_with_params(data, capsys):
 
 def test_tables_describe_setup(data, capsys):
     code, out, _ = rlvr(data, capsys, "tables")
-    assert code == 0 and out.split() == ["stg_pairs", "2", "tokens", "5"]
+    assert code == 0 and out.split() == ["stg_pair_js", "5", "stg_pairs", "2", "tokens", "5"]
     code, out, _ = rlvr(data, capsys, "describe", "tokens")
     assert code == 0 and "Jensen-Shannon" in out
     code, _, err = rlvr(data, capsys, "describe", "nope")

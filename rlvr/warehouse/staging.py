@@ -18,6 +18,7 @@ from rlvr.warehouse.sql import SQL_DIR, load_sql
 # model may use an earlier one); a model with parameters (listed here) is a table macro
 STAGING: dict[str, tuple[tuple[str, ...], str | None]] = {  # name -> (views, macro parameters)
     "stg_pairs": (("tokens",), None),
+    "stg_pair_js": (("tokens",), None),
     "stg_token_subsets": (("tokens",), "tau"),
     "stg_js_by_bin": (("tokens",), "binning, tau, n_bins := 1, edges := [0.0]"),
     "stg_decisive_tokens": (("tokens", "decisiveness"), "pair_name"),
@@ -33,6 +34,11 @@ STAGING_DOCS: dict[str, dict[str, str]] = {
         "tuned_model": "the pair's tuned model name",
         "tuned_kind": "rl, sft, rft, checkpoint or user",
         "rl_step": "RL step of a checkpoint pair (rl_step_<N>); null otherwise",
+    },
+    "stg_pair_js": {
+        "pair": "model pair `<base>__<tuned>`, RL checkpoints left out",
+        "generator": "base or tuned: who wrote the response",
+        "js": "JS divergence at the position, nats (double)",
     },
     "stg_cross_prompts": {
         "arm": "the intervention (key)",

@@ -7,20 +7,6 @@
 -- left out (they have their own analysis).
 with
 
-pairs as (
-
-    select pair from stg_pairs where tuned_kind != 'checkpoint'
-
-),
-
-scored as (
-
-    select tokens.pair, tokens.generator, tokens.js::double as js
-    from tokens
-    inner join pairs on tokens.pair = pairs.pair
-
-),
-
 ranked as (
 
     select
@@ -32,7 +18,7 @@ ranked as (
             as mass_at_or_above,
         sum(js) over (partition by pair, generator) as total_js,
         count(*) over (partition by pair, generator) as n_positions
-    from scored
+    from stg_pair_js
     window descending as (partition by pair, generator order by js desc)
 
 ),

@@ -6,20 +6,6 @@
 -- (they have their own analysis), as in `agg_js_concentration`.
 with
 
-pairs as (
-
-    select pair from stg_pairs where tuned_kind != 'checkpoint'
-
-),
-
-scored as (
-
-    select tokens.pair, tokens.generator, tokens.js::double as js
-    from tokens
-    inner join pairs on tokens.pair = pairs.pair
-
-),
-
 ranked as (
 
     select
@@ -30,7 +16,7 @@ ranked as (
             as mass_at_or_below,
         sum(js) over (partition by pair, generator) as total_js,
         count(*) over (partition by pair, generator) as n_positions
-    from scored
+    from stg_pair_js
     window ascending as (partition by pair, generator order by js)
 
 ),
@@ -55,7 +41,7 @@ final as (
 
     select pair, generator, population_share, mass_share from vertices
     union all
-    select distinct pair, generator, 0.0 as population_share, 0.0 as mass_share from scored
+    select distinct pair, generator, 0.0 as population_share, 0.0 as mass_share from stg_pair_js
 
 )
 

@@ -18,6 +18,7 @@ from rlvr.store.atomic import MARKER
 from rlvr.testbed.digits import ROLES
 from rlvr.tokens.analysis import AnalyzeParams, analysis_queries
 from rlvr.warehouse.sql import bind_params, load_sql, query_params, run_sql
+from rlvr.warehouse.staging import staging_sql
 from rlvr.warehouse.views import connect
 
 PAIRS = ["base__rl", "base__sft", "base__rft", "base__rl_step_10", "base__rl_step_20"]
@@ -392,6 +393,7 @@ def test_concentration_on_known_inputs(tmp_path):
     con = duckdb.connect()
     con.register("tokens", df)
     con.register("stg_pairs", pd.DataFrame({"pair": list(groups), "tuned_kind": "rl"}))
+    con.sql(staging_sql({"tokens"})["stg_pair_js"])  # over the stg_pairs registered above
     got = run_sql(con, "agg_js_concentration", PARAMS).to_pandas()
     for name, (values, gini, shares) in groups.items():
         rows = got[got.pair == name].sort_values("mass_share")

@@ -69,8 +69,10 @@ def data(tmp_path) -> Path:
 
 def test_views_and_counts(data):
     con = connect(data)
-    assert views(con) == ["samples", "stg_pairs", "tokens"]  # no cross/training tables yet
-    assert row_counts(con) == {"samples": 2, "stg_pairs": 2, "tokens": 10}
+    # no cross/training tables yet; stg_pair_js: base__rl's 2 x 3 positions (the other pair
+    # is a checkpoint)
+    assert views(con) == ["samples", "stg_pair_js", "stg_pairs", "tokens"]
+    assert row_counts(con) == {"samples": 2, "stg_pair_js": 6, "stg_pairs": 2, "tokens": 10}
     got = con.sql("select pair, rl_step from stg_pairs order by pair").fetchall()
     assert got == [("base__rl", None), ("base__rl_step_5", 5)]
 
