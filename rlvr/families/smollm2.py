@@ -56,10 +56,12 @@ RL = {"steps": 24, "prompts_per_step": 4, "max_new_tokens": 40,
       "threads": 2}  # one task: both cores (measured 14.5 -> 9.0 s per step)
 
 # The weighted grid, sized for the hour (README: "Divergence-weighted advantage on the real
-# pair"): 4 variants x 4 paired seeds (2 rounds of 2 single-threaded runs) of 6 DAPO steps,
+# pair"): 4 variants x 4 paired seeds (2 rounds of 2 single-threaded runs) of 4 DAPO steps,
 # 4 updates per rollout batch (3 off-policy: k3 > 0 there), one eval at the end on 64 held-out
 # prompts x 2 samples (the start model is the base, the same for every run).
-WEIGHTED_RL = {**RL, "steps": 6, "minibatches": 4, "save_every": 6, "threads": 1}
+# (measured quietly: ~20 s per step, ~25 s per eval, per run; 6 steps put the real pair past
+# its hour)
+WEIGHTED_RL = {**RL, "steps": 4, "minibatches": 4, "save_every": 4, "threads": 1}
 
 FAMILY = Family(
     name="smollm2",
@@ -100,14 +102,15 @@ FAMILY = Family(
                                   {"direction": "forward", "top_k": 50, "rules": ["js"],
                                    "budgets": [0.1]}],
                          "resources": {"batch_size": 64}},
-        # 48 held-out prompts x 2 responses per model: ~2,600 positions each, stratified (12 x 4
-        # random positions x 16 rollouts, exhaustive, found no pivotal one)
-        "decisive": {"n_prompts": 48, "samples_per_prompt": 2, "design": "stratified",
+        # 24 held-out prompts x 2 responses per model: ~1,300 positions each, stratified (12 x 4
+        # random positions x 16 rollouts, exhaustive, found no pivotal one); 48 put the real
+        # pair past its hour
+        "decisive": {"n_prompts": 24, "samples_per_prompt": 2, "design": "stratified",
                      "rollouts": 16,
                      # rows x ~110 tokens x 49,152 logits: 512 would need ~11 GB
                      "resources": {"batch_size": 32}},
         "weighted": {"seeds": 4, "rl": WEIGHTED_RL,
-                     "eval": {"prompts": 64, "n_samples": 2, "max_new_tokens": 40, "every": 6,
+                     "eval": {"prompts": 64, "n_samples": 2, "max_new_tokens": 40, "every": 4,
                               "at_start": False},
                      "resources": {"workers": 2}},
     },

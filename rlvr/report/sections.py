@@ -33,7 +33,7 @@ from rlvr.report.blocks import (
 )
 from rlvr.report.cross_sections import render_cross
 from rlvr.report.findings import study_findings
-from rlvr.warehouse.views import complete_files
+from rlvr.store.registry import TableIncomplete
 from rlvr.weighted.grid import ACCURACY
 
 # --- sections -------------------------------------------------------------------------------------
@@ -325,15 +325,14 @@ def _render_dapo(inp: Inputs, opt: ReportOptions) -> list[Block]:
 
 def _render_viewer(inp: Inputs, opt: ReportOptions) -> list[Block]:
     layout = inp.layout
-    if not complete_files(layout.tokens_dir):
+    try:
+        result = viewer.render_viewer(layout, lambda name: opt.models.spec(name, layout),
+                                      opt.params.responses_per_group, opt.params.viewer_pairs,
+                                      opt.params.top_k)
+    except TableIncomplete:
         return [Notice("token table (data/tokens)", "score")]
-    have_samples = bool(complete_files(layout.samples_dir))
-    result = viewer.render_viewer(layout.tokens_dir, layout.samples_dir if have_samples
-                                  else None, lambda name: opt.models.spec(name, layout),
-                                  opt.params.responses_per_group, opt.params.viewer_pairs,
-                                  opt.params.top_k)
     out: list[Block] = [viewer.legend()]
-    if not have_samples:
+    if not result.have_samples:
         out.append(Notice("samples with token ids (data/samples): hover shows only each "
                           "model's top-1", "sample"))
     if result.missing_models:

@@ -1,5 +1,5 @@
-"""The report's token viewer: responses with each token coloured by JS, and both models' top
-candidates at every position on hover.
+"""The report's token viewer: responses with each token coloured by JS; on hover, every column
+of the token table at that position and both models' top candidates.
 
 The token table keeps only each model's top-1 token, so the top-k candidates of the few shown
 responses are recomputed here with one teacher-forced forward pass per model and response (the
@@ -14,21 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlvr.layout import Layout
 from rlvr.models.loading import load_spec
 from rlvr.models.specs import ModelSpec
 from rlvr.report.blocks import Legend, Response, Token
-from rlvr.warehouse.views import complete_files
+from rlvr.store.registry import SAMPLES, TOKENS, TableIncomplete
 
 # JS colour bins (nats): the edges of the study's threshold sweep; last bin ends at ln 2
 JS_EDGES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3)
 JS_COLOURS = ("#ffffff", "#fff3c4", "#ffe08a", "#fdb863", "#f4845f", "#d7301f", "#7f0000")
-VIEW_COLUMNS = ["pair", "generator", "prompt_id", "sample_id", "position", "token_id",
-                "token_text", "js", "reward", "role", "logprob_base", "logprob_tuned",
-                "top1_base", "top1_tuned"]
+RESPONSE_KEYS = ["pair", "generator", "prompt_id", "sample_id"]
+# what the header and the hover's first lines show; every other token column follows in the
+# hover as `name value`, so a column added to the registry's token table appears there too
+SHOWN = {*RESPONSE_KEYS, "reward", "n_tokens", "token_text", "position", "js", "role",
+         "logprob_base", "logprob_tuned"}
+PER_LINE = 3  # `name value` entries per hover line
 
 
 def js_colour(js: float) -> str:
@@ -47,37 +51,16 @@ class Candidates:
     tuned: list[list[tuple[str, float]]]
 
 
-def table_dataset(root: str | Path, keys: Sequence[str]) -> ds.Dataset:
-    """The completed parquet files under `root` as one pyarrow dataset.
-
-    Part files that hold their partition columns (`keys`) are read as they are; otherwise the
-    columns come from the hive directory names (`pair=.../generator=...`).
-    """
-    files = [str(f) for f in complete_files(root)]
-    if not files:
-        raise FileNotFoundError(f"no completed parquet files under {root}")
-    plain = ds.dataset(files, format="parquet")
-    if all(k in plain.schema.names for k in keys):
-        return plain
-    return ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
-
-
-def token_dataset(tokens_dir: str | Path) -> ds.Dataset:
-    """The token table (partitioned by pair and generator) as one pyarrow dataset."""
-    return table_dataset(tokens_dir, ["pair", "generator"])
-
-
-def select_responses(
-    data: ds.Dataset, per_group: int, pairs: Sequence[str] = ()
-) -> pd.DataFrame:
+def select_responses(rows: pd.DataFrame, per_group: int, pairs: Sequence[str] = ()
+                     ) -> pd.DataFrame:
     """Keys of the responses to show: the first `per_group` (by prompt_id, sample_id) of every
     (pair, generator, reward) group, optionally only for `pairs`, each a distinct response (a
     prompt sampled several times often gets the same tokens twice; those show once).
 
-    Returns pair, generator, prompt_id, sample_id, reward.
+    `rows`: token rows with the response keys, reward, position and token_id. Returns pair,
+    generator, prompt_id, sample_id, reward.
     """
-    keys = ["pair", "generator", "prompt_id", "sample_id"]
-    rows = data.to_table(columns=[*keys, "reward", "position", "token_id"]).to_pandas()
+    keys = RESPONSE_KEYS
     if pairs:
         rows = rows[rows["pair"].isin(list(pairs))]
     rows = rows.sort_values([*keys, "position"])
@@ -90,14 +73,16 @@ def select_responses(
         .drop(columns="tokens").reset_index(drop=True)
 
 
-def load_response_tokens(data: ds.Dataset, chosen: pd.DataFrame) -> pd.DataFrame:
-    """All token rows of the `chosen` responses, ordered by response then position."""
-    columns = [c for c in VIEW_COLUMNS if c in data.schema.names]
-    prompts = ds.field("prompt_id").isin(chosen["prompt_id"].unique().tolist())
-    rows = data.to_table(columns=columns, filter=prompts).to_pandas()
-    keys = ["pair", "generator", "prompt_id", "sample_id"]
-    rows = rows.merge(chosen[keys], on=keys, how="inner")
-    return rows.sort_values(keys + ["position"]).reset_index(drop=True)
+def _of_prompts(chosen: pd.DataFrame) -> pc.Expression:
+    return pc.field("prompt_id").isin(chosen["prompt_id"].unique().tolist())
+
+
+def load_response_tokens(layout: Layout, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Every column of the `chosen` responses' token rows, by response then position."""
+    rows = TOKENS.read(layout, filters=_of_prompts(chosen)).to_pandas()
+    rows = rows[[c for c in rows.columns if c in TOKENS.schema.names]]  # no writer's extras
+    rows = rows.merge(chosen[RESPONSE_KEYS], on=RESPONSE_KEYS, how="inner")
+    return rows.sort_values([*RESPONSE_KEYS, "position"]).reset_index(drop=True)
 
 
 @torch.no_grad()
@@ -132,18 +117,24 @@ def _fmt_candidates(rows: list[tuple[str, float]]) -> str:
     return ", ".join(f"{tok!r} {p:.2f}" for tok, p in rows)
 
 
+def _value(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # null: nothing to show
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _tooltip(tok: pd.Series, candidates: Candidates | None, pos: int) -> str:
     lines = [f"{str(tok['token_text'])!r} pos {tok['position']}  JS {tok['js']:.4f}"]
     if "role" in tok and isinstance(tok["role"], str):
         lines[0] += f"  role {tok['role']}"
-    if "logprob_base" in tok:
-        lines.append(f"p_base {math.exp(tok['logprob_base']):.3f}  "
-                     f"p_tuned {math.exp(tok['logprob_tuned']):.3f}")
+    lines.append(f"p_base {math.exp(tok['logprob_base']):.3f}  "
+                 f"p_tuned {math.exp(tok['logprob_tuned']):.3f}")
     if candidates is not None:
         lines.append("base top: " + _fmt_candidates(candidates.base[pos]))
         lines.append("tuned top: " + _fmt_candidates(candidates.tuned[pos]))
-    elif "top1_base" in tok:
-        lines.append(f"top-1 base {tok['top1_base']}  tuned {tok['top1_tuned']}")
+    rest = [f"{name} {shown}" for name, value in tok.items()
+            if name not in SHOWN and (shown := _value(value)) is not None]
+    lines += ["  ".join(rest[i:i + PER_LINE]) for i in range(0, len(rest), PER_LINE)]
     return "\n".join(lines)
 
 
@@ -176,13 +167,14 @@ def legend() -> Legend:
                    for lo, hi, colour in zip(edges[:-1], edges[1:], JS_COLOURS, strict=True)])
 
 
-def sample_ids(samples_dir: str | Path, chosen: pd.DataFrame) -> pd.DataFrame:
-    """Exact prompt/response ids of the chosen responses' prompts: model, prompt_id, sample_id,
-    prompt_token_ids, response_token_ids."""
-    data = table_dataset(samples_dir, ["model"])
-    wanted = ds.field("prompt_id").isin(chosen["prompt_id"].unique().tolist())
+def sample_ids(layout: Layout, chosen: pd.DataFrame) -> pd.DataFrame | None:
+    """Exact prompt/response ids of the chosen responses' prompts (model, prompt_id,
+    sample_id, prompt_token_ids, response_token_ids); None while the samples are incomplete."""
     cols = ["model", "prompt_id", "sample_id", "prompt_token_ids", "response_token_ids"]
-    return data.to_table(columns=cols, filter=wanted).to_pandas()
+    try:
+        return SAMPLES.read(layout, cols, _of_prompts(chosen)).to_pandas()
+    except TableIncomplete:
+        return None
 
 
 @dataclass
@@ -191,31 +183,31 @@ class ViewerResult:
 
     blocks: list[Response]
     missing_models: list[str]  # model directories that do not exist
+    have_samples: bool  # False: no prompt ids, so no candidates and no prompt text
 
 
 def render_viewer(
-    tokens_dir: str | Path,
-    samples_dir: str | Path | None,
+    layout: Layout,
     resolve: Callable[[str], ModelSpec],
     per_group: int,
     pairs: Sequence[str] = (),
     top_k: int = 5,
 ) -> ViewerResult:
-    """The chosen responses (see `select_responses`), with top-k candidates on
-    hover when the samples (for the exact prompt ids) and both models of the pair are present.
+    """The chosen responses (see `select_responses`) with every token column on hover, and
+    the top-k candidates when the samples (for the exact prompt ids) and both models of the
+    pair are present. TableIncomplete when the token table is.
 
     Models are resolved by name through `resolve` (the `models` section) and loaded once each;
     responses are the few the report shows, so the teacher-forced forwards are cheap.
     """
-    data = token_dataset(tokens_dir)
-    chosen = select_responses(data, per_group, pairs)
-    rows = load_response_tokens(data, chosen)
-    ids = sample_ids(samples_dir, chosen) if samples_dir is not None else None
+    index = TOKENS.read(layout, [*RESPONSE_KEYS, "reward", "position", "token_id"])
+    chosen = select_responses(index.to_pandas(), per_group, pairs)
+    rows = load_response_tokens(layout, chosen)
+    ids = sample_ids(layout, chosen)
     loaded: dict[ModelSpec, tuple] = {}
     missing: set[str] = set()
     blocks = []
-    keys = ["pair", "generator", "prompt_id", "sample_id"]
-    for (pair, gen, pid, sid), resp in rows.groupby(keys, sort=False):
+    for (pair, gen, pid, sid), resp in rows.groupby(RESPONSE_KEYS, sort=False):
         names = str(pair).split("__", 1)
         specs = [resolve(n) for n in names]
         absent = [s.path for s in specs if not (Path(s.path) / "config.json").exists()]
@@ -236,4 +228,4 @@ def render_viewer(
             candidates = top_candidates(base, tuned, tokenizer, prompt_ids, response_ids, top_k)
             prompt_text = tokenizer.decode(prompt_ids, skip_special_tokens=True)
         blocks.append(render_response(resp, prompt_text, candidates))
-    return ViewerResult(blocks=blocks, missing_models=sorted(missing))
+    return ViewerResult(blocks, sorted(missing), ids is not None)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rlvr.layout import Layout
@@ -135,19 +136,20 @@ class Table:
         return found
 
     def read(self, layout: Layout, columns: list[str] | None = None,
-             **partition: str) -> pa.Table:
-        """The complete table (or one partition) as one Arrow table, file metadata dropped."""
-        return self.read_files(self.files(layout, **partition), columns)
+             filters: pc.Expression | None = None, **partition: str) -> pa.Table:
+        """The complete table (or one partition) as one Arrow table, file metadata dropped;
+        only the rows `filters` keeps (a pyarrow expression) when given."""
+        return self.read_files(self.files(layout, **partition), columns, filters)
 
-    def read_files(self, files: Sequence[str | Path],
-                   columns: list[str] | None = None) -> pa.Table:
+    def read_files(self, files: Sequence[str | Path], columns: list[str] | None = None,
+                   filters: pc.Expression | None = None) -> pa.Table:
         """Files of this table that `files` / `partition_files` listed (jobs carry them) as
         one Arrow table, in order, file metadata dropped."""
         unknown = set(columns or ()) - set(self.schema.names)
         assert not unknown, f"table `{self.name}` has no columns {sorted(unknown)}"
         assert files, f"no files of table `{self.name}`"
-        return pa.concat_tables([pq.read_table(p, columns=columns).replace_schema_metadata(None)
-                                 for p in files])
+        return pa.concat_tables([pq.read_table(p, columns=columns, filters=filters)
+                                 .replace_schema_metadata(None) for p in files])
 
 
 SAMPLING = (

@@ -224,7 +224,7 @@ def test_viewer_without_models_falls_back_to_top1(data_root, tmp_path):
     page = render_page(ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]),
                                      ModelsParams(named=elsewhere), Layout(data_root))).html()
     assert "Not produced: models for the top-k candidates" in page
-    assert "top-1 base" in page and "base top: " not in page
+    assert "top1_base " in page and "base top: " not in page
 
 
 def test_study_table_reads_the_pair_and_generator():
@@ -260,35 +260,28 @@ def test_viewer_candidates_agree_with_the_scorer(tiny_pair, tokenizer):
             assert len(row) == 3 and row[0][1] >= row[1][1] >= row[2][1]
 
 
-def test_viewer_reads_hive_layout_without_partition_columns(tmp_path):
-    from rlvr.report.viewer import select_responses, token_dataset
+def test_viewer_picks_one_correct_and_one_incorrect_response_per_generator():
+    from rlvr.report.viewer import select_responses
 
-    for gen in ("base", "tuned"):
-        part = tmp_path / "tokens" / f"pair={PAIR}" / f"generator={gen}"
-        part.mkdir(parents=True)
-        pd.DataFrame({"prompt_id": ["b", "a", "a"], "sample_id": [0, 0, 1],
-                      "position": [0, 0, 0], "reward": [1, 1, 0], "token_id": [5, 6, 7],
-                      "js": 0.0}).to_parquet(
-            part / "part-0.parquet")
-    (tmp_path / "tokens" / MARKER).write_text("ok\n")
-    chosen = select_responses(token_dataset(tmp_path / "tokens"), per_group=1)
+    rows = pd.DataFrame({"pair": PAIR, "generator": ["base", "base", "base", "tuned", "tuned"],
+                         "prompt_id": ["b", "a", "a", "a", "a"], "sample_id": [0, 0, 1, 0, 1],
+                         "position": 0, "reward": [1, 1, 0, 1, 0], "token_id": [5, 6, 7, 5, 6]})
+    chosen = select_responses(rows, per_group=1)
     # per (pair, generator, reward): the first by prompt_id then sample_id, correct first
     assert chosen[["generator", "prompt_id", "sample_id", "reward"]].values.tolist() == [
         ["base", "a", 0, 1], ["base", "a", 1, 0], ["tuned", "a", 0, 1], ["tuned", "a", 1, 0]]
+    assert select_responses(rows, per_group=1, pairs=["base__sft"]).empty
 
 
-def test_viewer_shows_distinct_responses(tmp_path):
+def test_viewer_shows_distinct_responses():
     """Two samples of one prompt with the same tokens are one response to a reader."""
-    from rlvr.report.viewer import select_responses, token_dataset
+    from rlvr.report.viewer import select_responses
 
-    part = tmp_path / "tokens" / f"pair={PAIR}" / "generator=base"
-    part.mkdir(parents=True)
     tokens = {0: [5, 9], 1: [5, 8], 2: [5, 9], 3: [5, 9, 2]}  # 2 repeats 0; 3 only starts alike
-    rows = [{"prompt_id": "a", "sample_id": s, "position": i, "token_id": t, "reward": 0}
-            for s, ids in tokens.items() for i, t in enumerate(ids)]
-    pd.DataFrame(rows).to_parquet(part / "part-0.parquet")
-    (tmp_path / "tokens" / MARKER).write_text("ok\n")
-    chosen = select_responses(token_dataset(tmp_path / "tokens"), per_group=3)
+    rows = pd.DataFrame([{"pair": PAIR, "generator": "base", "prompt_id": "a", "sample_id": s,
+                          "position": i, "token_id": t, "reward": 0}
+                         for s, ids in tokens.items() for i, t in enumerate(ids)])
+    chosen = select_responses(rows, per_group=3)
     assert chosen["sample_id"].tolist() == [0, 1, 3]
 
 

@@ -4,6 +4,7 @@ and the gates; readers refuse a table that is not complete."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -75,50 +76,72 @@ def test_every_table_documents_every_column_once() -> None:
         assert set(table.keys) <= set(table.required), table.name  # keys are never null
 
 
-# run in a copy of the package whose registry has one more samples column
+# run in a copy of the package whose registry has one more token-table column
 SCRIPT = r"""
-import json, subprocess, sys
+import json, math, subprocess, sys
 import pandas as pd
 from rlvr.layout import Layout
-from rlvr.store.gates import GateFailed, check_samples
-from rlvr.store.tables import SAMPLES_SCHEMA, mark_complete, part_path, to_table, write_part
+from rlvr.models.specs import ModelsParams
+from rlvr.report.blocks import ReportOptions, ReportParams
+from rlvr.report.page import render_page
+from rlvr.store.gates import GateFailed, check_tokens
+from rlvr.store.tables import TOKENS_SCHEMA, mark_complete, part_path, to_table, write_part
 from rlvr.warehouse.views import connect
 
 import rlvr
 layout = Layout(sys.argv[1])
-columns = json.loads(sys.argv[2]) | {"judge_score": [0.25, 0.75]}
-part = part_path(layout.samples_dir / "model=base", 0)
-write_part([to_table(columns, SAMPLES_SCHEMA)], part, SAMPLES_SCHEMA, "k")
-mark_complete(layout.samples_dir)
-view = {r[0]: r[1] for r in connect(layout.root).sql("describe samples").fetchall()}
+columns = json.loads(sys.argv[2]) | {"judge_score": [0.25, 0.75]}  # the column's computation
+part = part_path(layout.tokens_dir / "pair=base__rl" / "generator=tuned", 0)
+write_part([to_table(columns, TOKENS_SCHEMA)], part, TOKENS_SCHEMA, "k")
+mark_complete(layout.tokens_dir)
+view = {r[0]: r[1] for r in connect(layout.root).sql("describe tokens").fetchall()}
 described = subprocess.run([sys.executable, "-m", "rlvr.cli", "--data", str(layout.root),
-                            "describe", "samples"], capture_output=True, text=True).stdout
+                            "describe", "tokens"], capture_output=True, text=True).stdout
 df = pd.read_parquet(part)
-check_samples(df, "samples_base", None)  # good values pass
+check_tokens(df, "tokens", 8, None)  # good values pass
 try:
-    check_samples(df.assign(judge_score=[0.25, None]), "samples_base", None)
+    check_tokens(df.assign(judge_score=[0.25, None]), "tokens", 8, None)
     gate = "passed"
 except GateFailed as e:
     gate = str(e)
+page = render_page(ReportOptions(ReportParams(responses_per_group=1, viewer_pairs=[]),
+                                 ModelsParams(), layout)).html()
+viewer = page.split('<section id="viewer">')[1].split("</section>")[0]
 print(json.dumps({"package": rlvr.__file__, "type": view.get("judge_score"),
-                  "described": described, "gate": gate}))
+                  "described": described, "gate": gate, "viewer": viewer}))
 """
 
 
-def test_a_new_registry_column_reaches_views_describe_and_gates(tmp_path) -> None:
+def _tokens(n: int) -> dict[str, list]:
+    """One response of `n` tokens where both models agree: every invariant of the gate holds."""
+    lp = [math.log(0.5)] * n
+    return {"pair": ["base__rl"] * n, "generator": ["tuned"] * n, "tuned_kind": ["rl"] * n,
+            "rl_step": [None] * n, "prompt_id": ["p0"] * n, "sample_id": [0] * n,
+            "position": list(range(n)), "n_tokens": [n] * n, "token_id": [3, 4][:n],
+            "token_text": ["a", "b"][:n], "role": [None] * n, "reward": [1] * n,
+            "logprob_base": lp, "logprob_tuned": lp, "delta_logprob": [0.0] * n,
+            "entropy_base": [1.0] * n, "entropy_tuned": [1.0] * n, "js": [0.0] * n,
+            "kl_base_tuned": [0.0] * n, "kl_tuned_base": [0.0] * n, "rank_base": [1] * n,
+            "rank_tuned": [1] * n, "top1_base": [3, 4][:n], "top1_tuned": [3, 4][:n],
+            "rank_in_base_of_top1_tuned": [1] * n, "rank_in_tuned_of_top1_base": [1] * n,
+            "prob_base_of_top1_tuned": [0.5] * n, "js_top_p": [0.0] * n,
+            **{f"topk_overlap_{k}": [1.0] * n for k in range(1, 6)}}
+
+
+def test_a_new_registry_column_reaches_views_describe_gates_and_report(tmp_path) -> None:
     copy = tmp_path / "repo"
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(ROOT / "rlvr", copy / "rlvr", ignore=ignore)
     shutil.copytree(ROOT / "sql", copy / "sql", ignore=ignore)
     registry = copy / "rlvr/store/registry.py"
-    entry = '    col("reward", I8, "grader reward, 0 or 1", null=True),\n'
+    entry = '    col("js", F32, "Jensen-Shannon divergence base vs tuned'
     text = registry.read_text()
     assert text.count(entry) == 1
-    # the one edit: a never-null column of the samples table
-    registry.write_text(text.replace(entry, entry + '    col("judge_score", F32, "a judge\'s '
-                                     'score of the response, in [0, 1]"),\n'))
+    # the one edit: a never-null column of the token table
+    registry.write_text(text.replace(entry, '    col("judge_score", F32, "a judge\'s score of '
+                                     'the token, in [0, 1]"),\n' + entry))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data"),
-                           json.dumps(_samples("base", 2))], cwd=copy, capture_output=True,
+                           json.dumps(_tokens(2))], cwd=copy, capture_output=True,
                           text=True, env={"PYTHONPATH": str(copy), "HF_HUB_OFFLINE": "1",
                                           "PATH": str(Path(sys.executable).parent)},
                           timeout=600)
@@ -127,4 +150,8 @@ def test_a_new_registry_column_reaches_views_describe_and_gates(tmp_path) -> Non
     assert Path(got["package"]).is_relative_to(copy)  # the edited copy, not this tree
     assert got["type"] == "FLOAT"
     assert "judge_score" in got["described"] and "a judge's score" in got["described"]
-    assert "judge_score is null: 1 of 2 rows" in got["gate"], got["gate"]
+    assert "1 of 2 rows fail" in got["gate"] and "judge_score is null" in got["gate"], \
+        got["gate"]
+    # the report's token viewer: each token's hover carries the new column's value
+    assert got["viewer"].count("judge_score 0.25") == 1, got["viewer"][-2000:]
+    assert got["viewer"].count("judge_score 0.75") == 1
