@@ -102,10 +102,13 @@ FAMILY = Family(
                                   {"direction": "forward", "top_k": 50, "rules": ["js"],
                                    "budgets": [0.1]}],
                          "resources": {"batch_size": 64}},
-        # 24 held-out prompts x 2 responses per model: ~1,300 positions each, stratified (12 x 4
-        # random positions x 16 rollouts, exhaustive, found no pivotal one); 48 put the real
-        # pair past its hour
-        "decisive": {"n_prompts": 24, "samples_per_prompt": 2, "design": "stratified",
+        # 48 held-out prompts x 2 responses per model: ~2,600 positions each, stratified (12 x 4
+        # random positions x 16 rollouts, exhaustive, found no pivotal one). The cost is the
+        # sample, not the population: 12 + 12 + 40 positions per generator, 8 then 16 rollouts
+        # (measured quietly: 24 + 24 + 64 positions up to 32 rollouts took 22 min, the base
+        # generator's rounds alone on one core for the last 10)
+        "decisive": {"n_prompts": 48, "samples_per_prompt": 2, "design": "stratified",
+                     "per_stratum": 12, "uniform_positions": 40, "max_rollouts": 16,
                      "rollouts": 16,
                      # rows x ~110 tokens x 49,152 logits: 512 would need ~11 GB
                      "resources": {"batch_size": 32}},
