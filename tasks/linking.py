@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -128,10 +130,34 @@ def run_stage(flow: Flow, *args: Any, preflight: Callable[[], Any] | None = None
         # server, which a `kill -9` leaves running)
         with ensure_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
             try:
-                return _run_stage(flow, args, kwargs)
+                return _interruptible(lambda: _run_stage(flow, args, kwargs))
             finally:  # the run's last records (its failure) reach the server before it stops
                 APILogWorker.drain_all(timeout=5)
-    return _run_stage(flow, args, kwargs)
+    return _interruptible(lambda: _run_stage(flow, args, kwargs))
+
+
+def _interruptible(call: Callable[[], Any]) -> Any:
+    """`call()`, ending in KeyboardInterrupt when a Ctrl-C came during it: Prefect's engine
+    drops one that lands after the flow's code has finished, and the stage then exited 0."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        return call()  # a hosted stage (the host owns the signal), or Ctrl-C ignored
+    hits: list[int] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        if callable(previous):
+            previous(signum, frame)  # Python's default raises KeyboardInterrupt here
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = call()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hits:
+        raise KeyboardInterrupt
+    return result
 
 
 def _run_stage(flow: Flow, args: tuple, kwargs: dict) -> Any:

@@ -4,9 +4,12 @@ with dvc.yaml, and the reproduce flow on a real three-stage DVC repository (fail
 from __future__ import annotations
 
 import errno
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -267,3 +270,23 @@ def test_reproduce_fails_clearly_then_resumes(prefect_backend, tmp_path, monkeyp
     ran = _ran(Path(repo))
     assert "double" in ran and "make" not in ran
     assert (Path(repo) / "out/double.json").read_text() == str(list(range(0, 14, 2)))
+
+
+def test_a_ctrl_c_that_prefect_swallows_still_ends_the_stage_interrupted():
+    """Prefect's engine drops a KeyboardInterrupt that lands after the flow's code finished;
+    the stage must not then exit 0 as if nobody had pressed Ctrl-C."""
+    from tasks.linking import _interruptible
+
+    def swallowing_flow() -> str:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the signal is handled here, long before the sleep ends
+        except KeyboardInterrupt:
+            return "finished"  # what the engine does with it once the code has finished
+        return "no signal arrived"
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        _interruptible(swallowing_flow)
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert _interruptible(lambda: "done") == "done"  # no Ctrl-C: the result, nothing raised
