@@ -46,8 +46,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _start_and_wait_for_server(args: list[str], cwd: Path) -> tuple[subprocess.Popen, dict]:
     """Start a stage; return it and the processes below it once its server answers."""
+    # SIGINT as at a terminal: in CI something before this test leaves it ignored in pytest's
+    # process (seen in the fast suite), and an inherited SIG_IGN would swallow the Ctrl-C
     proc = subprocess.Popen(args, cwd=cwd, env=_env(cwd), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:  # the stage says so once its server is healthy
         if line.startswith("Prefect server for this run:"):
             break
